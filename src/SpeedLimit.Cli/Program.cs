@@ -1,0 +1,34 @@
+using System.CommandLine;
+using SpeedLimit.Cli.Commands;
+
+namespace SpeedLimit.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args) => Run(args);
+
+    /// <summary>Parses and runs one command line; user errors become one line on stderr and exit code 2.</summary>
+    public static int Run(string[] args)
+    {
+        var root = BuildRoot();
+        try
+        {
+            return root.Parse(args).Invoke();
+        }
+        catch (Exception ex) when (CliErrors.IsUserError(ex))
+        {
+            return CliErrors.Report(ex);
+        }
+    }
+
+    public static RootCommand BuildRoot()
+    {
+        var root = new RootCommand("SpeedLimit: find the most accurate int8 BERT-style encoder that meets a latency bound on this machine.");
+        foreach (var command in SearchCommands.Create()) root.Subcommands.Add(command);
+        foreach (var command in DataCommands.Create()) root.Subcommands.Add(command);
+        foreach (var command in DeployCommands.Create()) root.Subcommands.Add(command);
+        foreach (var command in LatencyCommands.Create()) root.Subcommands.Add(command);
+        foreach (var command in TrainCommands.Create()) root.Subcommands.Add(command);
+        return root;
+    }
+}

@@ -1,0 +1,28 @@
+using SpeedLimit.Model;
+
+namespace SpeedLimit.Latency;
+
+/// <summary>Numeric precision of an exported/deployed model.</summary>
+public enum Precision { Fp32, Int8 }
+
+/// <summary>Where a latency was measured: enough to tell whether a predictor still applies.</summary>
+public sealed record DeviceFingerprint(string CpuModel, int Threads, string RuntimeVersion)
+{
+    public override string ToString() => $"{CpuModel}, {Threads} thread(s), ONNX Runtime {RuntimeVersion}";
+}
+
+/// <summary>
+/// One profiled latency: an architecture run on ONNX Runtime at one precision and input shape.
+/// This is one line of the profiler's JSONL dataset.
+/// </summary>
+public sealed record LatencyRecord(
+    int Layers, int Hidden, int Ffn, int Heads,
+    Precision Precision,
+    int Batch, int SequenceLength,
+    double MedianMs, double P90Ms, double TrimmedMeanMs, double MinMs, int Runs,
+    string CpuModel, int Threads, string RuntimeVersion,
+    DateTimeOffset MeasuredAt)
+{
+    public Architecture Arch => new(Layers, Hidden, Ffn);
+    public DeviceFingerprint Device => new(CpuModel, Threads, RuntimeVersion);
+}

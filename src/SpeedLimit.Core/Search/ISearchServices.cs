@@ -1,0 +1,23 @@
+using SpeedLimit.Model;
+
+namespace SpeedLimit.Search;
+
+/// <summary>Predicts the deployed latency of an architecture (ms) with a calibrated margin.</summary>
+public interface ILatencyPredictor
+{
+    /// <summary>Point prediction in milliseconds.</summary>
+    double PredictMs(Architecture arch);
+
+    /// <summary>Relative margin m so that measured ≤ predicted·(1+m) at the predictor's stated confidence.</summary>
+    double RelativeMargin { get; }
+}
+
+/// <summary>The outcome of evaluating one candidate architecture.</summary>
+/// <param name="Metric">Task metric on the dev split (higher is better).</param>
+public sealed record CandidateResult(Architecture Arch, double Metric, double SecondsSpent);
+
+/// <summary>Extracts, fine-tunes, quantizes and scores one candidate.</summary>
+public interface ICandidateEvaluator
+{
+    CandidateResult Evaluate(Architecture arch, int seed, CancellationToken cancellation);
+}
