@@ -17,6 +17,8 @@ public static class SearchJson
     {
         WriteIndented = indented,
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        // A NaN (e.g. "no best yet") must not make a whole results file unwritable.
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
     };
 
