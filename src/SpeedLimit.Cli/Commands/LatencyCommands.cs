@@ -72,7 +72,7 @@ public static class LatencyCommands
                 var png = parse.GetValue(plot) ?? Path.ChangeExtension(outPath, ".png");
                 var p = report.Predictor;
                 LatencyPlots.SavePredictedVsMeasured(png, report.HeldOutPoints,
-                    $"{report.Chosen} predictor, {p.Precision.ToString().ToLowerInvariant()}: held-out MAPE {report.HeldOut!.MapePercent:0.00} % (fit on {report.TrainCount})");
+                    $"{Name(report.Chosen)} predictor, {p.Precision.ToString().ToLowerInvariant()}: held-out MAPE {report.HeldOut!.MapePercent:0.00} % (fit on {report.TrainCount})");
                 AnsiConsole.MarkupLineInterpolated($"plot written to [bold]{png}[/]");
             }
 
@@ -81,7 +81,7 @@ public static class LatencyCommands
                 var ns = ParseCounts(counts);
                 var kind = report.Chosen;
                 var points = LatencyPredictorFitter.LearningCurve(records, options, kind, ns, repeats: 5);
-                var table = new Table().Title($"learning curve ({kind}, 5 draws each, fixed held-out set)");
+                var table = new Table().Title($"learning curve ({Name(kind)}, 5 draws each, fixed held-out set)");
                 table.AddColumns("fitted on", "mean MAPE %", "worst MAPE %", "mean max |err| %", "within ±10 %");
                 foreach (var pt in points)
                     table.AddRow(pt.TrainCount.ToString(CultureInfo.InvariantCulture), F(pt.MeanMapePercent), F(pt.WorstMapePercent),
@@ -135,14 +135,15 @@ public static class LatencyCommands
         var cv = new Table().Title($"{options.Folds}-fold cross-validation on the fitted architectures");
         cv.AddColumns("model", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "time s");
         foreach (var c in report.Candidates)
-            cv.AddRow(c.Kind == report.Chosen ? $"[bold]{c.Kind}[/] (chosen)" : c.Kind.ToString(), F(c.CrossValidated.MapePercent),
+            cv.AddRow(c.Kind == report.Chosen ? $"[bold]{Name(c.Kind)}[/] (chosen)" : Name(c.Kind), F(c.CrossValidated.MapePercent),
                 F(c.CrossValidated.MaxAbsErrorPercent), $"{c.CrossValidated.Within5Percent:P1}", $"{c.CrossValidated.Within10Percent:P1}", F(c.FitSeconds));
         AnsiConsole.Write(cv);
         if (report.HeldOut is { } h)
         {
+            AnsiConsole.MarkupLineInterpolated($"chosen model: {p.Model.Describe()}");
             var table = new Table().Title("held-out architectures (never fitted on)");
-            table.AddColumns("model", "count", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "bias %", $"margin @ {p.Confidence:P0}", "coverage");
-            table.AddRow(Markup.Escape(p.Model.Describe()), h.Count.ToString(CultureInfo.InvariantCulture), F(h.MapePercent), F(h.MaxAbsErrorPercent),
+            table.AddColumns("count", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "bias %", $"margin @ {p.Confidence:P0}", "coverage");
+            table.AddRow(h.Count.ToString(CultureInfo.InvariantCulture), F(h.MapePercent), F(h.MaxAbsErrorPercent),
                 $"{h.Within5Percent:P1}", $"{h.Within10Percent:P1}", F(h.BiasPercent), $"{p.RelativeMargin:P2}", $"{report.HeldOutCoverage:P1}");
             AnsiConsole.Write(table);
         }
@@ -156,6 +157,8 @@ public static class LatencyCommands
         d.Histogram.Count <= 8
             ? string.Join(" ", d.Histogram.Select(x => $"{x.Value}:{x.Count}"))
             : string.Join(" ", d.Histogram.Take(4).Select(x => $"{x.Value}:{x.Count}")) + " … " + string.Join(" ", d.Histogram.TakeLast(3).Select(x => $"{x.Value}:{x.Count}"));
+
+    private static string Name(LatencyModelKind kind) => kind.ToString().ToLowerInvariant();
 
     private static string F(double v) => v.ToString("0.00", CultureInfo.InvariantCulture);
 

@@ -180,30 +180,3 @@ public sealed class LatencyMlp
             if (y[i] <= 0f) dY[i] = 0f;
     }
 }
-
-/// <summary>
-/// Adam (Kingma &amp; Ba) over one flat parameter span, with bias correction and no weight decay,
-/// as the paper's predictor uses. Kept here until the project's shared optimizer is merged.
-/// </summary>
-internal sealed class FlatAdam(int size, double learningRate, double beta1, double beta2, double epsilon)
-{
-    private readonly float[] _m = new float[size];
-    private readonly float[] _v = new float[size];
-    private int _step;
-
-    public void Step(Span<float> parameters, ReadOnlySpan<float> gradients)
-    {
-        _step++;
-        float b1 = (float)beta1, b2 = (float)beta2, eps = (float)epsilon;
-        float c1 = (float)(1 - Math.Pow(beta1, _step)), c2 = (float)(1 - Math.Pow(beta2, _step));
-        float lr = (float)learningRate;
-        for (int i = 0; i < parameters.Length; i++)
-        {
-            float g = gradients[i];
-            _m[i] = b1 * _m[i] + (1 - b1) * g;
-            _v[i] = b2 * _v[i] + (1 - b2) * g * g;
-            float mHat = _m[i] / c1, vHat = _v[i] / c2;
-            parameters[i] -= lr * mHat / (MathF.Sqrt(vHat) + eps);
-        }
-    }
-}

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using SpeedLimit.Model;
+using SpeedLimit.Training;
 
 namespace SpeedLimit.Latency.Predictors;
 
@@ -54,7 +55,13 @@ public sealed class MlpLatencyModel : ILatencyModel
         int batch = options.BatchSize;
         var ws = net.CreateWorkspace(batch);
         var targets = new float[batch];
-        var adam = new FlatAdam(net.ParameterCount, options.LearningRate, options.Beta1, options.Beta2, options.Epsilon);
+        // Plain Adam, as the paper: the shared AdamW with no decayed ranges and a constant rate.
+        var adam = new AdamW(net.ParameterCount, [], new TrainingOptions
+        {
+            LearningRate = (float)options.LearningRate, WeightDecay = 0,
+            Beta1 = (float)options.Beta1, Beta2 = (float)options.Beta2, Epsilon = (float)options.Epsilon,
+        });
+        float learningRate = (float)options.LearningRate;
         // Minibatches walk a reshuffled permutation of the training set (epochs without replacement).
         var order = Enumerable.Range(0, n).ToArray();
         int cursor = n;
@@ -73,7 +80,7 @@ public sealed class MlpLatencyModel : ILatencyModel
             Array.Clear(net.Gradients);
             net.Forward(ws, batch, options.Threads);
             double loss = net.LossAndBackward(ws, batch, targets, backward: true, options.Threads);
-            adam.Step(net.Parameters, net.Gradients);
+            adam.Step(net.Parameters, net.Gradients, learningRate);
             if (step >= tailStart) { tailLoss += loss; tailSteps++; }
         }
         model.FinalTrainingLoss = tailLoss / Math.Max(1, tailSteps);
