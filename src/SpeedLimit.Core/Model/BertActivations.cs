@@ -25,15 +25,25 @@ internal sealed class BertActivations
         LnScratch = new float[2 * H];
     }
 
+    /// <summary>
+    /// Returns <paramref name="current"/> when it can hold this pass (a supermodel's workspace
+    /// holds any of its sub-models': every buffer is used as a prefix), else a new one.
+    /// </summary>
     public static BertActivations Ensure(BertActivations? current, BertConfig config, int batch, int seqLen, int mlmRows)
     {
-        if (current is not null && current.Config == config && batch <= current.CapacityBatch && seqLen == current.CapacitySeq
-            && mlmRows <= current.CapacityMlm)
-            return current;
-        // Sequence length enters the attention buffers' layout, so it must match exactly.
-        int capBatch = Math.Max(batch, current is not null && current.Config == config && current.CapacitySeq == seqLen ? current.CapacityBatch : 0);
-        int capMlm = Math.Max(mlmRows, current?.CapacityMlm ?? 0);
-        return new BertActivations(config, capBatch * seqLen, capBatch, seqLen, capMlm);
+        if (current is not null && current.Fits(config, batch, seqLen, mlmRows)) return current;
+        int capBatch = Math.Max(batch, current is not null && current.CapacitySeq == seqLen ? current.CapacityBatch : 0);
+        return new BertActivations(config, capBatch * seqLen, capBatch, seqLen, Math.Max(mlmRows, current?.CapacityMlm ?? 0));
+    }
+
+    public bool Fits(BertConfig c, int batch, int seqLen, int mlmRows)
+    {
+        var k = Config;
+        return c.Head == k.Head && c.Heads == k.Heads && c.Layers <= k.Layers && c.Hidden <= k.Hidden && c.Ffn <= k.Ffn
+            && c.VocabSize <= k.VocabSize && c.Labels <= k.Labels
+            && batch <= CapacityBatch && (long)batch * seqLen <= CapacityTokens
+            && (long)batch * seqLen * seqLen <= (long)CapacityBatch * CapacitySeq * CapacitySeq
+            && mlmRows <= CapacityMlm;
     }
 
     public BertConfig Config { get; }

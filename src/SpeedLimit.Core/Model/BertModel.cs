@@ -54,6 +54,13 @@ public sealed class BertModel
         return (float)(Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
     }
 
+    /// <summary>
+    /// The activation buffers of the last pass. A supermodel's workspace holds any of its
+    /// sub-models' passes (buffers are used as prefixes), so training many sampled architectures
+    /// can share one workspace instead of allocating per architecture.
+    /// </summary>
+    internal BertActivations? Workspace { get => _act; set => _act = value; }
+
     public float[] EnsureGradients()
     {
         if (Gradients.Length != Parameters.Length) Gradients = new float[Parameters.Length];
