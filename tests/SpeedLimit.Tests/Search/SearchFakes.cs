@@ -86,3 +86,23 @@ internal static class SearchTestData
         + "\n" + string.Join(";", r.Candidates.Select(c => $"{c.Order}{c.Arch}{c.Metric:R}/{c.PredictedMs:R}/{c.MeasuredMs:R}/{c.Seed}"))
         + "\n" + string.Join(";", r.Front.Select(c => c.Arch));
 }
+
+/// <summary>Collects reports synchronously (Progress&lt;T&gt; would post them to the thread pool).</summary>
+internal sealed class ProgressLog : IProgress<SearchProgress>
+{
+    public List<SearchProgress> Reports { get; } = new();
+    public void Report(SearchProgress value) => Reports.Add(value);
+}
+
+/// <summary>Cancels a token after a number of evaluations (a user pressing Ctrl+C).</summary>
+internal sealed class CancellingEvaluator(CancellationTokenSource source, int cancelAfter) : ICandidateEvaluator
+{
+    private readonly SmoothEvaluator _inner = new();
+    public int Calls => _inner.Calls;
+    public CandidateResult Evaluate(Architecture arch, int seed, CancellationToken cancellation)
+    {
+        var result = _inner.Evaluate(arch, seed, cancellation);
+        if (_inner.Calls == cancelAfter) source.Cancel();
+        return result;
+    }
+}
