@@ -83,6 +83,15 @@ public sealed class EvolutionarySearch
         return new Session(this, definition, studyName, archs, preds, margin, book, watch, cancellation).Execute();
     }
 
+    /// <summary>Resumes the study when the store has it (its definition must equal this one), else starts it.</summary>
+    public SearchResult RunOrResume(SearchDefinition definition, StudyStore store, string studyName, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        return store.Exists(studyName)
+            ? Resume(store, studyName, definition, cancellation)
+            : Run(definition, store, studyName, cancellation);
+    }
+
     /// <summary>
     /// Evaluates (and, with a measurer, measures) fixed baseline architectures. With a store the
     /// study is created or, when it exists with the same definition, continued.

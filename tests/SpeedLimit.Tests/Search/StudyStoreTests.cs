@@ -98,7 +98,16 @@ public class StudyStoreTests : IDisposable
         ex = Assert.Throws<UserInputException>(() => new EvolutionarySearch(predictor, new SmoothEvaluator()).Resume(store, "nope"));
         Assert.Contains("does not exist", ex.Message);
         Assert.Contains("known studies: s", ex.Message);
-        Assert.Equal(Def().ToJson(), store.LoadSearchDefinition("s").ToJson());
+        Assert.Equal(Def(), store.LoadSearchDefinition("s"));
+        Assert.NotEqual(changed, store.LoadSearchDefinition("s"));
+
+        // RunOrResume continues the existing study (nothing new to evaluate) and refuses other settings.
+        var evaluator = new SmoothEvaluator();
+        new EvolutionarySearch(predictor, evaluator).RunOrResume(Def(), store, "s");
+        Assert.Equal(0, evaluator.Calls);
+        Assert.Throws<UserInputException>(() => new EvolutionarySearch(predictor, evaluator).RunOrResume(changed, store, "s"));
+        new EvolutionarySearch(predictor, evaluator).RunOrResume(changed, store, "s2");
+        Assert.True(evaluator.Calls > 0);
     }
 
     [Fact]
