@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using SpeedLimit.Latency;
+using SpeedLimit.Latency.Predictors;
 using SpeedLimit.Model;
 
 namespace SpeedLimit.Search;
@@ -165,9 +166,9 @@ public sealed class EvolutionarySearch
         var archs = Enumerate(definition);
         Progress?.Report(new SearchProgress(SearchPhase.Narrowing, $"predicting the latency of {archs.Length:N0} architectures",
             null, 0, definition.BoundsMs.Count, 0, definition.Options.Generations, 0, archs.Length, null, null, false, null, TimeSpan.Zero, null));
-        var preds = _predictor.PredictManyMs(archs);
-        if (preds is null || preds.Length != archs.Length)
-            throw new InvalidOperationException($"the latency predictor returned {preds?.Length ?? 0} predictions for {archs.Length} architectures");
+        var preds = new double[archs.Length];
+        if (_predictor is IBatchLatencyPredictor batch) batch.PredictMs(archs, preds);
+        else for (int i = 0; i < archs.Length; i++) preds[i] = _predictor.PredictMs(archs[i]);
         for (int i = 0; i < preds.Length; i++)
             if (!double.IsFinite(preds[i]))
                 throw new InvalidOperationException($"the latency predictor returned a non-finite latency ({preds[i]}) for {archs[i]}");
