@@ -218,6 +218,17 @@ public class EvolutionarySearchTests
     }
 
     [Fact]
+    public void BatchPredictorsNarrowTheSpaceInOneCall()
+    {
+        var batch = new BatchOnlyPredictor();
+        var def = SearchTestData.Definition([1.5, 3.0]);
+        var result = new EvolutionarySearch(batch, new SmoothEvaluator()).Run(def);
+        var reference = new EvolutionarySearch(new LinearPredictor(), new SmoothEvaluator()).Run(def);
+        Assert.Equal(1, batch.BatchCalls);
+        Assert.Equal(SearchTestData.Fingerprint(reference), SearchTestData.Fingerprint(result));
+    }
+
+    [Fact]
     public void CandidateSeedsAreStableAndDistinct()
     {
         var seeds = SearchSpace.Demo.Enumerate().Select(a => EvolutionarySearch.CandidateSeed(3, a)).ToList();

@@ -106,3 +106,17 @@ internal sealed class CancellingEvaluator(CancellationTokenSource source, int ca
         return result;
     }
 }
+
+/// <summary>A batch predictor whose one-at-a-time path must not be used for narrowing.</summary>
+internal sealed class BatchOnlyPredictor : SpeedLimit.Latency.Predictors.IBatchLatencyPredictor
+{
+    private readonly LinearPredictor _inner = new();
+    public int BatchCalls { get; private set; }
+    public double RelativeMargin => _inner.RelativeMargin;
+    public double PredictMs(Architecture arch) => throw new InvalidOperationException("narrowing must use the batch path");
+    public void PredictMs(ReadOnlySpan<Architecture> archs, Span<double> ms)
+    {
+        BatchCalls++;
+        for (int i = 0; i < archs.Length; i++) ms[i] = _inner.PredictMs(archs[i]);
+    }
+}
