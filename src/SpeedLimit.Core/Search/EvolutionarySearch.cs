@@ -254,7 +254,7 @@ public sealed class EvolutionarySearch
                 var s = searches[b];
                 var v = verifications[b];
                 results.Add(new BoundResult(bounds[b], _margin, s.NarrowedCount, s.Exhausted,
-                    s.Visited.Select(i => _archs[i]).ToList(), s.Generations, Ranked(bounds[b]),
+                    s.Visited.Select(i => _archs[i]).ToList(), s.Generations, Ranked(bounds[b]).Select(c => c.Arch).ToList(),
                     v.Winner is null ? null : byArch[v.Winner], v.Verified, v.Rank, v.Note, s.Seconds, v.Seconds));
             }
             var front = ParetoFront.Compute(all, c => c.PredictedMs!.Value, c => c.Metric);

@@ -68,8 +68,11 @@ public class EvolutionarySearchTests
         {
             Assert.Equal(b.Visited.Count, b.Visited.Distinct().Count());
             Assert.All(b.Visited, a => Assert.True(predictor.PredictMs(a) * 1.1 <= b.BoundMs, $"{a} is outside A* of {b.BoundMs} ms"));
-            Assert.All(b.Ranked, c => Assert.True(c.PredictedMs * 1.1 <= b.BoundMs));
-            Assert.Equal(b.Ranked.Max(c => c.Metric), b.Winner!.Metric);
+            var ranked = b.Ranked.Select(a => result.Candidates.Single(c => c.Arch == a)).ToList();
+            Assert.All(ranked, c => Assert.True(c.PredictedMs * 1.1 <= b.BoundMs));
+            Assert.Equal(result.Candidates.Count(c => c.PredictedMs * 1.1 <= b.BoundMs), ranked.Count);
+            Assert.Equal(ranked.OrderByDescending(c => c.Metric).Select(c => c.Arch), b.Ranked);
+            Assert.Equal(ranked[0], b.Winner);
             Assert.Equal(b.Visited.Count, b.Generations.Sum(g => g.Candidates));
             Assert.All(b.Generations, g => Assert.Equal(g.Candidates, g.Mutations + g.FreshSamples));
         }
@@ -163,8 +166,8 @@ public class EvolutionarySearchTests
         var predictor = new LinearPredictor();
         var def = SearchTestData.Definition([2.0], configure: o => o.MaxVerifications = 3);
         var plain = new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(def);
-        var top = plain.Bounds[0].Ranked[0].Arch;
-        var second = plain.Bounds[0].Ranked[1].Arch;
+        var top = plain.Bounds[0].Ranked[0];
+        var second = plain.Bounds[0].Ranked[1];
         Assert.False(plain.Bounds[0].Verified);
         Assert.Contains("no latency measurer", plain.Bounds[0].Note);
 
