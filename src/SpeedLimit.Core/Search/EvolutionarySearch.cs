@@ -398,22 +398,29 @@ public sealed class EvolutionarySearch
                 return new Verification(top.Arch, false, 0,
                     string.Format(inv, "not verified: no latency measurer was given; {0} is predicted at {1:0.###} ms", top.Arch, top.PredictedMs), watch.Elapsed.TotalSeconds);
             }
+            // Walk the ranking best-first; only new measurements count against the limit, so a
+            // candidate another bound already measured is always considered.
             var missed = new List<CandidateRecord>();
-            int limit = Math.Min(_opt.MaxVerifications, ranked.Count);
-            for (int r = 0; r < limit; r++)
+            int fresh = 0;
+            for (int r = 0; r < ranked.Count; r++)
             {
-                var rec = _book.Measure(ranked[r], _owner._measurer, _opt.VerifyStatistic, _owner.OnMeasured, _cancellation);
-                _completedSteps++;
-                Report(SearchPhase.Verifying, string.Format(inv, "bound {0:0.###} ms: {1} measured {2:0.###} ms (predicted {3:0.###} ms)", bound, rec.Arch, rec.MeasuredMs, rec.PredictedMs),
-                    bound, boundIndex, 0, rec.Arch, rec.Metric, false);
+                bool known = _book.TryGet(ranked[r].Arch, out var current) && current.MeasuredMs is not null;
+                if (!known && fresh >= _opt.MaxVerifications) continue;
+                var rec = known ? current : _book.Measure(ranked[r], _owner._measurer, _opt.VerifyStatistic, _owner.OnMeasured, _cancellation);
+                if (!known)
+                {
+                    fresh++;
+                    _completedSteps++;
+                    Report(SearchPhase.Verifying, string.Format(inv, "bound {0:0.###} ms: {1} measured {2:0.###} ms (predicted {3:0.###} ms)", bound, rec.Arch, rec.MeasuredMs, rec.PredictedMs),
+                        bound, boundIndex, 0, rec.Arch, rec.Metric, false);
+                }
                 if (rec.MeasuredMs <= bound)
                 {
                     string note = r == 0
                         ? string.Format(inv, "verified: {0} measured {1:0.###} ms ≤ {2:0.###} ms (predicted {3:0.###} ms)", rec.Arch, rec.MeasuredMs, bound, rec.PredictedMs)
                         : string.Format(inv, "fell back: {0} measured over the bound ({1}); took #{2} {3}, measured {4:0.###} ms ≤ {5:0.###} ms",
                             r == 1 ? "the best candidate" : $"the {r} best candidates",
-                            string.Join(", ", missed.Select(m => string.Format(inv, "{0} {1:0.###} ms", m.Arch, m.MeasuredMs))),
-                            r + 1, rec.Arch, rec.MeasuredMs, bound);
+                            Listing(missed, inv), r + 1, rec.Arch, rec.MeasuredMs, bound);
                     return new Verification(rec.Arch, true, r, note, watch.Elapsed.TotalSeconds);
                 }
                 missed.Add(rec);
@@ -421,8 +428,12 @@ public sealed class EvolutionarySearch
             var fastest = missed.MinBy(m => m.MeasuredMs!.Value)!;
             return new Verification(null, false, -1, string.Format(inv,
                 "none of the {0} best candidates met {1:0.###} ms by measurement (fastest measured: {2} at {3:0.###} ms, predicted {4:0.###} ms); the predictor underestimates here: feed the measurements back and rerun, or raise the bound",
-                limit, bound, fastest.Arch, fastest.MeasuredMs, fastest.PredictedMs), watch.Elapsed.TotalSeconds);
+                missed.Count, bound, fastest.Arch, fastest.MeasuredMs, fastest.PredictedMs), watch.Elapsed.TotalSeconds);
         }
+
+        private static string Listing(List<CandidateRecord> missed, CultureInfo inv) =>
+            string.Join(", ", missed.Take(3).Select(m => string.Format(inv, "{0} {1:0.###} ms", m.Arch, m.MeasuredMs)))
+            + (missed.Count > 3 ? $", and {missed.Count - 3} more" : "");
 
         private void Report(SearchPhase phase, string message, double? bound, int boundIndex, int generation, Architecture? arch, double? metric, bool reused)
         {

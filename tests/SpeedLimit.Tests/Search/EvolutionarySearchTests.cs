@@ -195,6 +195,28 @@ public class EvolutionarySearchTests
     }
 
     [Fact]
+    public void AMeasurementTakenForATighterBoundServesALooserOneBeyondTheLimit()
+    {
+        var predictor = new LinearPredictor();
+        var def = SearchTestData.Definition([2.0, 3.0], configure: o => o.MaxVerifications = 1);
+        var plain = new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(def);
+        var tight = plain.Bounds[0].Ranked;
+        var loose = plain.Bounds[1].Ranked;
+        Assert.DoesNotContain(loose[0], tight); // the loose bound's favourite is outside the tight A*
+
+        // Everything only the loose bound may pick measures 3× its prediction.
+        var slow = loose.Except(tight).ToHashSet();
+        var measurer = new FakeMeasurer(predictor, a => slow.Contains(a) ? 3.0 : 1.0);
+        var result = new EvolutionarySearch(predictor, new SmoothEvaluator(), measurer).Run(def);
+        Assert.Equal(tight[0], result.Bounds[0].Winner!.Arch);
+        Assert.True(result.Bounds[1].Verified, result.Bounds[1].Note);
+        Assert.Equal(tight[0], result.Bounds[1].Winner!.Arch);
+        Assert.Equal(loose.ToList().IndexOf(tight[0]), result.Bounds[1].WinnerRank);
+        Assert.Contains("fell back", result.Bounds[1].Note);
+        Assert.Equal([tight[0], loose[0]], measurer.Measured); // one new measurement per bound
+    }
+
+    [Fact]
     public void SharedMeasurementsAreNotRepeatedAcrossBounds()
     {
         var predictor = new LinearPredictor();
