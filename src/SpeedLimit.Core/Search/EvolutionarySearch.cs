@@ -135,7 +135,8 @@ public sealed class EvolutionarySearch
     public static int CandidateSeed(int studySeed, Architecture arch) =>
         (int)(Mix((ulong)(uint)studySeed, ((ulong)(uint)arch.Layers << 42) ^ ((ulong)(uint)arch.Hidden << 21) ^ (uint)arch.Ffn) & 0x7FFF_FFFF);
 
-    internal static int BoundSeed(int studySeed, int boundIndex) => (int)(Mix((ulong)(uint)studySeed, 0xB0B0_0000UL + (ulong)boundIndex) & 0x7FFF_FFFF);
+    /// <summary>The RNG seed of one bound's search: from the bound's value, so a bound's path does not depend on the other bounds.</summary>
+    internal static int BoundSeed(int studySeed, double boundMs) => (int)(Mix((ulong)(uint)studySeed, (ulong)BitConverter.DoubleToInt64Bits(boundMs)) & 0x7FFF_FFFF);
 
     private static ulong Mix(ulong a, ulong b)
     {
@@ -211,6 +212,8 @@ public sealed class EvolutionarySearch
         private readonly Dictionary<Architecture, int> _index = new();
         private readonly int _nh, _nf;
         private int _completedSteps, _totalSteps;
+        // Verification: architectures measured for earlier bounds, and for the current one.
+        private readonly HashSet<Architecture> _measuredEarlier = new(), _thisBound = new();
         private double? _bestMetric;
 
         public Session(EvolutionarySearch owner, SearchDefinition def, string? studyName, Architecture[] archs, double[] preds,
@@ -243,7 +246,12 @@ public sealed class EvolutionarySearch
             _completedSteps = 0;
             _totalSteps = bounds.Count * _opt.MaxVerifications;
             var verifications = new Verification[bounds.Count];
-            for (int b = 0; b < bounds.Count; b++) verifications[b] = Verify(b);
+            for (int b = 0; b < bounds.Count; b++)
+            {
+                verifications[b] = Verify(b);
+                _measuredEarlier.UnionWith(_thisBound);
+                _thisBound.Clear();
+            }
             verifyWatch.Stop();
 
             var all = _book.All();
@@ -284,7 +292,7 @@ public sealed class EvolutionarySearch
                 if (feasible[i]) { position[i] = pool.Count; pool.Add(i); }
             int narrowed = pool.Count;
 
-            var random = new Random(BoundSeed(_def.Seed, boundIndex));
+            var random = new Random(BoundSeed(_def.Seed, bound));
             var visited = new List<int>();
             var generations = new List<GenerationSummary>();
             double? best = null;
@@ -398,21 +406,24 @@ public sealed class EvolutionarySearch
                 return new Verification(top.Arch, false, 0,
                     string.Format(inv, "not verified: no latency measurer was given; {0} is predicted at {1:0.###} ms", top.Arch, top.PredictedMs), watch.Elapsed.TotalSeconds);
             }
-            // Walk the ranking best-first; only new measurements count against the limit, so a
-            // candidate another bound already measured is always considered.
+            // Walk the ranking best-first. Candidates an earlier bound already measured are free;
+            // every other one counts against the limit, whether or not the store (a resumed run)
+            // already holds its measurement, so the outcome does not depend on crash history.
             var missed = new List<CandidateRecord>();
-            int fresh = 0;
+            int counted = 0;
             for (int r = 0; r < ranked.Count; r++)
             {
-                bool known = _book.TryGet(ranked[r].Arch, out var current) && current.MeasuredMs is not null;
-                if (!known && fresh >= _opt.MaxVerifications) continue;
-                var rec = known ? current : _book.Measure(ranked[r], _owner._measurer, _opt.VerifyStatistic, _owner.OnMeasured, _cancellation);
-                if (!known)
+                bool free = _measuredEarlier.Contains(ranked[r].Arch);
+                if (!free && counted >= _opt.MaxVerifications) continue;
+                if (!free) counted++;
+                bool stored = _book.TryGet(ranked[r].Arch, out var current) && current.MeasuredMs is not null;
+                var rec = _book.Measure(ranked[r], _owner._measurer, _opt.VerifyStatistic, _owner.OnMeasured, _cancellation);
+                _thisBound.Add(rec.Arch);
+                if (!free)
                 {
-                    fresh++;
                     _completedSteps++;
-                    Report(SearchPhase.Verifying, string.Format(inv, "bound {0:0.###} ms: {1} measured {2:0.###} ms (predicted {3:0.###} ms)", bound, rec.Arch, rec.MeasuredMs, rec.PredictedMs),
-                        bound, boundIndex, 0, rec.Arch, rec.Metric, false);
+                    Report(SearchPhase.Verifying, string.Format(inv, "bound {0:0.###} ms: {1} measured {2:0.###} ms (predicted {3:0.###} ms){4}", bound, rec.Arch, rec.MeasuredMs, rec.PredictedMs, stored ? " (stored)" : ""),
+                        bound, boundIndex, 0, rec.Arch, rec.Metric, stored);
                 }
                 if (rec.MeasuredMs <= bound)
                 {

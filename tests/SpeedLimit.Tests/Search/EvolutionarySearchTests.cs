@@ -158,6 +158,9 @@ public class EvolutionarySearchTests
         var c = new EvolutionarySearch(predictor, new SmoothEvaluator(), new FakeMeasurer(predictor)).Run(SearchTestData.Definition([1.5, 3.0], seed: 12));
         Assert.Equal(SearchTestData.Fingerprint(a), SearchTestData.Fingerprint(b));
         Assert.NotEqual(a.Bounds[1].Visited, c.Bounds[1].Visited);
+        // A bound's path depends on the seed and its own value only, not on the other bounds.
+        var alone = new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(SearchTestData.Definition([3.0], seed: 11));
+        Assert.Equal(a.Bounds[1].Visited, alone.Bounds[0].Visited);
     }
 
     [Fact]
