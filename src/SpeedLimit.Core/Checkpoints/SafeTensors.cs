@@ -181,10 +181,24 @@ public static class SafeTensors
         foreach (var e in entries) // sorted by begin: one forward pass over the file
         {
             fs.Position = dataStart + e.Begin;
-            var bytes = new byte[e.End - e.Begin];
-            try { fs.ReadExactly(bytes); }
+            float[] data;
+            try
+            {
+                if (e.DType == "F32" && BitConverter.IsLittleEndian)
+                {
+                    // straight into the float array: no byte copy of the model in memory
+                    data = new float[e.Count];
+                    fs.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
+                }
+                else
+                {
+                    var bytes = new byte[e.End - e.Begin];
+                    fs.ReadExactly(bytes);
+                    data = Decode(e.DType, bytes, e.Count);
+                }
+            }
             catch (EndOfStreamException) { throw Bad(path, $"file ended while reading tensor '{e.Name}'; was it changed while being read?"); }
-            tensors.Add(new SafeTensor(e.Name, e.Shape, e.DType, Decode(e.DType, bytes, e.Count)));
+            tensors.Add(new SafeTensor(e.Name, e.Shape, e.DType, data));
         }
         return new SafeTensorsFile(tensors, metadata);
     }
