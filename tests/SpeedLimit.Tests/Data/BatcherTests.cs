@@ -89,4 +89,23 @@ public class BatcherTests
         Assert.Equal([enc.ClsId, enc.IdOf("a"), enc.IdOf("b"), enc.SepId, enc.IdOf("b"), enc.SepId], xs[0].InputIds);
         Assert.Equal((1, 2.5f), (xs[0].ClassId, xs[1].Score));
     }
+
+    [Fact]
+    public void AdaptsToTheEngineBatches()
+    {
+        var xs = new List<EncodedExample> { new([2, 7, 3], [0, 0, 0], 1, float.NaN), new([2, 3], [0, 0], 0, float.NaN) };
+        var batch = TokenBatcher.Collate(xs, [0, 1], 0);
+        var labeled = batch.ToLabeledBatch();
+        Assert.Same(batch.InputIds, labeled.Input.InputIds);
+        Assert.Equal((2, 3), (labeled.Input.Batch, labeled.Input.SequenceLength));
+        Assert.Equal([1, 0], labeled.Labels!);
+        labeled.Validate(new SpeedLimit.Model.BertConfig(new SpeedLimit.Model.Architecture(1, 8, 8), 2, 10, SpeedLimit.Model.HeadKind.Classification, 2, maxPositions: 8));
+        Assert.Throws<InvalidOperationException>(() => batch.ToMaskedLmBatch());
+
+        var mlm = new TokenBatch(2, 3, [2, 4, 3, 2, 9, 4], new int[6], [1, 1, 1, 1, 1, 1], [0, 1],
+            tokenLabels: [-100, 8, -100, -100, -100, 5]);
+        var m = mlm.ToMaskedLmBatch();
+        Assert.Equal([1, 5], m.Positions);
+        Assert.Equal([8, 5], m.Labels);
+    }
 }
