@@ -12,7 +12,7 @@ public sealed class BuiltinTaskOptions
     public int MinSegmentWords { get; set; } = 4;
     public int MaxSegmentWords { get; set; } = 12;
     /// <summary>
-    /// Share of examples whose sentiment phrases may be negated (<c>not good</c> = positive… no: negative).
+    /// Share of examples whose sentiment phrases may be negated (<c>not good</c> counts as negative).
     /// The rest are solvable from which sentiment words each segment contains.
     /// </summary>
     public double NegationShare { get; set; } = 0.5;
@@ -43,7 +43,7 @@ public sealed class BuiltinTaskOptions
 /// the visible words carry no information about the polarity, so these examples stay at chance
 /// without it.</item>
 /// </list>
-/// Balanced labels, deterministic for a seed; chance is 1/3, the ceiling 1 − noise·(…) ≈ 0.98.
+/// Balanced labels, deterministic for a seed; chance is 1/3, the ceiling is 1 − <see cref="BuiltinTaskOptions.LabelNoise"/> (0.98).
 /// See docs/builtin-task.md for measured accuracies per model size.
 /// </para>
 /// </summary>
