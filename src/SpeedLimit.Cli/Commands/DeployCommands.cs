@@ -58,11 +58,12 @@ public static class DeployCommands
         var length = new Option<int>("--length") { Description = "tokens per input", DefaultValueFactory = _ => 128 };
         var precisions = new Option<string>("--precision") { Description = "fp32, int8 or both (fp32,int8)", DefaultValueFactory = _ => "fp32,int8" };
         var runs = new Option<int>("--runs") { Description = "timed runs per model (≥ 10)", DefaultValueFactory = _ => 10 };
+        var clock = new Option<string>("--clock") { Description = "wall, or thread-cpu (CPU time of the one inference thread; robust on a shared machine, needs --threads 1)", DefaultValueFactory = _ => "wall" };
         var noSpin = new Option<bool>("--no-spin") { Description = "idle ORT worker threads sleep instead of spinning" };
         var output = new Option<string>("--output", "-o") { Description = "latency dataset (JSONL); measured entries are skipped on rerun", Required = true };
         var command = new Command("profile", "Measure int8 and fp32 latency of sampled architectures on ONNX Runtime into a JSONL dataset.")
         {
-            count, space, threads, seed, batch, length, precisions, runs, noSpin, output,
+            count, space, threads, seed, batch, length, precisions, runs, clock, noSpin, output,
         };
         command.Subcommands.Add(Fit());
         command.SetAction(parse => CliErrors.Guard(() =>
@@ -86,10 +87,11 @@ public static class DeployCommands
             {
                 Threads = parse.GetValue(threads), Batch = parse.GetValue(batch), SequenceLength = parse.GetValue(length),
                 Heads = searchSpace.Heads, Seed = parse.GetValue(seed), TimedRuns = parse.GetValue(runs), AllowSpinning = !parse.GetValue(noSpin),
+                Clock = LatencyProfilerClock.Parse(parse.GetValue(clock)!),
             };
             var profiler = new LatencyProfiler(options);
             var path = parse.GetValue(output)!;
-            AnsiConsole.MarkupLineInterpolated($"profiling {n} architectures of {searchSpace} × {string.Join(", ", list).ToLowerInvariant()}, batch {options.Batch} × {options.SequenceLength}, {options.Threads} thread(s) on {LatencyProfiler.CpuModel()}");
+            AnsiConsole.MarkupLineInterpolated($"profiling {n} architectures of {searchSpace} × {string.Join(", ", list).ToLowerInvariant()}, batch {options.Batch} × {options.SequenceLength}, {options.Threads} thread(s), {LatencyProfilerClock.Name(options.Clock)} clock, on {LatencyProfiler.CpuModel()}");
             IReadOnlyList<LatencyRecord> added = [];
             AnsiConsole.Progress()
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
@@ -116,12 +118,13 @@ public static class DeployCommands
         var threads = new Option<int>("--threads") { Description = "use the records measured with this many threads", DefaultValueFactory = _ => 1 };
         var batch = new Option<int>("--batch") { Description = "use the records of this batch size", DefaultValueFactory = _ => 1 };
         var length = new Option<int>("--length") { Description = "use the records of this input length", DefaultValueFactory = _ => 128 };
+        var fitClock = new Option<string>("--clock") { Description = "use the records timed with this clock (wall or thread-cpu)", DefaultValueFactory = _ => "wall" };
         var statistic = new Option<string>("--statistic") { Description = "median, min, trimmed or p90 of each model's runs", DefaultValueFactory = _ => "median" };
         var plot = new Option<string?>("--plot") { Description = "write the scatter with the fit line as a PNG here" };
         var markdown = new Option<string?>("--markdown") { Description = "write the summary (fit, R², speedup, contrasting pairs) as Markdown here" };
         var command = new Command("fit", "Fit fp32 = a·int8 + b over a latency dataset (the paper's Figure 4), report R², speedup and contrasting pairs.")
         {
-            input, threads, batch, length, statistic, plot, markdown,
+            input, threads, batch, length, fitClock, statistic, plot, markdown,
         };
         command.SetAction(parse => CliErrors.Guard(() =>
         {
@@ -133,8 +136,9 @@ public static class DeployCommands
                 "p90" => LatencyStatistic.P90,
                 var other => throw new UserInputException($"unknown statistic '{other}'; use median, min, trimmed or p90"),
             };
-            var result = LatencyProfilerFigure4.Analyze(LatencyDataset.Load(parse.GetValue(input)!), parse.GetValue(threads), parse.GetValue(batch), parse.GetValue(length),
-                statistic: stat);
+            var clockName = LatencyProfilerClock.Name(LatencyProfilerClock.Parse(parse.GetValue(fitClock)!));
+            var records = LatencyDataset.Load(parse.GetValue(input)!).Where(r => r.Clock == clockName);
+            var result = LatencyProfilerFigure4.Analyze(records, parse.GetValue(threads), parse.GetValue(batch), parse.GetValue(length), statistic: stat);
             var text = LatencyProfilerFigure4.ToMarkdown(result);
             Console.WriteLine(text);
             if (parse.GetValue(plot) is { } png)

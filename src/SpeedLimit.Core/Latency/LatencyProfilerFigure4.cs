@@ -22,7 +22,7 @@ public sealed record LatencyContrast(LatencyPair A, LatencyPair B)
 /// <summary>The paper's Figure 4 on this machine: fp32 latency against int8 latency over many architectures.</summary>
 public sealed record Figure4Result(IReadOnlyList<LatencyPair> Pairs, double Slope, double InterceptMs, double RSquared,
     double MedianSpeedup, IReadOnlyList<LatencyContrast> Contrasts, string CpuModel, string RuntimeVersion, int Threads, int Batch, int SequenceLength,
-    LatencyStatistic Statistic)
+    LatencyStatistic Statistic, string Clock)
 {
     public string FitText => string.Create(CultureInfo.InvariantCulture, $"latency_fp32 = {Slope:0.000} × latency_int8 {(InterceptMs < 0 ? "−" : "+")} {Math.Abs(InterceptMs):0.000} ms");
 }
@@ -36,6 +36,8 @@ public static class LatencyProfilerFigure4
         double maxFp32Gap = 0.03, double minInt8Ratio = 1.25, int maxContrasts = 5, LatencyStatistic statistic = LatencyStatistic.Median)
     {
         var selected = records.Where(r => r.Threads == threads && r.Batch == batch && r.SequenceLength == sequenceLength).ToList();
+        if (selected.Select(r => r.Clock).Distinct().Count() > 1)
+            throw new UserInputException("the records mix wall-clock and thread-CPU timings; analyse one clock at a time");
         // The latest measurement wins when an experiment appears twice.
         var byKey = selected.GroupBy(r => (r.Arch, r.Precision)).ToDictionary(g => g.Key, g => g.OrderBy(r => r.MeasuredAt).Last());
         var pairs = byKey.Keys.Where(k => k.Precision == Precision.Fp32).Select(k => k.Arch)
@@ -73,7 +75,7 @@ public static class LatencyProfilerFigure4
         }
         var any = byKey.Values.First();
         return new Figure4Result(pairs, slope, intercept, ssTot == 0 ? 1 : 1 - ssRes / ssTot, medianSpeedup, chosen,
-            any.CpuModel, any.RuntimeVersion, threads, batch, sequenceLength, statistic);
+            any.CpuModel, any.RuntimeVersion, threads, batch, sequenceLength, statistic, any.Clock);
     }
 
     public static double Value(LatencyRecord r, LatencyStatistic statistic) => statistic switch
@@ -112,7 +114,7 @@ public static class LatencyProfilerFigure4
             link.LineWidth = 1;
             link.Color = ScottPlot.Colors.Gray;
         }
-        var stat = StatisticName(result.Statistic);
+        var stat = $"{StatisticName(result.Statistic)}, {result.Clock} clock";
         plot.XLabel($"int8 latency (ms, {stat})");
         plot.YLabel($"fp32 latency (ms, {stat})");
         plot.Title($"fp32 vs int8 latency, batch {result.Batch} × {result.SequenceLength} tokens, {result.Threads} thread(s)");
@@ -144,7 +146,7 @@ public static class LatencyProfilerFigure4
         sb.AppendLine(inv, $"- Architectures measured in both precisions: **{r.Pairs.Count}**; statistic: **{StatisticName(r.Statistic)}** of each model's timed runs");
         sb.AppendLine(inv, $"- Least-squares fit: **{r.FitText}**, R² = **{r.RSquared:0.000}** (paper: 1.75 × int8 − 2.65 ms)");
         sb.AppendLine(inv, $"- Median int8 speedup (fp32 ÷ int8): **{r.MedianSpeedup:0.00}×** (range {r.Pairs.Min(p => p.Speedup):0.00}–{r.Pairs.Max(p => p.Speedup):0.00}×)");
-        sb.AppendLine(inv, $"- Machine: {r.CpuModel}, ONNX Runtime {r.RuntimeVersion}, {r.Threads} thread(s), batch {r.Batch} × {r.SequenceLength} tokens");
+        sb.AppendLine(inv, $"- Machine: {r.CpuModel}, ONNX Runtime {r.RuntimeVersion}, {r.Threads} thread(s), batch {r.Batch} × {r.SequenceLength} tokens, {r.Clock} clock");
         sb.AppendLine();
         if (r.Contrasts.Count == 0)
         {
