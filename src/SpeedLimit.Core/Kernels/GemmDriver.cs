@@ -1,0 +1,335 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace SpeedLimit.Kernels;
+
+/// <summary>One GEMM call's operands as raw pointers (pinned by the caller for the whole call).</summary>
+internal readonly unsafe struct GemmArgs(GemmPath path, bool transA, bool transB, int m, int n, int k,
+    float* a, int lda, float* b, int ldb, float* c, int ldc, bool accumulate)
+{
+    public readonly GemmPath Path = path;
+    public readonly bool TransA = transA, TransB = transB, Accumulate = accumulate;
+    public readonly int M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc;
+    public readonly float* A = a, B = b, C = c;
+
+    public GemmArgs Offset(long da, long db, long dc) =>
+        new(Path, TransA, TransB, M, N, K, A + da, Lda, B + db, Ldb, C + dc, Ldc, Accumulate);
+}
+
+/// <summary>
+/// The blocked GEMM driver: splits C between threads, then per thread loops
+/// NC columns → KC depth (pack B) → MC rows (pack A) → MR×NR register tiles.
+/// </summary>
+internal static unsafe class GemmDriver
+{
+    // Cache blocking (floats). A KC×NR B micro-panel and an MR×KC A micro-panel are streamed by
+    // the micro-kernel; the packed B block (KC×NC) is sized for the 1 MiB L2 of Zen 4, the packed
+    // A block (MC×KC) for reuse across the NC columns. Settable for tuning from the bench.
+    internal static int KC = 256;
+    internal static int MC = 96;
+    internal static int NC = 1024;
+
+    /// <summary>Below this many multiply-adds per thread, extra threads cost more than they save.</summary>
+    internal static long MinWorkPerThread = 1L << 20;
+
+    internal static int TileRows(GemmPath path) => path == GemmPath.Vector512 ? GemmKernels.Mr512 : GemmKernels.Mr256;
+    internal static int TileCols(GemmPath path) => path == GemmPath.Vector512 ? GemmKernels.Nr512 : GemmKernels.Nr256;
+
+    public static void Run(in GemmArgs g, int threads)
+    {
+        if (g.K == 0)
+        {
+            ZeroOrKeep(in g);
+            return;
+        }
+        int mr = TileRows(g.Path), nr = TileCols(g.Path);
+        long work = (long)g.M * g.N * g.K;
+        int parts = (int)Math.Clamp(work / MinWorkPerThread, 1, threads);
+        if (parts > 1)
+        {
+            // Split the dimension whose split duplicates the smaller packing: splitting N makes
+            // every thread pack all of A (M×K), splitting M makes every thread pack all of B (K×N).
+            bool splitN = g.M <= g.N;
+            int units = splitN ? (g.N + nr - 1) / nr : (g.M + mr - 1) / mr;
+            parts = Math.Min(parts, units);
+            if (parts > 1)
+            {
+                var job = RegionJob.Rent();
+                job.Args = g;
+                job.SplitN = splitN;
+                job.Units = units;
+                job.Parts = parts;
+                if (GemmWorkers.TryRun(job, parts))
+                {
+                    RegionJob.Return(job);
+                    return;
+                }
+                RegionJob.Return(job);
+            }
+        }
+        RunRegion(in g, 0, g.M, 0, g.N);
+    }
+
+    public static void RunBatched(in GemmArgs g, int count, int strideA, int strideB, int strideC, int threads)
+    {
+        long work = (long)g.M * g.N * Math.Max(g.K, 1);
+        int parts = (int)Math.Clamp(work * count / MinWorkPerThread, 1, Math.Min(threads, count));
+        if (parts > 1 && count >= threads)
+        {
+            var job = BatchJob.Rent();
+            job.Args = g;
+            job.Count = count;
+            job.Parts = parts;
+            job.StrideA = strideA;
+            job.StrideB = strideB;
+            job.StrideC = strideC;
+            bool ran = GemmWorkers.TryRun(job, parts);
+            BatchJob.Return(job);
+            if (ran) return;
+            threads = 1;
+        }
+        // Few large items: parallelize inside each one instead.
+        for (int i = 0; i < count; i++)
+            Run(g.Offset((long)i * strideA, (long)i * strideB, (long)i * strideC), threads);
+    }
+
+    private static void ZeroOrKeep(in GemmArgs g)
+    {
+        if (g.Accumulate) return;
+        for (int i = 0; i < g.M; i++) new Span<float>(g.C + (long)i * g.Ldc, g.N).Clear();
+    }
+
+    /// <summary>Computes C[i0:i1, j0:j1] on the calling thread.</summary>
+    public static void RunRegion(in GemmArgs g, int i0, int i1, int j0, int j1)
+    {
+        if (g.K == 0)
+        {
+            if (!g.Accumulate)
+                for (int i = i0; i < i1; i++) new Span<float>(g.C + (long)i * g.Ldc + j0, j1 - j0).Clear();
+            return;
+        }
+        var path = g.Path;
+        int mr = TileRows(path), nr = TileCols(path);
+        int kcMax = KC, mcMax = MC, ncMax = NC;
+        var buffers = PackBuffers.Get(RoundUp(mcMax, mr) * kcMax, RoundUp(ncMax, nr) * kcMax);
+        float* ap = buffers.A, bp = buffers.B;
+        float* tile = stackalloc float[GemmKernels.MaxTile];
+        int ldc = g.Ldc;
+
+        for (int jc = j0; jc < j1; jc += ncMax)
+        {
+            int nc = Math.Min(ncMax, j1 - jc);
+            for (int pc = 0; pc < g.K; pc += kcMax)
+            {
+                int kc = Math.Min(kcMax, g.K - pc);
+                bool acc = g.Accumulate || pc > 0;
+                GemmPack.PackB(g.B, g.Ldb, g.TransB, pc, kc, jc, nc, nr, bp);
+                for (int ic = i0; ic < i1; ic += mcMax)
+                {
+                    int mc = Math.Min(mcMax, i1 - ic);
+                    GemmPack.PackA(g.A, g.Lda, g.TransA, ic, mc, pc, kc, mr, ap);
+                    for (int jr = 0; jr < nc; jr += nr)
+                    {
+                        int cols = Math.Min(nr, nc - jr);
+                        float* bPanel = bp + (long)jr * kc;
+                        for (int ir = 0; ir < mc; ir += mr)
+                        {
+                            int rows = Math.Min(mr, mc - ir);
+                            float* aPanel = ap + (long)ir * kc;
+                            float* cTile = g.C + (long)(ic + ir) * ldc + jc + jr;
+                            if (rows == mr && cols == nr)
+                            {
+                                GemmKernels.Tile(path, aPanel, bPanel, kc, cTile, ldc, acc);
+                            }
+                            else
+                            {
+                                // Edge tile: full tile into scratch, then copy the valid part.
+                                GemmKernels.Tile(path, aPanel, bPanel, kc, tile, nr, false);
+                                for (int r = 0; r < rows; r++)
+                                {
+                                    float* src = tile + r * nr;
+                                    float* dst = cTile + (long)r * ldc;
+                                    if (acc)
+                                        for (int j = 0; j < cols; j++) dst[j] += src[j];
+                                    else
+                                        for (int j = 0; j < cols; j++) dst[j] = src[j];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    internal static int RoundUp(int x, int multiple) => (x + multiple - 1) / multiple * multiple;
+
+    /// <summary>Per-thread, 64-byte-aligned pack buffers, grown on demand and kept for the thread's life.</summary>
+    private sealed class PackBuffers
+    {
+        [ThreadStatic] private static PackBuffers? t_current;
+        public float* A, B;
+        private nuint _aFloats, _bFloats;
+
+        public static PackBuffers Get(int aFloats, int bFloats)
+        {
+            var buf = t_current ??= new PackBuffers();
+            if (buf._aFloats < (nuint)aFloats) buf.A = Grow(buf.A, ref buf._aFloats, aFloats);
+            if (buf._bFloats < (nuint)bFloats) buf.B = Grow(buf.B, ref buf._bFloats, bFloats);
+            return buf;
+        }
+
+        private static float* Grow(float* old, ref nuint size, int floats)
+        {
+            if (old != null) NativeMemory.AlignedFree(old);
+            size = (nuint)floats;
+            return (float*)NativeMemory.AlignedAlloc(size * sizeof(float), 64);
+        }
+
+        ~PackBuffers()
+        {
+            if (A != null) NativeMemory.AlignedFree(A);
+            if (B != null) NativeMemory.AlignedFree(B);
+        }
+    }
+
+    /// <summary>A slice of C per part: contiguous ranges of MR-row or NR-column tiles.</summary>
+    private sealed class RegionJob : IGemmWork
+    {
+        private static RegionJob? s_spare;
+        public GemmArgs Args;
+        public bool SplitN;
+        public int Units, Parts;
+
+        public static RegionJob Rent() => Interlocked.Exchange(ref s_spare, null) ?? new RegionJob();
+        public static void Return(RegionJob job) => s_spare = job;
+
+        public void Execute(int part)
+        {
+            int u0 = (int)((long)Units * part / Parts), u1 = (int)((long)Units * (part + 1) / Parts);
+            ref readonly var g = ref Args;
+            if (SplitN)
+            {
+                int nr = TileCols(g.Path);
+                RunRegion(in g, 0, g.M, u0 * nr, Math.Min(g.N, u1 * nr));
+            }
+            else
+            {
+                int mr = TileRows(g.Path);
+                RunRegion(in g, u0 * mr, Math.Min(g.M, u1 * mr), 0, g.N);
+            }
+        }
+    }
+
+    /// <summary>A contiguous range of batch items per part, each a whole single-threaded GEMM.</summary>
+    private sealed class BatchJob : IGemmWork
+    {
+        private static BatchJob? s_spare;
+        public GemmArgs Args;
+        public int Count, Parts, StrideA, StrideB, StrideC;
+
+        public static BatchJob Rent() => Interlocked.Exchange(ref s_spare, null) ?? new BatchJob();
+        public static void Return(BatchJob job) => s_spare = job;
+
+        public void Execute(int part)
+        {
+            int i0 = (int)((long)Count * part / Parts), i1 = (int)((long)Count * (part + 1) / Parts);
+            for (int i = i0; i < i1; i++)
+            {
+                var item = Args.Offset((long)i * StrideA, (long)i * StrideB, (long)i * StrideC);
+                RunRegion(in item, 0, item.M, 0, item.N);
+            }
+        }
+    }
+}
+
+/// <summary>Packing of A and B into the micro-panel layouts the micro-kernels stream.</summary>
+internal static unsafe class GemmPack
+{
+    /// <summary>
+    /// Packs op(A)[i0:i0+mc, p0:p0+kc] into ⌈mc/mr⌉ panels, each kc steps of mr floats (row r of the
+    /// panel at offset p·mr + r); rows past mc are zero so edge tiles compute harmless zeros.
+    /// </summary>
+    public static void PackA(float* a, int lda, bool transA, int i0, int mc, int p0, int kc, int mr, float* dst)
+    {
+        for (int ir = 0; ir < mc; ir += mr)
+        {
+            int rows = Math.Min(mr, mc - ir);
+            float* d = dst + (long)ir * kc;
+            if (transA)
+            {
+                // Stored (K,M): each k step is already mr contiguous floats.
+                float* src = a + (long)p0 * lda + i0 + ir;
+                for (int p = 0; p < kc; p++, src += lda, d += mr)
+                {
+                    int r = 0;
+                    for (; r < rows; r++) d[r] = src[r];
+                    for (; r < mr; r++) d[r] = 0;
+                }
+            }
+            else
+            {
+                // Stored (M,K): transpose mr rows into k-major order.
+                for (int r = 0; r < rows; r++)
+                {
+                    float* src = a + (long)(i0 + ir + r) * lda + p0;
+                    float* dr = d + r;
+                    for (int p = 0; p < kc; p++) dr[p * mr] = src[p];
+                }
+                for (int r = rows; r < mr; r++)
+                    for (int p = 0; p < kc; p++) d[p * mr + r] = 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Packs op(B)[p0:p0+kc, j0:j0+nc] into ⌈nc/nr⌉ panels, each kc steps of nr floats; columns past
+    /// nc are zero.
+    /// </summary>
+    public static void PackB(float* b, int ldb, bool transB, int p0, int kc, int j0, int nc, int nr, float* dst)
+    {
+        for (int jr = 0; jr < nc; jr += nr)
+        {
+            int cols = Math.Min(nr, nc - jr);
+            float* d = dst + (long)jr * kc;
+            if (!transB)
+            {
+                // Stored (K,N): each k step is nr contiguous floats.
+                float* src = b + (long)p0 * ldb + j0 + jr;
+                if (cols == nr)
+                {
+                    for (int p = 0; p < kc; p++, src += ldb, d += nr)
+                        GemmKernels.CopyRow(src, d, nr);
+                }
+                else
+                {
+                    for (int p = 0; p < kc; p++, src += ldb, d += nr)
+                    {
+                        int j = 0;
+                        for (; j < cols; j++) d[j] = src[j];
+                        for (; j < nr; j++) d[j] = 0;
+                    }
+                }
+            }
+            else
+            {
+                // Stored (N,K): transpose; 16×16 blocks go through registers when AVX-512 is there.
+                float* src = b + (long)(j0 + jr) * ldb + p0;
+                int p = 0;
+                if (cols == nr && nr % 16 == 0 && GemmKernels.CanTranspose16)
+                {
+                    for (; p + 16 <= kc; p += 16)
+                        for (int j = 0; j < nr; j += 16)
+                            GemmKernels.Transpose16(src + (long)j * ldb + p, ldb, d + (long)p * nr + j, nr);
+                }
+                for (int j = 0; j < cols; j++)
+                {
+                    float* s = src + (long)j * ldb;
+                    for (int q = p; q < kc; q++) d[q * nr + j] = s[q];
+                }
+                for (int j = cols; j < nr; j++)
+                    for (int q = p; q < kc; q++) d[q * nr + j] = 0;
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace SpeedLimit.Kernels;
+
+/// <summary>
+/// Register-blocked micro-kernels: C(MR,NR) (+)= Apanel(MR,kc) · Bpanel(kc,NR) on packed panels.
+/// A panel: kc steps of MR floats; B panel: kc steps of NR floats (64-byte aligned).
+/// </summary>
+internal static unsafe class GemmKernels
+{
+    // Vector512: 8 rows × 2 zmm = 16 accumulators, 2 B loads + 8 broadcasts per k step.
+    public const int Mr512 = 8, Nr512 = 32;
+    // Vector256: 6 rows × 2 ymm = 12 accumulators (fits the 16 ymm registers of AVX2).
+    public const int Mr256 = 6, Nr256 = 16;
+    public const int MaxTile = Mr512 * Nr512;
+
+    public static bool CanTranspose16 => Avx512F.IsSupported;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Tile(GemmPath path, float* a, float* b, int kc, float* c, int ldc, bool accumulate)
+    {
+        if (path == GemmPath.Vector512) Kernel8x32(a, b, kc, c, ldc, accumulate);
+        else Kernel6x16(a, b, kc, c, ldc, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel8x32(float* a, float* b, int kc, float* c, int ldc, bool accumulate)
+    {
+        if (!Avx512F.IsSupported) throw new PlatformNotSupportedException("Vector512 GEMM kernel needs AVX-512F.");
+        var c00 = Vector512<float>.Zero; var c01 = Vector512<float>.Zero;
+        var c10 = Vector512<float>.Zero; var c11 = Vector512<float>.Zero;
+        var c20 = Vector512<float>.Zero; var c21 = Vector512<float>.Zero;
+        var c30 = Vector512<float>.Zero; var c31 = Vector512<float>.Zero;
+        var c40 = Vector512<float>.Zero; var c41 = Vector512<float>.Zero;
+        var c50 = Vector512<float>.Zero; var c51 = Vector512<float>.Zero;
+        var c60 = Vector512<float>.Zero; var c61 = Vector512<float>.Zero;
+        var c70 = Vector512<float>.Zero; var c71 = Vector512<float>.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Avx512F.LoadAlignedVector512(b);
+            var b1 = Avx512F.LoadAlignedVector512(b + 16);
+            var x = Vector512.Create(a[0]);
+            c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a[1]);
+            c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a[2]);
+            c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a[3]);
+            c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a[4]);
+            c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a[5]);
+            c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
+            x = Vector512.Create(a[6]);
+            c60 = Avx512F.FusedMultiplyAdd(x, b0, c60); c61 = Avx512F.FusedMultiplyAdd(x, b1, c61);
+            x = Vector512.Create(a[7]);
+            c70 = Avx512F.FusedMultiplyAdd(x, b0, c70); c71 = Avx512F.FusedMultiplyAdd(x, b1, c71);
+            a += Mr512;
+            b += Nr512;
+        }
+        Store512(c, c00, c01, accumulate); c += ldc;
+        Store512(c, c10, c11, accumulate); c += ldc;
+        Store512(c, c20, c21, accumulate); c += ldc;
+        Store512(c, c30, c31, accumulate); c += ldc;
+        Store512(c, c40, c41, accumulate); c += ldc;
+        Store512(c, c50, c51, accumulate); c += ldc;
+        Store512(c, c60, c61, accumulate); c += ldc;
+        Store512(c, c70, c71, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store512(float* c, Vector512<float> v0, Vector512<float> v1, bool accumulate)
+    {
+        if (accumulate)
+        {
+            v0 = Avx512F.Add(v0, Avx512F.LoadVector512(c));
+            v1 = Avx512F.Add(v1, Avx512F.LoadVector512(c + 16));
+        }
+        Avx512F.Store(c, v0);
+        Avx512F.Store(c + 16, v1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel6x16(float* a, float* b, int kc, float* c, int ldc, bool accumulate)
+    {
+        if (!Fma.IsSupported) throw new PlatformNotSupportedException("Vector256 GEMM kernel needs AVX2 and FMA.");
+        var c00 = Vector256<float>.Zero; var c01 = Vector256<float>.Zero;
+        var c10 = Vector256<float>.Zero; var c11 = Vector256<float>.Zero;
+        var c20 = Vector256<float>.Zero; var c21 = Vector256<float>.Zero;
+        var c30 = Vector256<float>.Zero; var c31 = Vector256<float>.Zero;
+        var c40 = Vector256<float>.Zero; var c41 = Vector256<float>.Zero;
+        var c50 = Vector256<float>.Zero; var c51 = Vector256<float>.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Avx.LoadAlignedVector256(b);
+            var b1 = Avx.LoadAlignedVector256(b + 8);
+            var x = Vector256.Create(a[0]);
+            c00 = Fma.MultiplyAdd(x, b0, c00); c01 = Fma.MultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a[1]);
+            c10 = Fma.MultiplyAdd(x, b0, c10); c11 = Fma.MultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a[2]);
+            c20 = Fma.MultiplyAdd(x, b0, c20); c21 = Fma.MultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a[3]);
+            c30 = Fma.MultiplyAdd(x, b0, c30); c31 = Fma.MultiplyAdd(x, b1, c31);
+            x = Vector256.Create(a[4]);
+            c40 = Fma.MultiplyAdd(x, b0, c40); c41 = Fma.MultiplyAdd(x, b1, c41);
+            x = Vector256.Create(a[5]);
+            c50 = Fma.MultiplyAdd(x, b0, c50); c51 = Fma.MultiplyAdd(x, b1, c51);
+            a += Mr256;
+            b += Nr256;
+        }
+        Store256(c, c00, c01, accumulate); c += ldc;
+        Store256(c, c10, c11, accumulate); c += ldc;
+        Store256(c, c20, c21, accumulate); c += ldc;
+        Store256(c, c30, c31, accumulate); c += ldc;
+        Store256(c, c40, c41, accumulate); c += ldc;
+        Store256(c, c50, c51, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store256(float* c, Vector256<float> v0, Vector256<float> v1, bool accumulate)
+    {
+        if (accumulate)
+        {
+            v0 = Avx.Add(v0, Avx.LoadVector256(c));
+            v1 = Avx.Add(v1, Avx.LoadVector256(c + 8));
+        }
+        Avx.Store(c, v0);
+        Avx.Store(c + 8, v1);
+    }
+
+    /// <summary>Copies n floats (n a multiple of 8 when a vector path is available).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void CopyRow(float* src, float* dst, int n)
+    {
+        int j = 0;
+        if (Avx512F.IsSupported)
+            for (; j + 16 <= n; j += 16) Avx512F.Store(dst + j, Avx512F.LoadVector512(src + j));
+        else if (Avx.IsSupported)
+            for (; j + 8 <= n; j += 8) Avx.Store(dst + j, Avx.LoadVector256(src + j));
+        for (; j < n; j++) dst[j] = src[j];
+    }
+
+    /// <summary>
+    /// dst[q·ldd + i] = src[i·lds + q] for a 16×16 block, through registers: unpack 32-bit, unpack
+    /// 64-bit, then two rounds of 128-bit lane shuffles.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Transpose16(float* src, int lds, float* dst, int ldd)
+    {
+        if (!Avx512F.IsSupported) throw new PlatformNotSupportedException("Transpose16 needs AVX-512F.");
+        var r0 = Avx512F.LoadVector512(src); src += lds;
+        var r1 = Avx512F.LoadVector512(src); src += lds;
+        var r2 = Avx512F.LoadVector512(src); src += lds;
+        var r3 = Avx512F.LoadVector512(src); src += lds;
+        var r4 = Avx512F.LoadVector512(src); src += lds;
+        var r5 = Avx512F.LoadVector512(src); src += lds;
+        var r6 = Avx512F.LoadVector512(src); src += lds;
+        var r7 = Avx512F.LoadVector512(src); src += lds;
+        var r8 = Avx512F.LoadVector512(src); src += lds;
+        var r9 = Avx512F.LoadVector512(src); src += lds;
+        var r10 = Avx512F.LoadVector512(src); src += lds;
+        var r11 = Avx512F.LoadVector512(src); src += lds;
+        var r12 = Avx512F.LoadVector512(src); src += lds;
+        var r13 = Avx512F.LoadVector512(src); src += lds;
+        var r14 = Avx512F.LoadVector512(src); src += lds;
+        var r15 = Avx512F.LoadVector512(src);
+
+        // Stage 1: per 128-bit lane L, a(2i) = [r2i[4L], r2i+1[4L], r2i[4L+1], r2i+1[4L+1]], a(2i+1) the +2/+3 columns.
+        var a0 = Avx512F.UnpackLow(r0, r1); var a1 = Avx512F.UnpackHigh(r0, r1);
+        var a2 = Avx512F.UnpackLow(r2, r3); var a3 = Avx512F.UnpackHigh(r2, r3);
+        var a4 = Avx512F.UnpackLow(r4, r5); var a5 = Avx512F.UnpackHigh(r4, r5);
+        var a6 = Avx512F.UnpackLow(r6, r7); var a7 = Avx512F.UnpackHigh(r6, r7);
+        var a8 = Avx512F.UnpackLow(r8, r9); var a9 = Avx512F.UnpackHigh(r8, r9);
+        var a10 = Avx512F.UnpackLow(r10, r11); var a11 = Avx512F.UnpackHigh(r10, r11);
+        var a12 = Avx512F.UnpackLow(r12, r13); var a13 = Avx512F.UnpackHigh(r12, r13);
+        var a14 = Avx512F.UnpackLow(r14, r15); var a15 = Avx512F.UnpackHigh(r14, r15);
+
+        // Stage 2: b(4g+q) lane L = rows 4g..4g+3 at column 4L+q.
+        Unpack64(a0, a2, out var b0, out var b1); Unpack64(a1, a3, out var b2, out var b3);
+        Unpack64(a4, a6, out var b4, out var b5); Unpack64(a5, a7, out var b6, out var b7);
+        Unpack64(a8, a10, out var b8, out var b9); Unpack64(a9, a11, out var b10, out var b11);
+        Unpack64(a12, a14, out var b12, out var b13); Unpack64(a13, a15, out var b14, out var b15);
+
+        // Stages 3-4 per q: lanes (0,2) / (1,3) of rows 0-7 then merge with rows 8-15.
+        Finish(b0, b4, b8, b12, dst, ldd, 0);
+        Finish(b1, b5, b9, b13, dst, ldd, 1);
+        Finish(b2, b6, b10, b14, dst, ldd, 2);
+        Finish(b3, b7, b11, b15, dst, ldd, 3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Unpack64(Vector512<float> x, Vector512<float> y, out Vector512<float> lo, out Vector512<float> hi)
+    {
+        lo = Avx512F.UnpackLow(x.AsDouble(), y.AsDouble()).AsSingle();
+        hi = Avx512F.UnpackHigh(x.AsDouble(), y.AsDouble()).AsSingle();
+    }
+
+    /// <summary>Given column-q groups of rows 0-3, 4-7, 8-11, 12-15, writes transposed rows q, 4+q, 8+q, 12+q.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish(Vector512<float> g0, Vector512<float> g1, Vector512<float> g2, Vector512<float> g3, float* dst, int ldd, int q)
+    {
+        var lo01 = Avx512F.Shuffle4x128(g0, g1, 0x88); // cols q, 8+q of rows 0-7
+        var hi01 = Avx512F.Shuffle4x128(g0, g1, 0xDD); // cols 4+q, 12+q of rows 0-7
+        var lo23 = Avx512F.Shuffle4x128(g2, g3, 0x88);
+        var hi23 = Avx512F.Shuffle4x128(g2, g3, 0xDD);
+        Avx512F.Store(dst + (long)q * ldd, Avx512F.Shuffle4x128(lo01, lo23, 0x88));
+        Avx512F.Store(dst + (long)(8 + q) * ldd, Avx512F.Shuffle4x128(lo01, lo23, 0xDD));
+        Avx512F.Store(dst + (long)(4 + q) * ldd, Avx512F.Shuffle4x128(hi01, hi23, 0x88));
+        Avx512F.Store(dst + (long)(12 + q) * ldd, Avx512F.Shuffle4x128(hi01, hi23, 0xDD));
+    }
+}
