@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using SpeedLimit.Checkpoints;
 using SpeedLimit.Latency;
 using SpeedLimit.Model;
 using SpeedLimit.Onnx;
@@ -19,7 +20,8 @@ public static class DeployCommands
 
     private static Command Export()
     {
-        var arch = new Option<string>("--arch") { Description = "architecture e,h,f (random seeded weights), e.g. 4,264,512", Required = true };
+        var arch = new Option<string?>("--arch") { Description = "architecture e,h,f with random seeded weights, e.g. 4,264,512 (or give --checkpoint)" };
+        var checkpoint = new Option<string?>("--checkpoint") { Description = "a SpeedLimit checkpoint (.safetensors) with a classification or regression head" };
         var heads = new Option<int>("--heads") { Description = "attention heads (hidden must be a multiple)", DefaultValueFactory = _ => 12 };
         var labels = new Option<int>("--labels") { Description = "classification labels", DefaultValueFactory = _ => 2 };
         var regression = new Option<bool>("--regression") { Description = "one regression output instead of classification logits" };
@@ -30,16 +32,29 @@ public static class DeployCommands
         var output = new Option<string>("--output", "-o") { Description = "where to write the .onnx file", Required = true };
         var command = new Command("export", "Export a BERT model to ONNX (fp32, or int8 with dynamic quantization of every linear layer).")
         {
-            arch, heads, labels, regression, vocab, seed, precision, perChannel, output,
+            arch, checkpoint, heads, labels, regression, vocab, seed, precision, perChannel, output,
         };
-        // TODO(checkpoints): add --checkpoint once SpeedLimit.Checkpoints.BertCheckpoint lands on main.
         command.SetAction(parse => CliErrors.Guard(() =>
         {
             var p = LatencyProfiler.ParsePrecision(parse.GetValue(precision)!);
-            var config = new BertConfig(Architecture.Parse(parse.GetValue(arch)!), parse.GetValue(heads), parse.GetValue(vocab),
-                parse.GetValue(regression) ? HeadKind.Regression : HeadKind.Classification, parse.GetValue(labels));
+            var archText = parse.GetValue(arch);
+            var checkpointPath = parse.GetValue(checkpoint);
+            if ((archText is null) == (checkpointPath is null))
+                throw new UserInputException("give exactly one of --arch e,h,f (random weights) or --checkpoint path");
+            BertConfig config;
+            float[] parameters;
+            if (checkpointPath is not null)
+            {
+                var data = BertCheckpoint.Load(checkpointPath);
+                (config, parameters) = (data.Config, data.Parameters);
+            }
+            else
+            {
+                config = new BertConfig(Architecture.Parse(archText!), parse.GetValue(heads), parse.GetValue(vocab),
+                    parse.GetValue(regression) ? HeadKind.Regression : HeadKind.Classification, parse.GetValue(labels));
+                parameters = RandomBertWeights.Create(new BertParameterLayout(config), parse.GetValue(seed));
+            }
             var layout = new BertParameterLayout(config);
-            var parameters = RandomBertWeights.Create(layout, parse.GetValue(seed));
             var path = parse.GetValue(output)!;
             BertOnnxExporter.Save(config, layout, parameters, path, new OnnxExportOptions { Precision = p, PerChannel = parse.GetValue(perChannel) });
             AnsiConsole.MarkupLineInterpolated($"wrote [green]{path}[/] ({new FileInfo(path).Length / 1e6:0.0} MB): {config.Arch}, {config.Heads} heads, {p.ToString().ToLowerInvariant()}");
