@@ -31,6 +31,9 @@ public class DeployCommandsTests
     [InlineData("profile", "--count", "0", "-o", "/tmp/speedlimit-never.jsonl")]
     [InlineData("profile", "--count", "2", "--precision", "bf16", "-o", "/tmp/speedlimit-never.jsonl")]
     [InlineData("profile", "fit", "-i", "/nonexistent-dir/latency.jsonl")]
+    [InlineData("profile", "--count", "2", "--clock", "sundial", "-o", "/tmp/speedlimit-never.jsonl")]
+    [InlineData("profile", "--count", "2", "--clock", "thread-cpu", "--threads", "2", "-o", "/tmp/speedlimit-never.jsonl")]
+    [InlineData("export", "-o", "/tmp/speedlimit-never.onnx")]                                  // neither --arch nor --checkpoint
     public void BadInput_IsOneErrorLineAndExitCode2(params string[] args)
     {
         var stderr = Console.Error;
@@ -45,6 +48,7 @@ public class DeployCommandsTests
         Assert.Single(lines);
         Assert.StartsWith("error: ", lines[0]);
         Assert.False(File.Exists("/tmp/speedlimit-never.onnx"));
+        Assert.False(File.Exists("/tmp/speedlimit-never.jsonl"));
     }
 
     [Fact]

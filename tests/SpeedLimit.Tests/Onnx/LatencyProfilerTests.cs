@@ -70,6 +70,44 @@ public class LatencyProfilerTests
         var options = Tiny();
         options.TimedRuns = 3;
         Assert.Contains("at least 10", Assert.Throws<ArgumentException>(() => new LatencyProfiler(options).Profile(new(1, 12, 16), Precision.Fp32)).Message);
+        var cpuClockTwoThreads = Tiny();
+        cpuClockTwoThreads.Clock = LatencyClock.ThreadCpu;
+        cpuClockTwoThreads.Threads = 2;
+        Assert.Contains("--threads 1", Assert.Throws<ArgumentException>(() => new LatencyProfiler(cpuClockTwoThreads).Profile(new(1, 12, 16), Precision.Fp32)).Message);
+    }
+
+    [Fact]
+    public void ThreadCpuClock_CountsComputeButNotSleep()
+    {
+        if (!LatencyProfilerClock.ThreadCpuSupported) return; // Linux only; the wall clock is used elsewhere
+        double sleeping = LatencyProfilerClock.TimeMs(() => Thread.Sleep(30), LatencyClock.ThreadCpu);
+        Assert.True(sleeping < 10, $"a 30 ms sleep took {sleeping} ms of thread CPU time");
+        double busy = LatencyProfilerClock.TimeMs(() =>
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            double x = 0;
+            while (sw.ElapsedMilliseconds < 20) x += Math.Sqrt(x + 1);
+            GC.KeepAlive(x);
+        }, LatencyClock.ThreadCpu);
+        Assert.True(busy > 0.5, $"20 ms of spinning measured {busy} ms of thread CPU time");
+    }
+
+    [Fact]
+    public void ProfileAll_KeysOnTheClock()
+    {
+        if (!LatencyProfilerClock.ThreadCpuSupported) return;
+        var path = Path.Combine(Path.GetTempPath(), $"speedlimit-latency-{Guid.NewGuid():N}.jsonl");
+        try
+        {
+            Assert.Single(new LatencyProfiler(Tiny()).ProfileAll([new(1, 12, 16)], [Precision.Int8], path));
+            var cpu = Tiny();
+            cpu.Clock = LatencyClock.ThreadCpu;
+            var added = new LatencyProfiler(cpu).ProfileAll([new(1, 12, 16)], [Precision.Int8], path);
+            Assert.Equal("thread-cpu", Assert.Single(added).Clock);
+            Assert.Equal(["wall", "thread-cpu"], LatencyDataset.Load(path).Select(r => r.Clock));
+            Assert.Throws<UserInputException>(() => LatencyProfilerFigure4.Analyze(LatencyDataset.Load(path), sequenceLength: 8));
+        }
+        finally { File.Delete(path); }
     }
 
     private static LatencyRecord Record(Architecture a, Precision p, double ms) =>
