@@ -65,6 +65,7 @@ public static class DeployCommands
 
     private static Command Profile()
     {
+        var archList = new Option<string[]>("--arch") { Description = "profile these architectures (e,h,f; repeatable) instead of a random sample", AllowMultipleArgumentsPerToken = true };
         var count = new Option<int>("--count") { Description = "architectures to sample from the space", DefaultValueFactory = _ => 120 };
         var space = new Option<string?>("--space") { Description = "search space JSON (default: the paper's Table 1 space)" };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads", DefaultValueFactory = _ => 1 };
@@ -78,7 +79,7 @@ public static class DeployCommands
         var output = new Option<string>("--output", "-o") { Description = "latency dataset (JSONL); measured entries are skipped on rerun", Required = true };
         var command = new Command("profile", "Measure int8 and fp32 latency of sampled architectures on ONNX Runtime into a JSONL dataset.")
         {
-            count, space, threads, seed, batch, length, precisions, runs, clock, noSpin, output,
+            archList, count, space, threads, seed, batch, length, precisions, runs, clock, noSpin, output,
         };
         command.Subcommands.Add(Fit());
         command.SetAction(parse => CliErrors.Guard(() =>
@@ -93,6 +94,10 @@ public static class DeployCommands
             var random = new Random(parse.GetValue(seed));
             var archs = new List<Architecture>();
             var seen = new HashSet<Architecture>();
+            var given = parse.GetValue(archList) ?? [];
+            foreach (var text in given)
+                if (seen.Add(Architecture.Parse(text))) archs.Add(Architecture.Parse(text));
+            if (given.Length > 0) n = archs.Count;
             while (archs.Count < n)
             {
                 var a = searchSpace.Sample(random);
@@ -106,7 +111,7 @@ public static class DeployCommands
             };
             var profiler = new LatencyProfiler(options);
             var path = parse.GetValue(output)!;
-            AnsiConsole.MarkupLineInterpolated($"profiling {n} architectures of {searchSpace} × {string.Join(", ", list).ToLowerInvariant()}, batch {options.Batch} × {options.SequenceLength}, {options.Threads} thread(s), {LatencyProfilerClock.Name(options.Clock)} clock, on {LatencyProfiler.CpuModel()}");
+            AnsiConsole.MarkupLineInterpolated($"profiling {n} architectures {(given.Length > 0 ? "given" : $"of {searchSpace}")} × {string.Join(", ", list).ToLowerInvariant()}, batch {options.Batch} × {options.SequenceLength}, {options.Threads} thread(s), {LatencyProfilerClock.Name(options.Clock)} clock, on {LatencyProfiler.CpuModel()}");
             IReadOnlyList<LatencyRecord> added = [];
             AnsiConsole.Progress()
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
