@@ -100,6 +100,7 @@ internal static unsafe class GemmDriver
     }
 
     /// <summary>Computes C[i0:i1, j0:j1] on the calling thread.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops; skip tier-0/OSR code on the first calls
     public static void RunRegion(in GemmArgs g, int i0, int i1, int j0, int j1)
     {
         if (g.K == 0)
@@ -250,6 +251,7 @@ internal static unsafe class GemmPack
     /// Packs op(A)[i0:i0+mc, p0:p0+kc] into ⌈mc/mr⌉ panels, each kc steps of mr floats (row r of the
     /// panel at offset p·mr + r); rows past mc are zero so edge tiles compute harmless zeros.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA(float* a, int lda, bool transA, int i0, int mc, int p0, int kc, int mr, float* dst)
     {
         for (int ir = 0; ir < mc; ir += mr)
@@ -286,6 +288,7 @@ internal static unsafe class GemmPack
     /// Packs op(B)[p0:p0+kc, j0:j0+nc] into ⌈nc/nr⌉ panels, each kc steps of nr floats; columns past
     /// nc are zero.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(float* b, int ldb, bool transB, int p0, int kc, int j0, int nc, int nr, float* dst)
     {
         for (int jr = 0; jr < nc; jr += nr)
