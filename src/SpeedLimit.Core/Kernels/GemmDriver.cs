@@ -254,7 +254,26 @@ internal static unsafe class GemmPack
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA(float* a, int lda, bool transA, int i0, int mc, int p0, int kc, int mr, float* dst)
     {
-        for (int ir = 0; ir < mc; ir += mr)
+        int ir = 0;
+        if (!transA && mr == 8 && GemmKernels.CanTranspose16)
+        {
+            // Two full 8-row panels at a time through a 16×16 register transpose; the k tail below.
+            int kFull = kc / 16 * 16;
+            for (; ir + 16 <= mc; ir += 16)
+            {
+                float* src = a + (long)(i0 + ir) * lda + p0;
+                float* d0 = dst + (long)ir * kc, d1 = d0 + 8L * kc;
+                for (int p = 0; p < kFull; p += 16)
+                    GemmKernels.Transpose16(src + p, lda, d0 + p * 8, 8, d1 + p * 8);
+                for (int r = 0; r < 16; r++)
+                {
+                    float* s = src + (long)r * lda;
+                    float* d = (r < 8 ? d0 + r : d1 + r - 8);
+                    for (int p = kFull; p < kc; p++) d[p * 8] = s[p];
+                }
+            }
+        }
+        for (; ir < mc; ir += mr)
         {
             int rows = Math.Min(mr, mc - ir);
             float* d = dst + (long)ir * kc;
