@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace SpeedLimit.Kernels;
 
@@ -144,8 +145,9 @@ internal static unsafe class GemmDriver
                             }
                             else
                             {
-                                // Edge tile: full tile into scratch, then copy the valid part.
-                                GemmKernels.Tile(path, aPanel, bPanel, kc, tile, nr, false);
+                                // Edge tile: into scratch, then copy the valid part.
+                                if (cols <= 16) GemmKernels.NarrowTile(path, aPanel, bPanel, kc, tile, nr);
+                                else GemmKernels.Tile(path, aPanel, bPanel, kc, tile, nr, false);
                                 for (int r = 0; r < rows; r++)
                                 {
                                     float* src = tile + r * nr;
@@ -281,6 +283,11 @@ internal static unsafe class GemmPack
             {
                 // Stored (K,M): each k step is already mr contiguous floats.
                 float* src = a + (long)p0 * lda + i0 + ir;
+                if (rows == 8 && mr == 8 && Avx.IsSupported)
+                {
+                    for (int p = 0; p < kc; p++, src += lda, d += 8) Avx.Store(d, Avx.LoadVector256(src));
+                    continue;
+                }
                 for (int p = 0; p < kc; p++, src += lda, d += mr)
                 {
                     int r = 0;

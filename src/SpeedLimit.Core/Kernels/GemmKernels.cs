@@ -25,6 +25,50 @@ internal static unsafe class GemmKernels
         else Kernel6x16(a, b, kc, c, ldc, accumulate);
     }
 
+    /// <summary>
+    /// An edge tile whose valid columns fit in the first half of the B panel: on the Vector512 path only
+    /// the first 16 of the 32 packed columns are computed (half the FMAs of a full tile), written to
+    /// c with leading dimension ldc; other paths run the full tile.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void NarrowTile(GemmPath path, float* a, float* b, int kc, float* c, int ldc)
+    {
+        if (path == GemmPath.Vector512) Kernel8x16(a, b, kc, c, ldc);
+        else Kernel6x16(a, b, kc, c, ldc, false);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel8x16(float* a, float* b, int kc, float* c, int ldc)
+    {
+        if (!Avx512F.IsSupported) throw new PlatformNotSupportedException("Vector512 GEMM kernel needs AVX-512F.");
+        var c0 = Vector512<float>.Zero; var c1 = Vector512<float>.Zero;
+        var c2 = Vector512<float>.Zero; var c3 = Vector512<float>.Zero;
+        var c4 = Vector512<float>.Zero; var c5 = Vector512<float>.Zero;
+        var c6 = Vector512<float>.Zero; var c7 = Vector512<float>.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Avx512F.LoadAlignedVector512(b);
+            c0 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[0]), b0, c0);
+            c1 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[1]), b0, c1);
+            c2 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[2]), b0, c2);
+            c3 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[3]), b0, c3);
+            c4 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[4]), b0, c4);
+            c5 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[5]), b0, c5);
+            c6 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[6]), b0, c6);
+            c7 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[7]), b0, c7);
+            a += Mr512;
+            b += Nr512;
+        }
+        Avx512F.Store(c, c0); c += ldc;
+        Avx512F.Store(c, c1); c += ldc;
+        Avx512F.Store(c, c2); c += ldc;
+        Avx512F.Store(c, c3); c += ldc;
+        Avx512F.Store(c, c4); c += ldc;
+        Avx512F.Store(c, c5); c += ldc;
+        Avx512F.Store(c, c6); c += ldc;
+        Avx512F.Store(c, c7);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel8x32(float* a, float* b, int kc, float* c, int ldc, bool accumulate)
     {
