@@ -33,6 +33,9 @@ internal static unsafe class GemmDriver
     /// <summary>Below this many multiply-adds per thread, extra threads cost more than they save.</summary>
     internal static long MinWorkPerThread = 1L << 20;
 
+    /// <summary>Narrowest slice of the split dimension one parallel chunk gets (keeps repacking of the other operand small).</summary>
+    internal static int MinChunk = 384;
+
     internal static int TileRows(GemmPath path) => path == GemmPath.Vector512 ? GemmKernels.Mr512 : GemmKernels.Mr256;
     internal static int TileCols(GemmPath path) => path == GemmPath.Vector512 ? GemmKernels.Nr512 : GemmKernels.Nr256;
 
@@ -59,7 +62,13 @@ internal static unsafe class GemmDriver
                 job.Args = g;
                 job.SplitN = splitN;
                 job.Units = units;
-                job.Parts = parts;
+                // More chunks than threads, handed out first come first served, so a thread that
+                // loses its core for a while (a shared machine) does not hold the others up. Each
+                // chunk repacks the other operand, so chunks stay at least MinChunk wide.
+                int tile = splitN ? nr : mr;
+                int chunks = Math.Clamp(units * tile / MinChunk, parts, 4 * parts);
+                job.Chunks = Math.Min(chunks, units);
+                job.Next = 0;
                 if (GemmWorkers.TryRun(job, parts))
                 {
                     RegionJob.Return(job);
@@ -80,7 +89,7 @@ internal static unsafe class GemmDriver
             var job = BatchJob.Rent();
             job.Args = g;
             job.Count = count;
-            job.Parts = parts;
+            job.Next = 0;
             job.StrideA = strideA;
             job.StrideB = strideB;
             job.StrideC = strideC;
@@ -196,48 +205,53 @@ internal static unsafe class GemmDriver
         }
     }
 
-    /// <summary>A slice of C per part: contiguous ranges of MR-row or NR-column tiles.</summary>
+    /// <summary>Slices of C (contiguous ranges of MR-row or NR-column tiles) handed out to the parts as chunks.</summary>
     private sealed class RegionJob : IGemmWork
     {
         private static RegionJob? s_spare;
         public GemmArgs Args;
         public bool SplitN;
-        public int Units, Parts;
+        public int Units, Chunks, Next;
 
         public static RegionJob Rent() => Interlocked.Exchange(ref s_spare, null) ?? new RegionJob();
         public static void Return(RegionJob job) => s_spare = job;
 
         public void Execute(int part)
         {
-            int u0 = (int)((long)Units * part / Parts), u1 = (int)((long)Units * (part + 1) / Parts);
             ref readonly var g = ref Args;
-            if (SplitN)
+            int chunk;
+            while ((chunk = Interlocked.Increment(ref Next) - 1) < Chunks)
             {
-                int nr = TileCols(g.Path);
-                RunRegion(in g, 0, g.M, u0 * nr, Math.Min(g.N, u1 * nr));
-            }
-            else
-            {
-                int mr = TileRows(g.Path);
-                RunRegion(in g, u0 * mr, Math.Min(g.M, u1 * mr), 0, g.N);
+                int u0 = (int)((long)Units * chunk / Chunks), u1 = (int)((long)Units * (chunk + 1) / Chunks);
+                if (SplitN)
+                {
+                    int nr = TileCols(g.Path);
+                    RunRegion(in g, 0, g.M, u0 * nr, Math.Min(g.N, u1 * nr));
+                }
+                else
+                {
+                    int mr = TileRows(g.Path);
+                    RunRegion(in g, u0 * mr, Math.Min(g.M, u1 * mr), 0, g.N);
+                }
             }
         }
     }
 
-    /// <summary>A contiguous range of batch items per part, each a whole single-threaded GEMM.</summary>
+    /// <summary>Batch items handed out one at a time, each a whole single-threaded GEMM.</summary>
     private sealed class BatchJob : IGemmWork
     {
         private static BatchJob? s_spare;
         public GemmArgs Args;
-        public int Count, Parts, StrideA, StrideB, StrideC;
+        public int Count, Next, StrideA, StrideB, StrideC;
 
         public static BatchJob Rent() => Interlocked.Exchange(ref s_spare, null) ?? new BatchJob();
         public static void Return(BatchJob job) => s_spare = job;
 
         public void Execute(int part)
         {
-            int i0 = (int)((long)Count * part / Parts), i1 = (int)((long)Count * (part + 1) / Parts);
-            for (int i = i0; i < i1; i++)
+            // Items first come first served (an item is one small GEMM; the counter costs far less).
+            int i;
+            while ((i = Interlocked.Increment(ref Next) - 1) < Count)
             {
                 var item = Args.Offset((long)i * StrideA, (long)i * StrideB, (long)i * StrideC);
                 RunRegion(in item, 0, item.M, 0, item.N);

@@ -68,6 +68,9 @@ public class GemmTests
         // M > MC, K > 2·KC, N > NC: every block loop runs more than once, with ragged ends.
         CheckOne(path, false, true, 197, 1057, 531, accumulate: false, threads: 2, padLd: true, rng);
         CheckOne(path, true, false, 101, 1040, 300, accumulate: true, threads: 1, padLd: false, rng);
+        // Two threads over more chunks than threads, split along N and along M.
+        CheckOne(path, false, true, 64, 2000, 40, accumulate: true, threads: 2, padLd: true, rng);
+        CheckOne(path, true, true, 1300, 40, 50, accumulate: false, threads: 2, padLd: true, rng);
     }
 
     [Fact]
