@@ -134,11 +134,11 @@ internal static unsafe class GemmDriver
             {
                 int kc = Math.Min(kcMax, g.K - pc);
                 bool acc = g.Accumulate || pc > 0;
-                GemmPack.PackB(g.B, g.Ldb, g.TransB, pc, kc, jc, nc, nr, bp);
+                GemmPack.PackB(g.B, g.Ldb, g.TransB, pc, kc, jc, nc, nr, bp, path);
                 for (int ic = i0; ic < i1; ic += mcMax)
                 {
                     int mc = Math.Min(mcMax, i1 - ic);
-                    GemmPack.PackA(g.A, g.Lda, g.TransA, ic, mc, pc, kc, mr, ap);
+                    GemmPack.PackA(g.A, g.Lda, g.TransA, ic, mc, pc, kc, mr, ap, path);
                     for (int jr = 0; jr < nc; jr += nr)
                     {
                         int cols = Math.Min(nr, nc - jr);
@@ -260,7 +260,10 @@ internal static unsafe class GemmDriver
     }
 }
 
-/// <summary>Packing of A and B into the micro-panel layouts the micro-kernels stream.</summary>
+/// <summary>
+/// Packing of A and B into the micro-panel layouts the micro-kernels stream. Vector512 instructions
+/// are used only on the Vector512 path, so a forced Vector256 path runs what an AVX2-only CPU runs.
+/// </summary>
 internal static unsafe class GemmPack
 {
     /// <summary>
@@ -268,10 +271,10 @@ internal static unsafe class GemmPack
     /// panel at offset p·mr + r); rows past mc are zero so edge tiles compute harmless zeros.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void PackA(float* a, int lda, bool transA, int i0, int mc, int p0, int kc, int mr, float* dst)
+    public static void PackA(float* a, int lda, bool transA, int i0, int mc, int p0, int kc, int mr, float* dst, GemmPath path)
     {
         int ir = 0;
-        if (!transA && mr == 8 && GemmKernels.CanTranspose16)
+        if (!transA && mr == 8 && path == GemmPath.Vector512 && GemmKernels.CanTranspose16)
         {
             // Two full 8-row panels at a time through a 16×16 register transpose; the k tail below.
             int kFull = kc / 16 * 16;
@@ -297,7 +300,7 @@ internal static unsafe class GemmPack
             {
                 // Stored (K,M): each k step is already mr contiguous floats.
                 float* src = a + (long)p0 * lda + i0 + ir;
-                if (rows == 8 && mr == 8 && Avx.IsSupported)
+                if (rows == 8 && mr == 8 && Avx.IsSupported) // only the Vector512 path has mr == 8
                 {
                     for (int p = 0; p < kc; p++, src += lda, d += 8) Avx.Store(d, Avx.LoadVector256(src));
                     continue;
@@ -329,7 +332,7 @@ internal static unsafe class GemmPack
     /// nc are zero.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void PackB(float* b, int ldb, bool transB, int p0, int kc, int j0, int nc, int nr, float* dst)
+    public static void PackB(float* b, int ldb, bool transB, int p0, int kc, int j0, int nc, int nr, float* dst, GemmPath path)
     {
         for (int jr = 0; jr < nc; jr += nr)
         {
@@ -342,7 +345,7 @@ internal static unsafe class GemmPack
                 if (cols == nr)
                 {
                     for (int p = 0; p < kc; p++, src += ldb, d += nr)
-                        GemmKernels.CopyRow(src, d, nr);
+                        GemmKernels.CopyRow(src, d, nr, path);
                 }
                 else
                 {
@@ -359,7 +362,7 @@ internal static unsafe class GemmPack
                 // Stored (N,K): transpose; 16×16 blocks go through registers when AVX-512 is there.
                 float* src = b + (long)(j0 + jr) * ldb + p0;
                 int p = 0;
-                if (cols == nr && nr % 16 == 0 && GemmKernels.CanTranspose16)
+                if (cols == nr && nr % 16 == 0 && path == GemmPath.Vector512 && GemmKernels.CanTranspose16)
                 {
                     for (; p + 16 <= kc; p += 16)
                         for (int j = 0; j < nr; j += 16)

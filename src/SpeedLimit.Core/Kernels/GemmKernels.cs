@@ -189,10 +189,10 @@ internal static unsafe class GemmKernels
 
     /// <summary>Copies n floats (n a multiple of 8 when a vector path is available).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void CopyRow(float* src, float* dst, int n)
+    public static void CopyRow(float* src, float* dst, int n, GemmPath path)
     {
         int j = 0;
-        if (Avx512F.IsSupported)
+        if (path == GemmPath.Vector512 && Avx512F.IsSupported)
             for (; j + 16 <= n; j += 16) Avx512F.Store(dst + j, Avx512F.LoadVector512(src + j));
         else if (Avx.IsSupported)
             for (; j + 8 <= n; j += 8) Avx.Store(dst + j, Avx.LoadVector256(src + j));
