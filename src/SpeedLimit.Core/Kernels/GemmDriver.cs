@@ -84,7 +84,10 @@ internal static unsafe class GemmDriver
     {
         long work = (long)g.M * g.N * Math.Max(g.K, 1);
         int parts = (int)Math.Clamp(work * count / MinWorkPerThread, 1, Math.Min(threads, count));
-        if (parts > 1 && count >= threads)
+        // Items go to threads whole when they are small (one head's attention product) or plentiful;
+        // a few large items load-balance better split inside each one.
+        bool itemsSmall = work < 2 * MinWorkPerThread;
+        if (parts > 1 && (itemsSmall || count >= 4 * threads))
         {
             var job = BatchJob.Rent();
             job.Args = g;
@@ -334,48 +337,47 @@ internal static unsafe class GemmPack
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(float* b, int ldb, bool transB, int p0, int kc, int j0, int nc, int nr, float* dst, GemmPath path)
     {
+        if (!transB)
+        {
+            // Stored (K,N): walk each row of B once, left to right (one sequential stream the hardware
+            // prefetcher follows), dealing nr-wide pieces out to the panels.
+            int full = nc / nr * nr;
+            for (int p = 0; p < kc; p++)
+            {
+                float* src = b + (long)(p0 + p) * ldb + j0;
+                float* d = dst + (long)p * nr;
+                for (int jr = 0; jr < full; jr += nr)
+                    GemmKernels.CopyRow(src + jr, d + (long)jr * kc, nr, path);
+                if (full < nc)
+                {
+                    float* e = d + (long)full * kc;
+                    int j = 0;
+                    for (; j < nc - full; j++) e[j] = src[full + j];
+                    for (; j < nr; j++) e[j] = 0;
+                }
+            }
+            return;
+        }
         for (int jr = 0; jr < nc; jr += nr)
         {
             int cols = Math.Min(nr, nc - jr);
             float* d = dst + (long)jr * kc;
-            if (!transB)
+            // Stored (N,K): transpose; 16×16 blocks go through registers on the Vector512 path.
+            float* src = b + (long)(j0 + jr) * ldb + p0;
+            int p = 0;
+            if (cols == nr && nr % 16 == 0 && path == GemmPath.Vector512 && GemmKernels.CanTranspose16)
             {
-                // Stored (K,N): each k step is nr contiguous floats.
-                float* src = b + (long)p0 * ldb + j0 + jr;
-                if (cols == nr)
-                {
-                    for (int p = 0; p < kc; p++, src += ldb, d += nr)
-                        GemmKernels.CopyRow(src, d, nr, path);
-                }
-                else
-                {
-                    for (int p = 0; p < kc; p++, src += ldb, d += nr)
-                    {
-                        int j = 0;
-                        for (; j < cols; j++) d[j] = src[j];
-                        for (; j < nr; j++) d[j] = 0;
-                    }
-                }
+                for (; p + 16 <= kc; p += 16)
+                    for (int j = 0; j < nr; j += 16)
+                        GemmKernels.Transpose16(src + (long)j * ldb + p, ldb, d + (long)p * nr + j, nr);
             }
-            else
+            for (int j = 0; j < cols; j++)
             {
-                // Stored (N,K): transpose; 16×16 blocks go through registers when AVX-512 is there.
-                float* src = b + (long)(j0 + jr) * ldb + p0;
-                int p = 0;
-                if (cols == nr && nr % 16 == 0 && path == GemmPath.Vector512 && GemmKernels.CanTranspose16)
-                {
-                    for (; p + 16 <= kc; p += 16)
-                        for (int j = 0; j < nr; j += 16)
-                            GemmKernels.Transpose16(src + (long)j * ldb + p, ldb, d + (long)p * nr + j, nr);
-                }
-                for (int j = 0; j < cols; j++)
-                {
-                    float* s = src + (long)j * ldb;
-                    for (int q = p; q < kc; q++) d[q * nr + j] = s[q];
-                }
-                for (int j = cols; j < nr; j++)
-                    for (int q = p; q < kc; q++) d[q * nr + j] = 0;
+                float* s = src + (long)j * ldb;
+                for (int q = p; q < kc; q++) d[q * nr + j] = s[q];
             }
+            for (int j = cols; j < nr; j++)
+                for (int q = p; q < kc; q++) d[q * nr + j] = 0;
         }
     }
 }
