@@ -23,10 +23,11 @@ internal readonly unsafe struct GemmArgs(GemmPath path, bool transA, bool transB
 /// </summary>
 internal static unsafe class GemmDriver
 {
-    // Cache blocking (floats). A KC×NR B micro-panel and an MR×KC A micro-panel are streamed by
-    // the micro-kernel; the packed B block (KC×NC) is sized for the 1 MiB L2 of Zen 4, the packed
-    // A block (MC×KC) for reuse across the NC columns. Settable for tuning from the bench.
-    internal static int KC = 256;
+    // Cache blocking (floats). The micro-kernel streams an MR×KC A micro-panel and a KC×NR B
+    // micro-panel; the packed A block (MC×KC, ~150 KB) stays in the 1 MiB L2 of Zen 4 across the NC
+    // columns, the packed B block (KC×NC) is reused by every MC row block. Chosen by measurement
+    // (bench section gemm-tune); settable for tuning.
+    internal static int KC = 384;
     internal static int MC = 96;
     internal static int NC = 1024;
 
@@ -124,8 +125,11 @@ internal static unsafe class GemmDriver
         }
         var path = g.Path;
         int mr = TileRows(path), nr = TileCols(path);
-        int kcMax = KC, mcMax = MC, ncMax = NC;
-        var buffers = PackBuffers.Get(RoundUp(mcMax, mr) * kcMax, RoundUp(ncMax, nr) * kcMax);
+        int kcLimit = RoundUp(KC, 16), mcMax = MC, ncMax = NC;
+        var buffers = PackBuffers.Get(RoundUp(mcMax, mr) * kcLimit, RoundUp(ncMax, nr) * kcLimit);
+        // Equal depth blocks (multiples of 16, the transpose width) rather than KC plus a thin remainder.
+        int kBlocks = (g.K + kcLimit - 1) / kcLimit;
+        int kcMax = Math.Min(kcLimit, RoundUp((g.K + kBlocks - 1) / kBlocks, 16));
         float* ap = buffers.A, bp = buffers.B;
         float* tile = stackalloc float[GemmKernels.MaxTile];
         int ldc = g.Ldc;
