@@ -371,9 +371,19 @@ internal static unsafe class GemmPack
             int p = 0;
             if (cols == nr && nr % 16 == 0 && path == GemmPath.Vector512 && GemmKernels.CanTranspose16)
             {
-                for (; p + 16 <= kc; p += 16)
-                    for (int j = 0; j < nr; j += 16)
-                        GemmKernels.Transpose16(src + (long)j * ldb + p, ldb, d + (long)p * nr + j, nr);
+                int kFull = kc / 16 * 16;
+                // 16 source rows at a time (16 read streams), prefetching 4 lines ahead in each.
+                for (int j = 0; j < nr; j += 16)
+                {
+                    float* rows = src + (long)j * ldb;
+                    for (int q = 0; q < kFull; q += 16)
+                    {
+                        if (q + 64 < kc)
+                            for (int r = 0; r < 16; r++) Sse.Prefetch0(rows + (long)r * ldb + q + 64);
+                        GemmKernels.Transpose16(rows + q, ldb, d + (long)q * nr + j, nr);
+                    }
+                }
+                p = kFull;
             }
             for (int j = 0; j < cols; j++)
             {
