@@ -1,12 +1,189 @@
 using System.CommandLine;
+using System.Globalization;
+using SpeedLimit.Latency;
+using SpeedLimit.Latency.Predictors;
+using SpeedLimit.Search;
+using Spectre.Console;
 
 namespace SpeedLimit.Cli.Commands;
 
-/// <summary>CLI commands of this group; they only parse and render.</summary>
+/// <summary>`speedlimit latency fit|narrow`: fit a latency predictor to profiled records and narrow a search space with it.</summary>
 public static class LatencyCommands
 {
     public static IEnumerable<Command> Create()
     {
-        yield break;
+        var latency = new Command("latency", "Fit a latency predictor to profiled latencies and narrow a search space to a bound.");
+        latency.Subcommands.Add(CreateFit());
+        latency.Subcommands.Add(CreateNarrow());
+        yield return latency;
+    }
+
+    private static Command CreateFit()
+    {
+        var data = new Option<string>("--data") { Description = "Profiled latencies (JSONL of latency records).", Required = true };
+        var output = new Option<string>("--output") { Description = "Where to write the predictor (JSON).", Required = true };
+        var precision = new Option<string>("--precision") { Description = "Precision to fit: int8 or fp32.", DefaultValueFactory = _ => "int8" };
+        var model = new Option<string>("--model") { Description = "Model: mlp (the paper's), features (operator FLOPs/elements) or auto (lower cross-validated error).", DefaultValueFactory = _ => "auto" };
+        var batch = new Option<int>("--batch") { Description = "Batch size of the records to use.", DefaultValueFactory = _ => 1 };
+        var length = new Option<int>("--length") { Description = "Sequence length of the records to use.", DefaultValueFactory = _ => 128 };
+        var threads = new Option<int?>("--threads") { Description = "Thread count of the records to use (default: the dataset's only one)." };
+        var holdout = new Option<double>("--holdout") { Description = "Share of architectures held out for the reported scores.", DefaultValueFactory = _ => 0.2 };
+        var trainCount = new Option<int?>("--train-count") { Description = "Fit on at most this many architectures; all others are held out." };
+        var confidence = new Option<double>("--confidence") { Description = "Confidence of the latency margin.", DefaultValueFactory = _ => 0.9 };
+        var folds = new Option<int>("--folds") { Description = "Cross-validation folds (model choice and margin calibration).", DefaultValueFactory = _ => 5 };
+        var seed = new Option<int>("--seed") { Description = "Seed of the split, folds and MLP init.", DefaultValueFactory = _ => 1 };
+        var mlpWidth = new Option<int>("--mlp-width") { Description = "MLP hidden width (paper: 2000).", DefaultValueFactory = _ => 2000 };
+        var mlpSteps = new Option<int>("--mlp-steps") { Description = "MLP Adam steps (paper: 5000).", DefaultValueFactory = _ => 5000 };
+        var mlpLr = new Option<double>("--mlp-lr") { Description = "MLP learning rate (paper: 1e-5).", DefaultValueFactory = _ => 1e-5 };
+        var plot = new Option<string?>("--plot") { Description = "PNG of predicted vs measured held-out latency (default: next to --output)." };
+        var curve = new Option<string?>("--learning-curve") { Description = "Comma-separated training counts: print held-out MAPE after fitting on each (e.g. 25,50,100,200,300)." };
+
+        var cmd = new Command("fit", "Fit a latency predictor to a profiled dataset and report its held-out error.")
+        {
+            data, output, precision, model, batch, length, threads, holdout, trainCount, confidence, folds, seed, mlpWidth, mlpSteps, mlpLr, plot, curve,
+        };
+        cmd.SetAction(parse => CliErrors.Guard(() =>
+        {
+            var options = new LatencyFitOptions
+            {
+                Precision = ParsePrecision(parse.GetValue(precision)!),
+                Model = ParseModel(parse.GetValue(model)!),
+                Batch = parse.GetValue(batch),
+                SequenceLength = parse.GetValue(length),
+                Threads = parse.GetValue(threads),
+                HoldoutFraction = parse.GetValue(holdout),
+                TrainCount = parse.GetValue(trainCount),
+                Confidence = parse.GetValue(confidence),
+                Folds = parse.GetValue(folds),
+                Seed = parse.GetValue(seed),
+                Mlp = new MlpOptions { Width = parse.GetValue(mlpWidth), Steps = parse.GetValue(mlpSteps), LearningRate = parse.GetValue(mlpLr), Seed = parse.GetValue(seed) },
+                Features = new FeatureModelOptions { Seed = parse.GetValue(seed) },
+            };
+            var records = LatencyDataset.Load(parse.GetValue(data)!);
+            var report = AnsiConsole.Status().Start("fitting latency predictor…", _ => LatencyPredictorFitter.Fit(records, options));
+            foreach (var w in report.Warnings) AnsiConsole.MarkupLineInterpolated($"[yellow]warning:[/] {w}");
+            RenderFit(report, options);
+
+            var outPath = parse.GetValue(output)!;
+            report.Predictor.Save(outPath);
+            AnsiConsole.MarkupLineInterpolated($"predictor written to [bold]{outPath}[/]");
+            if (report.HeldOutPoints.Count > 0)
+            {
+                var png = parse.GetValue(plot) ?? Path.ChangeExtension(outPath, ".png");
+                var p = report.Predictor;
+                LatencyPlots.SavePredictedVsMeasured(png, report.HeldOutPoints,
+                    $"{Name(report.Chosen)} predictor, {p.Precision.ToString().ToLowerInvariant()}: held-out MAPE {report.HeldOut!.MapePercent:0.00} % (fit on {report.TrainCount})");
+                AnsiConsole.MarkupLineInterpolated($"plot written to [bold]{png}[/]");
+            }
+
+            if (parse.GetValue(curve) is string counts)
+            {
+                var ns = ParseCounts(counts);
+                var kind = report.Chosen;
+                var points = LatencyPredictorFitter.LearningCurve(records, options, kind, ns, repeats: 5);
+                var table = new Table().Title($"learning curve ({Name(kind)}, 5 draws each, fixed held-out set)");
+                table.AddColumns("fitted on", "mean MAPE %", "worst MAPE %", "mean max |err| %", "within ±10 %");
+                foreach (var pt in points)
+                    table.AddRow(pt.TrainCount.ToString(CultureInfo.InvariantCulture), F(pt.MeanMapePercent), F(pt.WorstMapePercent),
+                        F(pt.MeanMaxAbsErrorPercent), $"{pt.MeanWithin10Percent:P1}");
+                AnsiConsole.Write(table);
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static Command CreateNarrow()
+    {
+        var predictorPath = new Option<string>("--predictor") { Description = "A predictor written by 'speedlimit latency fit'.", Required = true };
+        var bound = new Option<double>("--bound-ms") { Description = "Latency bound in milliseconds.", Required = true };
+        var spacePath = new Option<string?>("--space") { Description = "Search space JSON (default: the paper's 13,125 architectures)." };
+        var cmd = new Command("narrow", "List how many architectures of a search space meet a latency bound (with the predictor's margin).")
+        {
+            predictorPath, bound, spacePath,
+        };
+        cmd.SetAction(parse => CliErrors.Guard(() =>
+        {
+            var predictor = LatencyPredictor.Load(parse.GetValue(predictorPath)!);
+            var warning = predictor.DeviceWarning(DeviceCheck.Current(predictor.Device.Threads));
+            if (warning is not null) AnsiConsole.MarkupLineInterpolated($"[yellow]warning:[/] {warning}");
+            var space = parse.GetValue(spacePath) is string sp ? SearchSpace.Load(sp) : SearchSpace.Paper;
+            if (space.Heads != predictor.Shape.Heads)
+                AnsiConsole.MarkupLineInterpolated($"[yellow]warning:[/] the space has {space.Heads} heads but the predictor was fitted on {predictor.Shape.Heads}-head models");
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            var narrowed = SpaceNarrowing.Narrow(space, predictor, parse.GetValue(bound));
+            double ms = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+            AnsiConsole.MarkupLineInterpolated(
+                $"|A*| = [bold]{narrowed.Count:N0}[/] of {space.Count:N0} architectures ({narrowed.Share:P1}) meet {narrowed.BoundMs:0.###} ms with a {narrowed.RelativeMargin:P1} margin at {predictor.Confidence:P0} confidence ({ms:0} ms to narrow)");
+            AnsiConsole.MarkupLineInterpolated($"fastest: {narrowed.Fastest.Arch} at {narrowed.Fastest.PredictedMs:0.###} ms; slowest kept: {narrowed.Slowest.Arch} at {narrowed.Slowest.PredictedMs:0.###} ms (≤ {narrowed.Slowest.UpperMs:0.###} ms with margin)");
+            var table = new Table().Title("spread of A*");
+            table.AddColumns("dimension", "min", "max", "distinct values", "count per value");
+            foreach (var d in narrowed.Spread())
+                table.AddRow(d.Dimension, d.Min.ToString(CultureInfo.InvariantCulture), d.Max.ToString(CultureInfo.InvariantCulture),
+                    d.DistinctValues.ToString(CultureInfo.InvariantCulture), Markup.Escape(Histogram(d)));
+            AnsiConsole.Write(table);
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static void RenderFit(LatencyFitReport report, LatencyFitOptions options)
+    {
+        var p = report.Predictor;
+        AnsiConsole.MarkupLineInterpolated(
+            $"{report.RecordsUsed} {p.Precision.ToString().ToLowerInvariant()} architectures at batch {p.Shape.Batch} × {p.Shape.SequenceLength}, {p.Device}; fitted on {report.TrainCount}, held out {report.HeldOutPoints.Count}");
+        var cv = new Table().Title($"{options.Folds}-fold cross-validation on the fitted architectures");
+        cv.AddColumns("model", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "time s");
+        foreach (var c in report.Candidates)
+            cv.AddRow(c.Kind == report.Chosen ? $"[bold]{Name(c.Kind)}[/] (chosen)" : Name(c.Kind), F(c.CrossValidated.MapePercent),
+                F(c.CrossValidated.MaxAbsErrorPercent), $"{c.CrossValidated.Within5Percent:P1}", $"{c.CrossValidated.Within10Percent:P1}", F(c.FitSeconds));
+        AnsiConsole.Write(cv);
+        if (report.HeldOut is { } h)
+        {
+            AnsiConsole.MarkupLineInterpolated($"chosen model: {p.Model.Describe()}");
+            var table = new Table().Title("held-out architectures (never fitted on)");
+            table.AddColumns("count", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "bias %", $"margin @ {p.Confidence:P0}", "coverage");
+            table.AddRow(h.Count.ToString(CultureInfo.InvariantCulture), F(h.MapePercent), F(h.MaxAbsErrorPercent),
+                $"{h.Within5Percent:P1}", $"{h.Within10Percent:P1}", F(h.BiasPercent), $"{p.RelativeMargin:P2}", $"{report.HeldOutCoverage:P1}");
+            AnsiConsole.Write(table);
+        }
+        else
+        {
+            AnsiConsole.MarkupLineInterpolated($"no hold-out: margin {p.RelativeMargin:P2} at {p.Confidence:P0} from cross-validated residuals");
+        }
+    }
+
+    private static string Histogram(DimensionSpread d) =>
+        d.Histogram.Count <= 8
+            ? string.Join(" ", d.Histogram.Select(x => $"{x.Value}:{x.Count}"))
+            : string.Join(" ", d.Histogram.Take(4).Select(x => $"{x.Value}:{x.Count}")) + " … " + string.Join(" ", d.Histogram.TakeLast(3).Select(x => $"{x.Value}:{x.Count}"));
+
+    private static string Name(LatencyModelKind kind) => kind.ToString().ToLowerInvariant();
+
+    private static string F(double v) => v.ToString("0.00", CultureInfo.InvariantCulture);
+
+    private static Precision ParsePrecision(string text) => text.ToLowerInvariant() switch
+    {
+        "int8" => Precision.Int8,
+        "fp32" => Precision.Fp32,
+        _ => throw new UserInputException($"--precision '{text}' is not known; use int8 or fp32"),
+    };
+
+    private static LatencyModelKind ParseModel(string text) => text.ToLowerInvariant() switch
+    {
+        "auto" => LatencyModelKind.Auto,
+        "mlp" => LatencyModelKind.Mlp,
+        "features" => LatencyModelKind.Features,
+        _ => throw new UserInputException($"--model '{text}' is not known; use mlp, features or auto"),
+    };
+
+    private static int[] ParseCounts(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var counts = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out counts[i]) || counts[i] < 3)
+                throw new UserInputException($"--learning-curve '{text}': '{parts[i]}' is not a count of at least 3; give e.g. 25,50,100");
+        return counts;
     }
 }

@@ -1,3 +1,4 @@
+using SpeedLimit.Latency;
 using SpeedLimit.Model;
 
 namespace SpeedLimit.Search;
@@ -20,4 +21,14 @@ public sealed record CandidateResult(Architecture Arch, double Metric, double Se
 public interface ICandidateEvaluator
 {
     CandidateResult Evaluate(Architecture arch, int seed, CancellationToken cancellation);
+}
+
+/// <summary>
+/// Builds the deployable model of an architecture (at the caller's precision) and measures its
+/// latency on the deployment CPU with the profiler's protocol. The search uses it to check the
+/// bound by measurement, never only by prediction.
+/// </summary>
+public interface ILatencyMeasurer
+{
+    LatencyRecord Measure(Architecture arch, CancellationToken cancellation);
 }

@@ -1,0 +1,296 @@
+using System.Numerics.Tensors;
+using SpeedLimit.Kernels;
+using SpeedLimit.Model.Layers;
+using SpeedLimit.Quantization;
+using N = SpeedLimit.Model.BertParameterLayout.Names;
+
+namespace SpeedLimit.Model;
+
+/// <summary>
+/// A BERT encoder with its task head, trained by explicit forward/backward passes (no autograd).
+/// All parameters live in one flat buffer carved by <see cref="BertParameterLayout"/>; gradients
+/// in a second buffer of the same layout. <see cref="Forward"/> keeps the activations that
+/// <see cref="Backward"/> needs; Backward accumulates (+=) into <see cref="Gradients"/>.
+/// </summary>
+public sealed class BertModel
+{
+    private BertActivations? _act;
+
+    public BertModel(BertConfig config, float[]? parameters = null)
+    {
+        Config = config;
+        Layout = new BertParameterLayout(config);
+        if (Layout.TotalLength > Array.MaxLength) throw new ArgumentException($"model {config.Arch} with vocabulary {config.VocabSize} is too large for one buffer");
+        if (parameters is not null && parameters.Length != Layout.TotalLength)
+            throw new ArgumentException($"parameter buffer holds {parameters.Length} floats but {config.Arch} needs {Layout.TotalLength}");
+        Parameters = parameters ?? new float[Layout.TotalLength];
+    }
+
+    public BertConfig Config { get; }
+    public BertParameterLayout Layout { get; }
+    public float[] Parameters { get; }
+    /// <summary>Gradient buffer (same layout), allocated by <see cref="EnsureGradients"/>.</summary>
+    public float[] Gradients { get; private set; } = [];
+    /// <summary>Threads for the matrix products and attention.</summary>
+    public int Threads { get; set; } = Gemm.DefaultThreads;
+
+    /// <summary>BERT's initialization: N(0, std) weights and embeddings, zero biases, unit LayerNorm scales.</summary>
+    public static BertModel CreateRandom(BertConfig config, int seed, float std = 0.02f)
+    {
+        var model = new BertModel(config);
+        var rng = new Random(seed);
+        foreach (var t in model.Layout.Tensors)
+        {
+            var span = model.Parameters.AsSpan((int)t.Offset, (int)t.Length);
+            if (t.Name.Contains("LayerNorm.weight", StringComparison.Ordinal)) span.Fill(1f);
+            else if (t.Shape.Length == 1) span.Clear();
+            else for (int i = 0; i < span.Length; i++) span[i] = std * NextGaussian(rng);
+        }
+        return model;
+    }
+
+    internal static float NextGaussian(Random rng)
+    {
+        double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
+        return (float)(Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+    }
+
+    /// <summary>
+    /// The activation buffers of the last pass. A supermodel's workspace holds any of its
+    /// sub-models' passes (buffers are used as prefixes), so training many sampled architectures
+    /// can share one workspace instead of allocating per architecture.
+    /// </summary>
+    internal BertActivations? Workspace { get => _act; set => _act = value; }
+
+    public float[] EnsureGradients()
+    {
+        if (Gradients.Length != Parameters.Length) Gradients = new float[Parameters.Length];
+        return Gradients;
+    }
+
+    public void ZeroGradients() => Array.Clear(EnsureGradients());
+
+    public Span<float> Tensor(string name) => Slice(Parameters, name);
+    public Span<float> Gradient(string name) => Slice(Gradients, name);
+
+    private Span<float> Slice(float[] buffer, string name)
+    {
+        var t = Layout[name];
+        return buffer.AsSpan((int)t.Offset, (int)t.Length);
+    }
+
+    /// <summary>Hidden states after the embeddings (index 0) and after each encoder layer (1..e), each (B·T, H), from the last forward.</summary>
+    public ReadOnlySpan<float> HiddenState(int index) => Activations.Hidden[index].AsSpan(0, Activations.Tokens * Config.Hidden);
+
+    private BertActivations Activations => _act ?? throw new InvalidOperationException("run Forward before reading activations or calling Backward");
+
+    /// <summary>
+    /// Runs the encoder and head. Classification/regression: returns logits (B, labels).
+    /// Masked-LM: returns logits (M, vocab) for the M flat token positions in <paramref name="mlmPositions"/>
+    /// (only masked positions are decoded, which keeps a 30k vocabulary affordable).
+    /// </summary>
+    /// <param name="dropout">Dropout rate in training (0 for evaluation).</param>
+    /// <param name="dropoutSeed">Seed of this step's dropout masks.</param>
+    /// <param name="int8">When given, every quantizable linear layer runs as the int8 ONNX graph would (evaluation only).</param>
+    public ReadOnlySpan<float> Forward(EncoderInput input, float dropout = 0f, ulong dropoutSeed = 0, int[]? mlmPositions = null, Int8Simulation? int8 = null)
+    {
+        if (int8 is not null && dropout > 0) throw new ArgumentException("int8 simulation is for evaluation; run it with dropout 0");
+        input.Validate(Config);
+        if (dropout is < 0f or >= 1f) throw new ArgumentException($"dropout rate {dropout} must be in [0, 1)");
+        if (Config.Head == HeadKind.MaskedLm && mlmPositions is null) throw new ArgumentException("a masked-LM head needs the masked positions to decode");
+        int B = input.Batch, T = input.SequenceLength, H = Config.Hidden, F = Config.Ffn, Ntok = B * T;
+        var a = _act = BertActivations.Ensure(_act, Config, B, T, mlmPositions?.Length ?? 0);
+        a.Input = input;
+        a.Dropout = dropout;
+        a.MlmPositions = mlmPositions;
+        var rng = new SplitMix64(dropoutSeed);
+        int threads = Threads;
+        int nh = Ntok * H;
+        // y = x·Wᵀ + b for the named layer, in fp32 or as the int8 graph computes it.
+        void Dense(string weight, string bias, ReadOnlySpan<float> x, Span<float> y, int rows, int inDim, int outDim)
+        {
+            if (int8 is not null && int8.Covers(weight)) int8.Forward(weight, x, Tensor(bias), y, rows, threads);
+            else Linear.Forward(x, Tensor(weight), Tensor(bias), y, rows, inDim, outDim, threads);
+        }
+
+        // Embeddings: e0 = word[id] + pos[t] + type[tt]  (B·T, H)
+        var word = Tensor(N.WordEmbeddings); var pos = Tensor(N.PositionEmbeddings); var type = Tensor(N.TokenTypeEmbeddings);
+        for (int n = 0; n < Ntok; n++)
+        {
+            var row = a.EmbeddingSum.AsSpan(n * H, H);
+            TensorPrimitives.Add(word.Slice(input.InputIds[n] * H, H), pos.Slice((n % T) * H, H), row);
+            TensorPrimitives.Add(row, type.Slice(input.TokenTypeIds[n] * H, H), row);
+        }
+        LayerNorm.Forward(a.EmbeddingSum, Tensor(N.EmbeddingsLayerNormWeight), Tensor(N.EmbeddingsLayerNormBias),
+            a.Hidden[0], a.EmbLnMean, a.EmbLnRstd, Ntok, H, Config.LayerNormEps);
+        ApplyDropout(a.Hidden[0].AsSpan(0, nh), a.EmbDropMask, dropout, ref rng);
+
+        for (int l = 0; l < Config.Layers; l++)
+        {
+            var L = a.Layers[l];
+            var x = a.Hidden[l];
+            Dense(N.Query(l, "weight"), N.Query(l, "bias"), x, L.Q, Ntok, H, H);
+            Dense(N.Key(l, "weight"), N.Key(l, "bias"), x, L.K, Ntok, H, H);
+            Dense(N.Value(l, "weight"), N.Value(l, "bias"), x, L.V, Ntok, H, H);
+            Attention.Forward(L.Q, L.K, L.V, input.AttentionMask, L.Probs, L.Context, B, T, H, Config.Heads, threads);
+            // r1 = x + dropout(ctx·Woᵀ + bo); x1 = LN(r1)
+            Dense(N.AttentionOutput(l, "weight"), N.AttentionOutput(l, "bias"), L.Context, L.Residual1, Ntok, H, H);
+            ApplyDropout(L.Residual1.AsSpan(0, nh), L.AttnDropMask, dropout, ref rng);
+            TensorPrimitives.Add(L.Residual1.AsSpan(0, nh), x.AsSpan(0, nh), L.Residual1.AsSpan(0, nh));
+            LayerNorm.Forward(L.Residual1, Tensor(N.AttentionLayerNorm(l, "weight")), Tensor(N.AttentionLayerNorm(l, "bias")),
+                L.X1, L.Ln1Mean, L.Ln1Rstd, Ntok, H, Config.LayerNormEps);
+            // FFN: u = x1·Wiᵀ + bi (B·T,F); g = gelu(u); r2 = x1 + dropout(g·Woᵀ + bo); out = LN(r2)
+            Dense(N.Intermediate(l, "weight"), N.Intermediate(l, "bias"), L.X1, L.PreGelu, Ntok, H, F);
+            Gelu.Forward(L.PreGelu.AsSpan(0, Ntok * F), L.PostGelu);
+            Dense(N.Output(l, "weight"), N.Output(l, "bias"), L.PostGelu, L.Residual2, Ntok, F, H);
+            ApplyDropout(L.Residual2.AsSpan(0, nh), L.FfnDropMask, dropout, ref rng);
+            TensorPrimitives.Add(L.Residual2.AsSpan(0, nh), L.X1.AsSpan(0, nh), L.Residual2.AsSpan(0, nh));
+            LayerNorm.Forward(L.Residual2, Tensor(N.OutputLayerNorm(l, "weight")), Tensor(N.OutputLayerNorm(l, "bias")),
+                a.Hidden[l + 1], L.Ln2Mean, L.Ln2Rstd, Ntok, H, Config.LayerNormEps);
+        }
+
+        var last = a.Hidden[Config.Layers];
+        if (Config.Head == HeadKind.MaskedLm)
+        {
+            int M = mlmPositions!.Length, V = Config.VocabSize;
+            for (int i = 0; i < M; i++)
+            {
+                if ((uint)mlmPositions[i] >= (uint)Ntok) throw new ArgumentException($"masked position {mlmPositions[i]} is outside the batch's {Ntok} tokens");
+                last.AsSpan(mlmPositions[i] * H, H).CopyTo(a.HeadIn.AsSpan(i * H, H));
+            }
+            Dense(N.MlmTransformWeight, N.MlmTransformBias, a.HeadIn, a.HeadPre, M, H, H);
+            Gelu.Forward(a.HeadPre.AsSpan(0, M * H), a.HeadAct);
+            LayerNorm.Forward(a.HeadAct, Tensor(N.MlmLayerNormWeight), Tensor(N.MlmLayerNormBias), a.HeadOut, a.HeadLnMean, a.HeadLnRstd, M, H, Config.LayerNormEps);
+            // decoder tied to the word embeddings: logits = t·Wordᵀ + bias (M,V)
+            Linear.Forward(a.HeadOut, word, Tensor(N.MlmDecoderBias), a.Logits, M, H, V, threads);
+            return a.Logits.AsSpan(0, M * V);
+        }
+        else
+        {
+            int C = Config.Labels;
+            for (int b = 0; b < B; b++) last.AsSpan(b * T * H, H).CopyTo(a.HeadIn.AsSpan(b * H, H)); // first token
+            Dense(N.PoolerWeight, N.PoolerBias, a.HeadIn, a.HeadPre, B, H, H);
+            Gelu.Tanh(a.HeadPre.AsSpan(0, B * H), a.HeadAct);
+            a.HeadAct.AsSpan(0, B * H).CopyTo(a.HeadOut);
+            ApplyDropout(a.HeadOut.AsSpan(0, B * H), a.HeadDropMask, dropout, ref rng);
+            Dense(N.ClassifierWeight, N.ClassifierBias, a.HeadOut, a.Logits, B, H, C);
+            return a.Logits.AsSpan(0, B * C);
+        }
+    }
+
+    /// <summary>
+    /// Backpropagates d(loss)/d(logits) of the last <see cref="Forward"/> and accumulates parameter
+    /// gradients. <paramref name="hiddenGradients"/>, when given, adds d(loss)/d(hidden state i)
+    /// (i = 0..e, as in <see cref="HiddenState"/>; null entries are skipped), e.g. for hidden-state distillation.
+    /// </summary>
+    public void Backward(ReadOnlySpan<float> dLogits, IReadOnlyList<float[]?>? hiddenGradients = null)
+    {
+        var a = Activations;
+        EnsureGradients();
+        var input = a.Input!;
+        int B = input.Batch, T = input.SequenceLength, H = Config.Hidden, F = Config.Ffn, Ntok = B * T, nh = Ntok * H;
+        int threads = Threads;
+        var dHidden = a.DHiddenA; var dOther = a.DHiddenB;
+        Array.Clear(dHidden, 0, nh);
+        var lnScratch = a.LnScratch;
+
+        if (Config.Head == HeadKind.MaskedLm)
+        {
+            int M = a.MlmPositions!.Length, V = Config.VocabSize;
+            CheckLength(dLogits, M * V);
+            Array.Clear(a.DHead1, 0, M * H);
+            Linear.Backward(a.HeadOut, Tensor(N.WordEmbeddings), dLogits, a.DHead1, Gradient(N.WordEmbeddings), Gradient(N.MlmDecoderBias), M, H, V, threads);
+            Array.Clear(a.DHead2, 0, M * H);
+            LayerNorm.Backward(a.HeadAct, Tensor(N.MlmLayerNormWeight), a.HeadLnMean, a.HeadLnRstd, a.DHead1, a.DHead2,
+                Gradient(N.MlmLayerNormWeight), Gradient(N.MlmLayerNormBias), M, H, lnScratch);
+            Array.Clear(a.DHead1, 0, M * H);
+            Gelu.Backward(a.HeadPre.AsSpan(0, M * H), a.DHead2, a.DHead1);
+            Array.Clear(a.DHead2, 0, M * H);
+            Linear.Backward(a.HeadIn, Tensor(N.MlmTransformWeight), a.DHead1, a.DHead2, Gradient(N.MlmTransformWeight), Gradient(N.MlmTransformBias), M, H, H, threads);
+            for (int i = 0; i < M; i++)
+            {
+                var dst = dHidden.AsSpan(a.MlmPositions[i] * H, H);
+                TensorPrimitives.Add(dst, a.DHead2.AsSpan(i * H, H), dst);
+            }
+        }
+        else
+        {
+            int C = Config.Labels;
+            CheckLength(dLogits, B * C);
+            Array.Clear(a.DHead1, 0, B * H);
+            Linear.Backward(a.HeadOut, Tensor(N.ClassifierWeight), dLogits, a.DHead1, Gradient(N.ClassifierWeight), Gradient(N.ClassifierBias), B, H, C, threads);
+            TensorPrimitives.Multiply(a.DHead1.AsSpan(0, B * H), a.HeadDropMask.AsSpan(0, B * H), a.DHead1.AsSpan(0, B * H));
+            Array.Clear(a.DHead2, 0, B * H);
+            Gelu.TanhBackward(a.HeadAct.AsSpan(0, B * H), a.DHead1.AsSpan(0, B * H), a.DHead2);
+            Array.Clear(a.DHead1, 0, B * H);
+            Linear.Backward(a.HeadIn, Tensor(N.PoolerWeight), a.DHead2, a.DHead1, Gradient(N.PoolerWeight), Gradient(N.PoolerBias), B, H, H, threads);
+            for (int b = 0; b < B; b++) a.DHead1.AsSpan(b * H, H).CopyTo(dHidden.AsSpan(b * T * H, H));
+        }
+        AddHiddenGradient(hiddenGradients, Config.Layers, dHidden, nh);
+
+        for (int l = Config.Layers - 1; l >= 0; l--)
+        {
+            var L = a.Layers[l];
+            // out = LN(r2): dR2 (into dOther)
+            Array.Clear(dOther, 0, nh);
+            LayerNorm.Backward(L.Residual2, Tensor(N.OutputLayerNorm(l, "weight")), L.Ln2Mean, L.Ln2Rstd, dHidden, dOther,
+                Gradient(N.OutputLayerNorm(l, "weight")), Gradient(N.OutputLayerNorm(l, "bias")), Ntok, H, lnScratch);
+            // r2 = x1 + drop(dense(g)): dX1 = dR2 (residual) ; dDense = dR2 ⊙ mask
+            Array.Copy(dOther, dHidden, nh); // dHidden now holds dX1
+            TensorPrimitives.Multiply(dOther.AsSpan(0, nh), L.FfnDropMask.AsSpan(0, nh), dOther.AsSpan(0, nh));
+            Array.Clear(a.DFfn1, 0, Ntok * F);
+            Linear.Backward(L.PostGelu, Tensor(N.Output(l, "weight")), dOther, a.DFfn1, Gradient(N.Output(l, "weight")), Gradient(N.Output(l, "bias")), Ntok, F, H, threads);
+            Array.Clear(a.DFfn2, 0, Ntok * F);
+            Gelu.Backward(L.PreGelu.AsSpan(0, Ntok * F), a.DFfn1.AsSpan(0, Ntok * F), a.DFfn2);
+            Linear.Backward(L.X1, Tensor(N.Intermediate(l, "weight")), a.DFfn2, dHidden, Gradient(N.Intermediate(l, "weight")), Gradient(N.Intermediate(l, "bias")), Ntok, H, F, threads);
+            // x1 = LN(r1): dR1 (into dOther)
+            Array.Clear(dOther, 0, nh);
+            LayerNorm.Backward(L.Residual1, Tensor(N.AttentionLayerNorm(l, "weight")), L.Ln1Mean, L.Ln1Rstd, dHidden, dOther,
+                Gradient(N.AttentionLayerNorm(l, "weight")), Gradient(N.AttentionLayerNorm(l, "bias")), Ntok, H, lnScratch);
+            // r1 = x + drop(dense(ctx)): dX = dR1 ; dDense = dR1 ⊙ mask
+            Array.Copy(dOther, dHidden, nh); // dHidden now holds dX (residual path)
+            TensorPrimitives.Multiply(dOther.AsSpan(0, nh), L.AttnDropMask.AsSpan(0, nh), dOther.AsSpan(0, nh));
+            Array.Clear(a.DContext, 0, nh);
+            Linear.Backward(L.Context, Tensor(N.AttentionOutput(l, "weight")), dOther, a.DContext, Gradient(N.AttentionOutput(l, "weight")), Gradient(N.AttentionOutput(l, "bias")), Ntok, H, H, threads);
+            Array.Clear(a.DQ, 0, nh); Array.Clear(a.DK, 0, nh); Array.Clear(a.DV, 0, nh);
+            Attention.Backward(L.Q, L.K, L.V, L.Probs, a.DContext, a.DQ, a.DK, a.DV, a.AttentionScratch, B, T, H, Config.Heads, threads);
+            var x = a.Hidden[l];
+            Linear.Backward(x, Tensor(N.Query(l, "weight")), a.DQ, dHidden, Gradient(N.Query(l, "weight")), Gradient(N.Query(l, "bias")), Ntok, H, H, threads);
+            Linear.Backward(x, Tensor(N.Key(l, "weight")), a.DK, dHidden, Gradient(N.Key(l, "weight")), Gradient(N.Key(l, "bias")), Ntok, H, H, threads);
+            Linear.Backward(x, Tensor(N.Value(l, "weight")), a.DV, dHidden, Gradient(N.Value(l, "weight")), Gradient(N.Value(l, "bias")), Ntok, H, H, threads);
+            AddHiddenGradient(hiddenGradients, l, dHidden, nh);
+        }
+
+        // embeddings: hidden0 = drop(LN(e0))
+        TensorPrimitives.Multiply(dHidden.AsSpan(0, nh), a.EmbDropMask.AsSpan(0, nh), dHidden.AsSpan(0, nh));
+        Array.Clear(dOther, 0, nh);
+        LayerNorm.Backward(a.EmbeddingSum, Tensor(N.EmbeddingsLayerNormWeight), a.EmbLnMean, a.EmbLnRstd, dHidden, dOther,
+            Gradient(N.EmbeddingsLayerNormWeight), Gradient(N.EmbeddingsLayerNormBias), Ntok, H, lnScratch);
+        var gWord = Gradient(N.WordEmbeddings); var gPos = Gradient(N.PositionEmbeddings); var gType = Gradient(N.TokenTypeEmbeddings);
+        for (int n = 0; n < Ntok; n++)
+        {
+            var d = dOther.AsSpan(n * H, H);
+            var w = gWord.Slice(input.InputIds[n] * H, H); TensorPrimitives.Add(w, d, w);
+            var p = gPos.Slice((n % T) * H, H); TensorPrimitives.Add(p, d, p);
+            var t = gType.Slice(input.TokenTypeIds[n] * H, H); TensorPrimitives.Add(t, d, t);
+        }
+    }
+
+    private static void AddHiddenGradient(IReadOnlyList<float[]?>? extra, int index, float[] dHidden, int count)
+    {
+        if (extra is null || index >= extra.Count || extra[index] is not { } g) return;
+        if (g.Length < count) throw new ArgumentException($"hidden-state gradient {index} holds {g.Length} floats, needs {count}");
+        TensorPrimitives.Add(dHidden.AsSpan(0, count), g.AsSpan(0, count), dHidden.AsSpan(0, count));
+    }
+
+    private static void CheckLength(ReadOnlySpan<float> dLogits, int expected)
+    {
+        if (dLogits.Length != expected) throw new ArgumentException($"logit gradient holds {dLogits.Length} values; the last forward produced {expected}");
+    }
+
+    private static void ApplyDropout(Span<float> x, float[] mask, float rate, ref SplitMix64 rng)
+    {
+        if (rate == 0f) { mask.AsSpan(0, x.Length).Fill(1f); return; }
+        Dropout.Forward(x, x, mask.AsSpan(0, x.Length), rate, ref rng);
+    }
+}

@@ -1,0 +1,89 @@
+using System.Numerics.Tensors;
+using SpeedLimit.Kernels;
+
+namespace SpeedLimit.Model.Layers;
+
+/// <summary>
+/// Scaled dot-product attention over already-projected Q, K, V of shape (B·T, H), split into
+/// heads of size H/heads: head j owns features j·hs … (j+1)·hs. Padded keys get −10000 added
+/// to their scores (as Hugging Face BERT does), so they vanish after softmax.
+/// </summary>
+public static class Attention
+{
+    public const float MaskedScore = -10000f;
+
+    /// <summary>
+    /// ctx(B·T,H) = softmax(Q·Kᵀ/√hs + mask)·V per (batch, head); stores probabilities
+    /// (B, heads, T, T) for backward.
+    /// </summary>
+    public static void Forward(float[] q, float[] k, float[] v, int[] attentionMask, float[] probs, float[] ctx,
+        int batch, int seqLen, int hidden, int heads, int threads)
+    {
+        int hs = hidden / heads, T = seqLen;
+        float scale = 1f / MathF.Sqrt(hs);
+        ParallelOver(batch * heads, threads, bh =>
+        {
+            int b = bh / heads, j = bh % heads;
+            int rowBase = b * T * hidden + j * hs; // (b, 0, head j)
+            var p = probs.AsSpan(bh * T * T, T * T); // (T,T)
+            Gemm.Multiply(false, true, T, T, hs, q.AsSpan(rowBase), hidden, k.AsSpan(rowBase), hidden, p, T, false, 1);
+            var mask = attentionMask.AsSpan(b * T, T);
+            for (int t = 0; t < T; t++)
+            {
+                var row = p.Slice(t * T, T);
+                TensorPrimitives.Multiply(row, scale, row);
+                for (int s = 0; s < T; s++) if (mask[s] == 0) row[s] += MaskedScore;
+                // Shift by the row max first: exp of large scores would overflow to inf/inf = NaN.
+                TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
+                TensorPrimitives.SoftMax(row, row);
+            }
+            Gemm.Multiply(false, false, T, hs, T, p, T, v.AsSpan(rowBase), hidden, ctx.AsSpan(rowBase), hidden, false, 1);
+        });
+    }
+
+    /// <summary>
+    /// From dctx accumulates dQ, dK, dV (each (B·T,H); heads write disjoint column blocks).
+    /// <paramref name="scratch"/> needs (B·heads·T·T) floats.
+    /// </summary>
+    public static void Backward(float[] q, float[] k, float[] v, float[] probs, float[] dCtx,
+        float[] dq, float[] dk, float[] dv, float[] scratch, int batch, int seqLen, int hidden, int heads, int threads)
+    {
+        int hs = hidden / heads, T = seqLen;
+        float scale = 1f / MathF.Sqrt(hs);
+        ParallelOver(batch * heads, threads, bh =>
+        {
+            int b = bh / heads, j = bh % heads;
+            int rowBase = b * T * hidden + j * hs;
+            var p = probs.AsSpan(bh * T * T, T * T);
+            var dp = scratch.AsSpan(bh * T * T, T * T);
+            var dc = dCtx.AsSpan(rowBase);
+            // dP = dC·Vᵀ (T,T); dV += Pᵀ·dC (T,hs)
+            Gemm.Multiply(false, true, T, T, hs, dc, hidden, v.AsSpan(rowBase), hidden, dp, T, false, 1);
+            Gemm.Multiply(true, false, T, hs, T, p, T, dc, hidden, dv.AsSpan(rowBase), hidden, true, 1);
+            // softmax backward: dS = P ⊙ (dP − Σ_s dP·P), then the 1/√hs scale
+            for (int t = 0; t < T; t++)
+            {
+                var pr = p.Slice(t * T, T);
+                var dr = dp.Slice(t * T, T);
+                float dot = TensorPrimitives.Dot(pr, dr);
+                TensorPrimitives.Subtract(dr, dot, dr);
+                TensorPrimitives.Multiply(dr, pr, dr);
+                TensorPrimitives.Multiply(dr, scale, dr);
+            }
+            // dQ += dS·K ; dK += dSᵀ·Q
+            Gemm.Multiply(false, false, T, hs, T, dp, T, k.AsSpan(rowBase), hidden, dq.AsSpan(rowBase), hidden, true, 1);
+            Gemm.Multiply(true, false, T, hs, T, dp, T, q.AsSpan(rowBase), hidden, dk.AsSpan(rowBase), hidden, true, 1);
+        });
+    }
+
+    /// <summary>Runs body(i) for i in [0, count) on up to <paramref name="threads"/> threads.</summary>
+    internal static void ParallelOver(int count, int threads, Action<int> body)
+    {
+        if (threads <= 1 || count == 1)
+        {
+            for (int i = 0; i < count; i++) body(i);
+            return;
+        }
+        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+    }
+}

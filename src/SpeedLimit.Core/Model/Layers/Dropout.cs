@@ -1,0 +1,37 @@
+namespace SpeedLimit.Model.Layers;
+
+/// <summary>
+/// Inverted dropout with a stored mask (0 or 1/(1−p)), driven by a seeded generator so a step
+/// is reproducible and finite-difference checks can replay the same mask.
+/// </summary>
+public static class Dropout
+{
+    /// <summary>Fills <paramref name="mask"/> and writes y = x ⊙ mask (in place allowed).</summary>
+    public static void Forward(ReadOnlySpan<float> x, Span<float> y, Span<float> mask, float rate, ref SplitMix64 rng)
+    {
+        float keep = 1f / (1f - rate);
+        for (int i = 0; i < x.Length; i++)
+        {
+            float m = rng.NextFloat() < rate ? 0f : keep;
+            mask[i] = m;
+            y[i] = x[i] * m;
+        }
+    }
+}
+
+/// <summary>A small, fast, seedable generator (SplitMix64) for per-element randomness.</summary>
+public struct SplitMix64(ulong seed)
+{
+    private ulong _state = seed;
+
+    public ulong Next()
+    {
+        ulong z = _state += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    /// <summary>Uniform in [0, 1) with 24 bits.</summary>
+    public float NextFloat() => (Next() >> 40) * (1f / (1 << 24));
+}

@@ -1,0 +1,113 @@
+using System.Numerics.Tensors;
+
+namespace SpeedLimit.Model.Layers;
+
+/// <summary>
+/// Exact-form GELU, x·Φ(x) = 0.5·x·(1 + erf(x/√2)), as BERT and ONNX Runtime's Gelu define it.
+/// .NET has no erf, so <see cref="Erf"/> uses Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7, below
+/// float resolution of the result), evaluated in vectorized chunks through TensorPrimitives.
+/// </summary>
+public static class Gelu
+{
+    private const float InvSqrt2 = 0.70710678118654752f;
+    private const float InvSqrt2Pi = 0.39894228040143268f;
+    private const int Chunk = 512;
+
+    // Abramowitz & Stegun 7.1.26 coefficients.
+    private const float P = 0.3275911f;
+    private const float A1 = 0.254829592f, A2 = -0.284496736f, A3 = 1.421413741f, A4 = -1.453152027f, A5 = 1.061405429f;
+
+    /// <summary>y = gelu(x).</summary>
+    public static void Forward(ReadOnlySpan<float> x, Span<float> y)
+    {
+        Span<float> erf = stackalloc float[Chunk];
+        Span<float> tmp = stackalloc float[Chunk];
+        for (int start = 0; start < x.Length; start += Chunk)
+        {
+            int n = Math.Min(Chunk, x.Length - start);
+            var xs = x.Slice(start, n);
+            var e = erf[..n];
+            TensorPrimitives.Multiply(xs, InvSqrt2, e);
+            ErfInPlace(e, tmp[..n]);
+            // y = 0.5·x·(1 + erf)
+            TensorPrimitives.Add(e, 1f, e);
+            TensorPrimitives.Multiply(e, xs, e);
+            TensorPrimitives.Multiply(e, 0.5f, y.Slice(start, n));
+        }
+    }
+
+    /// <summary>dx += dy · (Φ(x) + x·φ(x)).</summary>
+    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx)
+    {
+        Span<float> cdf = stackalloc float[Chunk];
+        Span<float> pdf = stackalloc float[Chunk];
+        for (int start = 0; start < x.Length; start += Chunk)
+        {
+            int n = Math.Min(Chunk, x.Length - start);
+            var xs = x.Slice(start, n);
+            var c = cdf[..n];
+            var p = pdf[..n];
+            TensorPrimitives.Multiply(xs, InvSqrt2, c);
+            ErfInPlace(c, p);
+            TensorPrimitives.Add(c, 1f, c);
+            TensorPrimitives.Multiply(c, 0.5f, c);          // Φ(x)
+            TensorPrimitives.Multiply(xs, xs, p);
+            TensorPrimitives.Multiply(p, -0.5f, p);
+            TensorPrimitives.Exp(p, p);
+            TensorPrimitives.Multiply(p, InvSqrt2Pi, p);    // φ(x)
+            TensorPrimitives.FusedMultiplyAdd(p, xs, c, c); // Φ + x·φ
+            var dxs = dx.Slice(start, n);
+            TensorPrimitives.FusedMultiplyAdd(c, dy.Slice(start, n), dxs, dxs);
+        }
+    }
+
+    /// <summary>Scalar erf (same approximation), for references and single values.</summary>
+    public static float Erf(float x)
+    {
+        float ax = MathF.Abs(x);
+        float t = 1f / (1f + P * ax);
+        float poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
+        float r = 1f - poly * MathF.Exp(-ax * ax);
+        return x < 0 ? -r : r;
+    }
+
+    /// <summary>v ← erf(v), using <paramref name="t"/> as scratch of the same length.</summary>
+    private static void ErfInPlace(Span<float> v, Span<float> t)
+    {
+        Span<float> sign = stackalloc float[v.Length];
+        TensorPrimitives.CopySign(OnesOf(sign.Length), v, sign); // ±1
+        TensorPrimitives.Abs(v, v);
+        TensorPrimitives.Multiply(v, P, t);
+        TensorPrimitives.Add(t, 1f, t);
+        TensorPrimitives.Reciprocal(t, t);                       // t = 1/(1+p|x|)
+        TensorPrimitives.Multiply(v, v, v);
+        TensorPrimitives.Negate(v, v);
+        TensorPrimitives.Exp(v, v);                              // v = exp(−x²)
+        // poly(t)·t via Horner, reusing sign-free scratch: q = ((((A5 t + A4) t + A3) t + A2) t + A1) t
+        Span<float> q = stackalloc float[t.Length];
+        TensorPrimitives.Multiply(t, A5, q);
+        TensorPrimitives.Add(q, A4, q);
+        TensorPrimitives.Multiply(q, t, q);
+        TensorPrimitives.Add(q, A3, q);
+        TensorPrimitives.Multiply(q, t, q);
+        TensorPrimitives.Add(q, A2, q);
+        TensorPrimitives.Multiply(q, t, q);
+        TensorPrimitives.Add(q, A1, q);
+        TensorPrimitives.Multiply(q, t, q);
+        TensorPrimitives.Multiply(q, v, v);                      // poly·exp(−x²)
+        TensorPrimitives.Subtract(1f, v, v);                     // erf(|x|)
+        TensorPrimitives.Multiply(v, sign, v);
+    }
+
+    private static ReadOnlySpan<float> OnesOf(int length) => Ones.AsSpan(0, length);
+    private static readonly float[] Ones = Enumerable.Repeat(1f, Chunk).ToArray();
+
+    /// <summary>tanh for the pooler.</summary>
+    public static void Tanh(ReadOnlySpan<float> x, Span<float> y) => TensorPrimitives.Tanh(x, y);
+
+    /// <summary>dx += dy·(1 − y²) where y = tanh(x).</summary>
+    public static void TanhBackward(ReadOnlySpan<float> y, ReadOnlySpan<float> dy, Span<float> dx)
+    {
+        for (int i = 0; i < y.Length; i++) dx[i] += dy[i] * (1f - y[i] * y[i]);
+    }
+}

@@ -1,0 +1,199 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+using SpeedLimit.Model;
+
+namespace SpeedLimit.Training;
+
+/// <summary>A run of the flat parameter buffer, in floats.</summary>
+public readonly record struct ParameterRange(long Offset, long Length);
+
+/// <summary>
+/// AdamW (Loshchilov &amp; Hutter) over one flat parameter span and its gradient span, as
+/// PyTorch's <c>torch.optim.AdamW</c> computes it: decoupled decay p ← p·(1 − lr·wd) first,
+/// then p ← p − lr · m̂ / (√v̂ + ε) with bias-corrected moments. Weight decay applies only inside
+/// the decayed ranges (for BERT: 2-D weights, not biases or LayerNorm; see
+/// <see cref="ParameterTensor.IsDecayed"/>). The state (m, v, step) can be exported and restored
+/// for resumable training.
+/// </summary>
+public sealed class AdamW
+{
+    private readonly float[] _m;
+    private readonly float[] _v;
+    // alternating segments of the buffer: (start, length, decayed)
+    private readonly (int Start, int Length, bool Decayed)[] _segments;
+
+    public AdamW(long parameterCount, IEnumerable<ParameterRange> decayedRanges, TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(decayedRanges);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (parameterCount < 0 || parameterCount > Array.MaxLength)
+            throw new ArgumentException($"parameter count {parameterCount} must be in [0, {Array.MaxLength}]");
+        ParameterCount = (int)parameterCount;
+        Beta1 = options.Beta1;
+        Beta2 = options.Beta2;
+        Epsilon = options.Epsilon;
+        WeightDecay = options.WeightDecay;
+        _m = new float[ParameterCount];
+        _v = new float[ParameterCount];
+        _segments = BuildSegments(ParameterCount, decayedRanges);
+    }
+
+    /// <summary>An optimizer for a BERT layout: decay exactly where <see cref="ParameterTensor.IsDecayed"/>.</summary>
+    public static AdamW ForLayout(BertParameterLayout layout, TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        return new AdamW(layout.TotalLength,
+            layout.Tensors.Where(t => t.IsDecayed).Select(t => new ParameterRange(t.Offset, t.Length)), options);
+    }
+
+    public int ParameterCount { get; }
+    public float Beta1 { get; }
+    public float Beta2 { get; }
+    public float Epsilon { get; }
+    public float WeightDecay { get; }
+    /// <summary>Optimizer steps taken so far (the t of the bias correction).</summary>
+    public long StepCount { get; private set; }
+    /// <summary>First moment m (exp_avg in PyTorch), one per parameter.</summary>
+    public ReadOnlySpan<float> FirstMoment => _m;
+    /// <summary>Second moment v (exp_avg_sq in PyTorch), one per parameter.</summary>
+    public ReadOnlySpan<float> SecondMoment => _v;
+
+    /// <summary>Uses the plain scalar loop (the test twin) instead of the vector one.</summary>
+    internal bool ForceScalar { get; set; }
+
+    /// <summary>Restores m, v and the step count saved from an optimizer over the same buffer.</summary>
+    public void Restore(ReadOnlySpan<float> firstMoment, ReadOnlySpan<float> secondMoment, long stepCount)
+    {
+        if (firstMoment.Length != ParameterCount || secondMoment.Length != ParameterCount)
+            throw new ArgumentException($"optimizer state has {firstMoment.Length}/{secondMoment.Length} moments but the model has {ParameterCount} parameters; the checkpoint belongs to another architecture");
+        if (stepCount < 0) throw new ArgumentException($"optimizer step count {stepCount} must be ≥ 0");
+        firstMoment.CopyTo(_m);
+        secondMoment.CopyTo(_v);
+        StepCount = stepCount;
+    }
+
+    /// <summary>One update of every parameter with learning rate <paramref name="learningRate"/>.</summary>
+    public void Step(Span<float> parameters, ReadOnlySpan<float> gradients, float learningRate)
+    {
+        if (parameters.Length != ParameterCount) throw new ArgumentException($"parameter span has {parameters.Length} values, optimizer was built for {ParameterCount}");
+        if (gradients.Length != ParameterCount) throw new ArgumentException($"gradient span has {gradients.Length} values, optimizer was built for {ParameterCount}");
+        if (!(learningRate >= 0) || !float.IsFinite(learningRate)) throw new ArgumentException($"learning rate {learningRate} must be a finite number ≥ 0");
+        StepCount++;
+        var k = new Coefficients(this, learningRate, StepCount);
+        foreach (var (start, length, decayed) in _segments)
+        {
+            var p = parameters.Slice(start, length);
+            var g = gradients.Slice(start, length);
+            var m = _m.AsSpan(start, length);
+            var v = _v.AsSpan(start, length);
+            float decay = decayed ? k.DecayFactor : 1f;
+            if (ForceScalar) UpdateScalar(p, g, m, v, k, decay);
+            else UpdateVector(p, g, m, v, k, decay);
+        }
+    }
+
+    internal readonly struct Coefficients
+    {
+        public Coefficients(AdamW o, float lr, long t)
+        {
+            Beta1 = o.Beta1;
+            Beta2 = o.Beta2;
+            OneMinusBeta1 = 1f - o.Beta1;
+            OneMinusBeta2 = 1f - o.Beta2;
+            Epsilon = o.Epsilon;
+            LearningRate = lr;
+            // bias corrections computed in double: β^t underflows gracefully and stays exact enough
+            InvBiasCorrection1 = (float)(1.0 / (1.0 - Math.Pow(o.Beta1, t)));
+            InvBiasCorrection2 = (float)(1.0 / (1.0 - Math.Pow(o.Beta2, t)));
+            DecayFactor = 1f - lr * o.WeightDecay;
+        }
+        public float Beta1 { get; }
+        public float Beta2 { get; }
+        public float OneMinusBeta1 { get; }
+        public float OneMinusBeta2 { get; }
+        public float Epsilon { get; }
+        public float LearningRate { get; }
+        public float InvBiasCorrection1 { get; }
+        public float InvBiasCorrection2 { get; }
+        public float DecayFactor { get; }
+    }
+
+    /// <summary>The reference: one element at a time, the same operation order as the vector loop.</summary>
+    internal static void UpdateScalar(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, in Coefficients k, float decay)
+    {
+        for (int i = 0; i < p.Length; i++)
+        {
+            float gi = g[i];
+            float mi = k.Beta1 * m[i] + k.OneMinusBeta1 * gi;
+            float vi = k.Beta2 * v[i] + k.OneMinusBeta2 * (gi * gi);
+            m[i] = mi;
+            v[i] = vi;
+            float mHat = mi * k.InvBiasCorrection1;
+            float vHat = vi * k.InvBiasCorrection2;
+            p[i] = p[i] * decay - k.LearningRate * (mHat / (MathF.Sqrt(vHat) + k.Epsilon));
+        }
+    }
+
+    /// <summary>
+    /// One fused pass with <see cref="Vector{T}"/>: reads p, g, m, v once and writes p, m, v once
+    /// (a chain of TensorPrimitives calls would stream the buffers ~8 times).
+    /// </summary>
+    internal static void UpdateVector(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, in Coefficients k, float decay)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && p.Length >= Vector<float>.Count)
+        {
+            var b1 = new Vector<float>(k.Beta1);
+            var b2 = new Vector<float>(k.Beta2);
+            var c1 = new Vector<float>(k.OneMinusBeta1);
+            var c2 = new Vector<float>(k.OneMinusBeta2);
+            var bc1 = new Vector<float>(k.InvBiasCorrection1);
+            var bc2 = new Vector<float>(k.InvBiasCorrection2);
+            var eps = new Vector<float>(k.Epsilon);
+            var lr = new Vector<float>(k.LearningRate);
+            var dec = new Vector<float>(decay);
+            // refs + LoadUnsafe: the loop bound already keeps every access in range, and
+            // slicing spans per iteration would cost more than the arithmetic
+            ref float rp = ref MemoryMarshal.GetReference(p);
+            ref float rg = ref MemoryMarshal.GetReference(g);
+            ref float rm = ref MemoryMarshal.GetReference(m);
+            ref float rv = ref MemoryMarshal.GetReference(v);
+            int last = p.Length - Vector<float>.Count;
+            for (; i <= last; i += Vector<float>.Count)
+            {
+                nuint at = (nuint)i;
+                var gi = Vector.LoadUnsafe(ref rg, at);
+                var mi = b1 * Vector.LoadUnsafe(ref rm, at) + c1 * gi;
+                var vi = b2 * Vector.LoadUnsafe(ref rv, at) + c2 * (gi * gi);
+                mi.StoreUnsafe(ref rm, at);
+                vi.StoreUnsafe(ref rv, at);
+                var update = (mi * bc1) / (Vector.SquareRoot(vi * bc2) + eps);
+                (Vector.LoadUnsafe(ref rp, at) * dec - lr * update).StoreUnsafe(ref rp, at);
+            }
+        }
+        if (i < p.Length) UpdateScalar(p.Slice(i), g.Slice(i), m.Slice(i), v.Slice(i), k, decay);
+    }
+
+    private static (int, int, bool)[] BuildSegments(int count, IEnumerable<ParameterRange> decayedRanges)
+    {
+        var mask = new bool[count];
+        foreach (var r in decayedRanges)
+        {
+            if (r.Offset < 0 || r.Length < 0 || r.Offset + r.Length > count)
+                throw new ArgumentException($"decayed range [{r.Offset}, {r.Offset + r.Length}) lies outside the {count} parameters");
+            mask.AsSpan((int)r.Offset, (int)r.Length).Fill(true);
+        }
+        var segments = new List<(int, int, bool)>();
+        int start = 0;
+        for (int i = 1; i <= count; i++)
+        {
+            if (i == count || mask[i] != mask[start])
+            {
+                segments.Add((start, i - start, mask[start]));
+                start = i;
+            }
+        }
+        return segments.ToArray();
+    }
+}

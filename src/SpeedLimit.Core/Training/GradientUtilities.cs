@@ -1,0 +1,147 @@
+using System.Numerics.Tensors;
+using SpeedLimit.Model;
+
+namespace SpeedLimit.Training;
+
+/// <summary>
+/// Thrown instead of an optimizer step when a gradient holds NaN or ±Infinity; names the
+/// tensor so the trainer can report which part of the model blew up.
+/// </summary>
+public sealed class NonFiniteException(NonFiniteReport report)
+    : Exception($"non-finite gradient: {report.Value} in tensor '{report.TensorName}' at element {report.ElementIndex} (flat index {report.FlatIndex}); lower the learning rate or enable gradient clipping")
+{
+    public NonFiniteReport Report { get; } = report;
+}
+
+/// <summary>Where the first non-finite value was found.</summary>
+/// <param name="TensorName">Layout name of the tensor (or "buffer" without a layout).</param>
+/// <param name="ElementIndex">Index inside that tensor.</param>
+/// <param name="FlatIndex">Index in the flat buffer.</param>
+public sealed record NonFiniteReport(string TensorName, long ElementIndex, long FlatIndex, float Value);
+
+/// <summary>Global-norm computation, clipping, finiteness checks and accumulation scaling.</summary>
+public static class GradientUtilities
+{
+    private const int ChunkLength = 8192;
+
+    /// <summary>
+    /// √(Σ g²) over the whole buffer. Partial sums are float over short chunks and double
+    /// across them, so large buffers do not lose precision. NaN/Inf in the input give NaN/Inf.
+    /// </summary>
+    public static double GlobalL2Norm(ReadOnlySpan<float> gradients) => Math.Sqrt(SumOfSquares(gradients));
+
+    private static double SumOfSquares(ReadOnlySpan<float> x)
+    {
+        double sum = 0;
+        for (int start = 0; start < x.Length; start += ChunkLength)
+        {
+            var chunk = x.Slice(start, Math.Min(ChunkLength, x.Length - start));
+            float part = TensorPrimitives.SumOfSquares(chunk);
+            if (float.IsPositiveInfinity(part))
+            {
+                // finite values whose squares overflow float: redo this chunk in double
+                double d = 0;
+                foreach (float v in chunk) d += (double)v * v;
+                sum += d;
+                continue;
+            }
+            sum += part;
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// Scales the gradients so their global L2 norm is at most <paramref name="maxNorm"/>
+    /// (PyTorch's <c>clip_grad_norm_</c>: factor maxNorm / (norm + 1e-6), applied only when it is
+    /// below 1). Returns the norm before clipping. A non-finite norm leaves the buffer untouched
+    /// and is returned as is, so check <see cref="FindNonFinite(ReadOnlySpan{float}, BertParameterLayout?)"/>.
+    /// </summary>
+    public static double ClipGlobalNorm(Span<float> gradients, double maxNorm)
+    {
+        if (!(maxNorm > 0) || double.IsInfinity(maxNorm)) throw new ArgumentException($"max gradient norm {maxNorm} must be a positive finite number");
+        double norm = GlobalL2Norm(gradients);
+        if (!double.IsFinite(norm)) return norm;
+        double factor = maxNorm / (norm + 1e-6);
+        if (factor < 1) TensorPrimitives.Multiply(gradients, (float)factor, gradients);
+        return norm;
+    }
+
+    /// <summary>
+    /// The first NaN/±Infinity in the buffer with the layout name of its tensor, or null when
+    /// every value is finite. Cheap when all is well: one vectorised sum per chunk, a scalar
+    /// scan only of a chunk whose sum is not finite.
+    /// </summary>
+    public static NonFiniteReport? FindNonFinite(ReadOnlySpan<float> gradients, BertParameterLayout? layout = null)
+    {
+        if (layout is not null && layout.TotalLength != gradients.Length)
+            throw new ArgumentException($"gradient buffer has {gradients.Length} values but the layout for {layout.Config.Arch} has {layout.TotalLength}");
+        for (int start = 0; start < gradients.Length; start += ChunkLength)
+        {
+            var chunk = gradients.Slice(start, Math.Min(ChunkLength, gradients.Length - start));
+            // NaN and ±Inf always make the sum non-finite; a finite chunk whose sum overflows
+            // is a false alarm that the scan below clears.
+            if (float.IsFinite(TensorPrimitives.Sum(chunk))) continue;
+            for (int i = 0; i < chunk.Length; i++)
+            {
+                if (float.IsFinite(chunk[i])) continue;
+                long flat = start + i;
+                if (layout is null) return new NonFiniteReport("buffer", flat, flat, chunk[i]);
+                var t = TensorAt(layout, flat);
+                return new NonFiniteReport(t.Name, flat - t.Offset, flat, chunk[i]);
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Throws <see cref="NonFiniteException"/> naming the tensor when any gradient is NaN/±Infinity.</summary>
+    public static void EnsureFinite(ReadOnlySpan<float> gradients, BertParameterLayout? layout = null)
+    {
+        var report = FindNonFinite(gradients, layout);
+        if (report is not null) throw new NonFiniteException(report);
+    }
+
+    /// <summary>Gradient accumulation: multiplies summed micro-batch gradients by 1/n to average them.</summary>
+    public static void ScaleForAccumulation(Span<float> gradients, int microBatches)
+    {
+        if (microBatches < 1) throw new ArgumentException($"micro-batch count {microBatches} must be at least 1");
+        if (microBatches > 1) TensorPrimitives.Multiply(gradients, 1f / microBatches, gradients);
+    }
+
+    private static ParameterTensor TensorAt(BertParameterLayout layout, long flat)
+    {
+        var tensors = layout.Tensors;
+        int lo = 0, hi = tensors.Count - 1;
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) / 2;
+            if (tensors[mid].Offset <= flat) lo = mid; else hi = mid - 1;
+        }
+        return tensors[lo];
+    }
+}
+
+/// <summary>
+/// Counts micro-batches of one optimizer step. Pass <see cref="LossScale"/> (1/n) as the
+/// losses' gradScale so the accumulated gradient is already the average.
+/// </summary>
+public sealed class GradientAccumulator
+{
+    public GradientAccumulator(int microBatchesPerStep)
+    {
+        if (microBatchesPerStep < 1) throw new ArgumentException($"accumulation steps {microBatchesPerStep} must be at least 1");
+        MicroBatchesPerStep = microBatchesPerStep;
+    }
+
+    public int MicroBatchesPerStep { get; }
+    public int Pending { get; private set; }
+    public float LossScale => 1f / MicroBatchesPerStep;
+
+    /// <summary>Records one finished micro-batch; true when the optimizer should step now (then the count restarts).</summary>
+    public bool CompleteMicroBatch()
+    {
+        Pending++;
+        if (Pending < MicroBatchesPerStep) return false;
+        Pending = 0;
+        return true;
+    }
+}

@@ -1,0 +1,156 @@
+using SpeedLimit.Model;
+using SpeedLimit.Search;
+
+namespace SpeedLimit.Training;
+
+/// <summary>Settings of weight-sharing supermodel training.</summary>
+public sealed class SupermodelOptions
+{
+    /// <summary>Random sub-models per step besides the largest and the smallest (the sandwich rule).</summary>
+    public int RandomSubModels { get; set; } = 2;
+    /// <summary>Weight of in-place distillation from the largest sub-model's logits for the other sub-models (0 = labels only).</summary>
+    public float DistillWeight { get; set; } = 0.5f;
+    public float Temperature { get; set; } = 1f;
+    public float Dropout { get; set; } = 0.1f;
+
+    public void Validate()
+    {
+        if (RandomSubModels < 0) throw new ArgumentException($"random sub-models per step ({RandomSubModels}) must be ≥ 0");
+        if (DistillWeight is < 0f or > 1f) throw new ArgumentException($"distillation weight {DistillWeight} must be in [0, 1]");
+        if (!(Temperature > 0)) throw new ArgumentException($"distillation temperature {Temperature} must be positive");
+    }
+}
+
+/// <summary>
+/// Trains an <see cref="ElasticSupermodel"/> with the sandwich rule: each step runs the largest
+/// architecture of the search space, the smallest, and n random ones on the same batch, adds
+/// their gradients into the shared weights (averaged), and takes one optimizer step. The largest
+/// learns from the labels; the others also distil from its logits (in-place distillation), which
+/// needs no external teacher.
+/// </summary>
+public sealed class SupermodelTrainer
+{
+    private readonly SupermodelOptions _options;
+    private readonly Trainer _trainer;          // owns AdamW/schedule/clipping over the supermodel buffer
+    private readonly Dictionary<Architecture, BertModel> _subModels = new();
+    private float[] _dLogits = [];
+    private BertActivations? _workspace;
+
+    public SupermodelTrainer(ElasticSupermodel supermodel, SearchSpace space, TrainingOptions training, SupermodelOptions options, long totalSteps)
+    {
+        options.Validate();
+        if (!space.Largest.FitsIn(supermodel.Config.Arch))
+            throw new ArgumentException($"search space's largest architecture {space.Largest} does not fit in the supermodel {supermodel.Config.Arch}");
+        if (space.Heads != supermodel.Config.Heads)
+            throw new ArgumentException($"search space uses {space.Heads} heads but the supermodel has {supermodel.Config.Heads}");
+        Supermodel = supermodel;
+        Space = space;
+        _options = options;
+        _trainer = new Trainer(supermodel.Supermodel, training, totalSteps, options.Dropout);
+    }
+
+    public ElasticSupermodel Supermodel { get; }
+    public SearchSpace Space { get; }
+    public AdamW Optimizer => _trainer.Optimizer;
+    public long Steps => _trainer.OptimizerSteps;
+
+    /// <summary>The architectures one step trains, drawn from <paramref name="rng"/>: largest, smallest, then random ones.</summary>
+    public IReadOnlyList<Architecture> SampleSandwich(Random rng)
+    {
+        var list = new List<Architecture> { Space.Largest };
+        if (Space.Smallest != Space.Largest) list.Add(Space.Smallest);
+        for (int i = 0; i < _options.RandomSubModels; i++) list.Add(Space.Sample(rng));
+        return list;
+    }
+
+    /// <summary>One sandwich step on a labelled batch. Returns the largest sub-model's loss and the step outcome.</summary>
+    public StepResult Step(LabeledBatch batch, Random rng)
+    {
+        var archs = SampleSandwich(rng);
+        var super = Supermodel.Supermodel;
+        float gradScale = 1f / archs.Count;
+        float[]? teacher = null;
+        float largestLoss = 0;
+        for (int i = 0; i < archs.Count; i++)
+        {
+            var model = ModelFor(archs[i]);
+            model.Workspace = _workspace; // the largest runs first, so its buffers hold every later pass
+            var logits = model.Forward(batch.Input, _options.Dropout, (ulong)rng.NextInt64());
+            var d = Scratch(logits.Length);
+            bool distil = teacher is not null && _options.DistillWeight > 0;
+            float taskWeight = distil ? 1f - _options.DistillWeight : 1f;
+            float loss = model.Config.Head == HeadKind.Regression
+                ? Losses.MeanSquaredError(logits, batch.Targets!, d, gradScale * taskWeight)
+                : Losses.SoftmaxCrossEntropy(logits, batch.Labels!, model.Config.Labels, d, gradScale * taskWeight);
+            if (distil)
+            {
+                if (model.Config.Head == HeadKind.Regression) Losses.MeanSquaredError(logits, teacher!, d, gradScale * _options.DistillWeight);
+                else Losses.SoftTargetDistillation(logits, teacher!, model.Config.Labels, _options.Temperature, d, gradScale * _options.DistillWeight);
+            }
+            if (i == 0) { teacher = logits.ToArray(); largestLoss = loss; }
+            RunBackward(model, d);
+            _workspace = model.Workspace;
+        }
+        return _trainer.Finish(largestLoss);
+    }
+
+    /// <summary>One sandwich step of masked-LM pretraining.</summary>
+    public StepResult Step(MaskedLmBatch batch, Random rng)
+    {
+        var archs = SampleSandwich(rng);
+        float gradScale = 1f / archs.Count;
+        float[]? teacher = null;
+        float largestLoss = 0;
+        int vocab = Supermodel.Config.VocabSize;
+        for (int i = 0; i < archs.Count; i++)
+        {
+            var model = ModelFor(archs[i]);
+            model.Workspace = _workspace; // the largest runs first, so its buffers hold every later pass
+            var logits = model.Forward(batch.Input, _options.Dropout, (ulong)rng.NextInt64(), batch.Positions);
+            var d = Scratch(logits.Length);
+            bool distil = teacher is not null && _options.DistillWeight > 0;
+            float loss = Losses.SoftmaxCrossEntropy(logits, batch.Labels, vocab, d, gradScale * (distil ? 1f - _options.DistillWeight : 1f));
+            if (distil) Losses.SoftTargetDistillation(logits, teacher!, vocab, _options.Temperature, d, gradScale * _options.DistillWeight);
+            if (i == 0) { teacher = logits.ToArray(); largestLoss = loss; }
+            RunBackward(model, d);
+            _workspace = model.Workspace;
+        }
+        return _trainer.Finish(largestLoss);
+    }
+
+    private void RunBackward(BertModel model, Span<float> dLogits)
+    {
+        var super = Supermodel.Supermodel;
+        if (ReferenceEquals(model, super))
+        {
+            super.Backward(dLogits);
+            return;
+        }
+        model.ZeroGradients();
+        model.Backward(dLogits);
+        Supermodel.AccumulateGradients(model);
+    }
+
+    /// <summary>The supermodel itself for its own architecture, else a reusable compact copy refreshed from the shared weights.</summary>
+    private BertModel ModelFor(Architecture arch)
+    {
+        var super = Supermodel.Supermodel;
+        if (arch == super.Config.Arch) return super;
+        if (!_subModels.TryGetValue(arch, out var sub))
+        {
+            if (_subModels.Count >= 8) _subModels.Clear(); // bound memory: sampled architectures rarely repeat
+            sub = new BertModel(Supermodel.SubConfig(arch)) { Threads = super.Threads };
+            _subModels[arch] = sub;
+        }
+        Supermodel.Gather(sub);
+        return sub;
+    }
+
+    private Span<float> Scratch(int length)
+    {
+        if (_dLogits.Length < length) _dLogits = new float[length];
+        var d = _dLogits.AsSpan(0, length);
+        d.Clear();
+        return d;
+    }
+}

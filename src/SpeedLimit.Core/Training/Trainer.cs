@@ -1,0 +1,106 @@
+using SpeedLimit.Model;
+
+namespace SpeedLimit.Training;
+
+/// <summary>What one micro-batch step did.</summary>
+/// <param name="Loss">Task loss (plus weighted distillation loss when a teacher was given).</param>
+/// <param name="OptimizerStepped">True when this micro-batch completed an accumulation group and the weights moved.</param>
+/// <param name="SkippedNonFinite">Non-null when the gradients held NaN/Inf: the step was skipped, not trained on.</param>
+public sealed record StepResult(float Loss, bool OptimizerStepped, double GradientNorm, float LearningRate, NonFiniteReport? SkippedNonFinite);
+
+/// <summary>
+/// Trains one <see cref="BertModel"/>: forward, loss, backward, and every
+/// <see cref="TrainingOptions.AccumulationSteps"/> micro-batches a NaN/Inf check, global-norm
+/// clipping and an AdamW step on the linear warm-up/decay schedule. Optional soft-target
+/// distillation from a teacher's logits (temperature, weight).
+/// </summary>
+public sealed class Trainer
+{
+    private readonly TrainingOptions _options;
+    private readonly LearningRateSchedule _schedule;
+    private readonly GradientAccumulator _accumulator;
+    private float[] _dLogits = [];
+    private ulong _dropoutCounter;
+
+    /// <param name="totalOptimizerSteps">Length of the learning-rate schedule.</param>
+    public Trainer(BertModel model, TrainingOptions options, long totalOptimizerSteps, float dropout = 0.1f)
+    {
+        options.Validate();
+        if (dropout is < 0f or >= 1f) throw new ArgumentException($"dropout rate {dropout} must be in [0, 1)");
+        Model = model;
+        _options = options;
+        Dropout = dropout;
+        Optimizer = AdamW.ForLayout(model.Layout, options);
+        _schedule = LearningRateSchedule.FromOptions(options, Math.Max(1, totalOptimizerSteps));
+        _accumulator = new GradientAccumulator(options.AccumulationSteps);
+        _dropoutCounter = (ulong)options.Seed * 0x9E3779B97F4A7C15UL;
+        if (options.Threads > 0) model.Threads = options.Threads;
+        model.ZeroGradients();
+    }
+
+    public BertModel Model { get; }
+    public AdamW Optimizer { get; }
+    public float Dropout { get; }
+    public long OptimizerSteps => Optimizer.StepCount;
+    public int SkippedSteps { get; private set; }
+
+    /// <summary>One micro-batch of task training, optionally distilling from <paramref name="teacherLogits"/> (B × labels).</summary>
+    public StepResult Step(LabeledBatch batch, float[]? teacherLogits = null, float temperature = 1f, float distillWeight = 0f)
+    {
+        batch.Validate(Model.Config);
+        var logits = Model.Forward(batch.Input, Dropout, NextDropoutSeed());
+        var d = Scratch(logits.Length);
+        float scale = _accumulator.LossScale;
+        float taskWeight = teacherLogits is null ? 1f : 1f - distillWeight;
+        float loss = Model.Config.Head == HeadKind.Regression
+            ? Losses.MeanSquaredError(logits, batch.Targets!, d, scale * taskWeight)
+            : Losses.SoftmaxCrossEntropy(logits, batch.Labels!, Model.Config.Labels, d, scale * taskWeight);
+        loss *= taskWeight;
+        if (teacherLogits is not null && distillWeight > 0)
+            loss += distillWeight * (Model.Config.Head == HeadKind.Regression
+                ? Losses.MeanSquaredError(logits, teacherLogits, d, scale * distillWeight)
+                : Losses.SoftTargetDistillation(logits, teacherLogits, Model.Config.Labels, temperature, d, scale * distillWeight));
+        Model.Backward(d);
+        return Finish(loss);
+    }
+
+    /// <summary>One micro-batch of masked-LM training.</summary>
+    public StepResult Step(MaskedLmBatch batch)
+    {
+        var logits = Model.Forward(batch.Input, Dropout, NextDropoutSeed(), batch.Positions);
+        var d = Scratch(logits.Length);
+        float loss = Losses.SoftmaxCrossEntropy(logits, batch.Labels, Model.Config.VocabSize, d, _accumulator.LossScale);
+        Model.Backward(d);
+        return Finish(loss);
+    }
+
+    /// <summary>Ends a micro-batch whose gradients are already in <see cref="BertModel.Gradients"/> (used by supermodel training).</summary>
+    public StepResult Finish(float loss)
+    {
+        if (!_accumulator.CompleteMicroBatch()) return new StepResult(loss, false, double.NaN, 0f, null);
+        var grads = Model.Gradients;
+        var bad = float.IsFinite(loss) ? GradientUtilities.FindNonFinite(grads, Model.Layout) : new NonFiniteReport("loss", 0, -1, loss);
+        if (bad is not null)
+        {
+            SkippedSteps++;
+            Model.ZeroGradients();
+            return new StepResult(loss, false, double.NaN, 0f, bad);
+        }
+        double norm = _options.MaxGradNorm > 0 ? GradientUtilities.ClipGlobalNorm(grads, _options.MaxGradNorm) : GradientUtilities.GlobalL2Norm(grads);
+        float lr = _schedule.At(Optimizer.StepCount);
+        Optimizer.Step(Model.Parameters, grads, lr);
+        Model.ZeroGradients();
+        return new StepResult(loss, true, norm, lr, null);
+    }
+
+    private ulong NextDropoutSeed() => ++_dropoutCounter;
+
+    /// <summary>A cleared gradient buffer for the logits, reused across steps.</summary>
+    private Span<float> Scratch(int length)
+    {
+        if (_dLogits.Length < length) _dLogits = new float[length];
+        var d = _dLogits.AsSpan(0, length);
+        d.Clear();
+        return d;
+    }
+}
