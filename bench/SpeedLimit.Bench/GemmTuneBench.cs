@@ -4,7 +4,7 @@ namespace SpeedLimit.Bench;
 
 /// <summary>
 /// Tuning aid for the GEMM blocking: best-of-N GFLOP/s (the least disturbed run on a shared machine)
-/// of a few shapes; block sizes from GEMM_KC / GEMM_MC / GEMM_NC environment variables.
+/// of a few shapes; block sizes from GEMM_KC / GEMM_MC / GEMM_NC, the path from GEMM_PATH, a shape subset from GEMM_SHAPES (e.g. 128x768x768), GEMM_T1=1 for one thread only.
 /// </summary>
 public sealed class GemmTuneBench : IBenchSection
 {
@@ -86,7 +86,8 @@ public sealed class GemmTuneBench : IBenchSection
         if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_KC"), out int kc)) GemmDriver.KC = kc;
         if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_MC"), out int mc)) GemmDriver.MC = mc;
         if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_NC"), out int nc)) GemmDriver.NC = nc;
-        report.Note($"  KC={GemmDriver.KC} MC={GemmDriver.MC} NC={GemmDriver.NC}");
+        if (Enum.TryParse<GemmPath>(Environment.GetEnvironmentVariable("GEMM_PATH"), out var path)) Gemm.Path = path;
+        report.Note($"  path={Gemm.Path} KC={GemmDriver.KC} MC={GemmDriver.MC} NC={GemmDriver.NC}");
         int runs = quick ? 5 : 15;
         GemmBench.FmaLoop(1000);
         var peakCpu = new List<double>();
