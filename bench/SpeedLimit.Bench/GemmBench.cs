@@ -127,7 +127,7 @@ public sealed class GemmBench : IBenchSection
     }
 
     /// <summary>Measured FMA peak (wall and CPU clock): each thread runs a register-only loop of 10 independent Vector512 FMA chains.</summary>
-    private static (double Wall, double Cpu) FmaPeakGflops(int threads, int runs)
+    internal static (double Wall, double Cpu) FmaPeakGflops(int threads, int runs)
     {
         const int iterations = 20_000_000;
         double flops = iterations * FmaLoopFlopsPerIteration * threads;
