@@ -35,6 +35,28 @@ public sealed class OnnxBench : IBenchSection
             }
         }
 
+        // The engine's own fp32 forward against ORT's on the same weights (target: engine ≤ 1.1 × ORT).
+        foreach (var threads in new[] { 1, 2 })
+            foreach (var arch in quick ? new Architecture[] { new(5, 528, 1016) } : [new(2, 264, 512), new(5, 528, 1016)])
+            {
+                var config = new BertConfig(arch, 12, 30522, HeadKind.Classification);
+                var weights = RandomBertWeights.Create(new BertParameterLayout(config), 0);
+                var engine = new BertModel(config, weights) { Threads = threads };
+                var idRandom = new Random(0);
+                var input = EncoderInput.Unpadded(1, 128, Enumerable.Range(0, 128).Select(_ => idRandom.Next(1000, 30522)).ToArray());
+                using var ort = new Model(arch, Precision.Fp32, threads, QuantizedMatMulForm.Fused);
+                for (int i = 0; i < 5; i++) { engine.Forward(input); ort.Run(); }
+                var te = new double[rounds]; var to = new double[rounds];
+                for (int i = 0; i < rounds; i++)
+                {
+                    te[i] = LatencyProfilerClock.TimeMs(() => engine.Forward(input), LatencyClock.Wall);
+                    to[i] = LatencyProfilerClock.TimeMs(ort.Run, LatencyClock.Wall);
+                }
+                var tag = $"{arch.Layers}_{arch.Hidden}_{arch.Ffn}_t{threads}";
+                report.Figure($"engine.fp32_forward_ms.{tag}", Timing.Median(te), "ms");
+                report.Figure($"engine_over_ort.fp32_forward.{tag}", Timing.Median(te) / Timing.Median(to), "ratio");
+            }
+
         // DynamicQuantizeMatMul written directly vs the standard-op form (ORT fuses it at load time).
         var big = new Architecture(5, 528, 1016);
         var oneThreadClock = LatencyProfilerClock.ThreadCpuSupported ? LatencyClock.ThreadCpu : LatencyClock.Wall;
