@@ -30,10 +30,13 @@ public static class TrainCommands
         var every = new Option<int>("--checkpoint-every") { Description = "Steps between checkpoints.", DefaultValueFactory = _ => 50 };
         var seed = new Option<int>("--seed") { Description = "Seed of initialization, batch order and sampling.", DefaultValueFactory = _ => 1 };
         var threads = new Option<int>("--threads") { Description = "Training threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var corpus = new Option<string[]>("--pretrain-corpus") { Description = "Plain-text file(s) for masked-LM pretraining before task training.", AllowMultipleArgumentsPerToken = true };
+        var pretrainEpochs = new Option<int>("--pretrain-epochs") { Description = "Masked-LM pretraining epochs.", DefaultValueFactory = _ => 1 };
+        var teacher = new Option<string?>("--teacher") { Description = "Fine-tuned checkpoint to distil from (default: in-place distillation)." };
         var output = new Option<string>("--output") { Description = "Checkpoint (safetensors) to write; an existing one is resumed.", Required = true };
         var cmd = new Command("train", "Train (or resume) a supermodel with the sandwich rule and in-place distillation; checkpoints as it goes.")
         {
-            task, dataDir, vocab, maxLength, space, epochs, batch, lr, randomSubModels, distill, every, seed, threads, output,
+            task, dataDir, vocab, maxLength, space, epochs, batch, lr, randomSubModels, distill, every, seed, threads, corpus, pretrainEpochs, teacher, output,
         };
         cmd.SetAction(parse => CliErrors.Guard(() =>
         {
@@ -43,6 +46,7 @@ public static class TrainCommands
                 Space = parse.GetValue(space) switch { null => SearchSpace.Demo, "paper" => SearchSpace.Paper, var p => SearchSpace.Load(p) },
                 SupermodelEpochs = parse.GetValue(epochs), SupermodelBatchSize = parse.GetValue(batch), SupermodelLearningRate = parse.GetValue(lr),
                 CheckpointEverySteps = parse.GetValue(every), Seed = parse.GetValue(seed), TrainThreads = parse.GetValue(threads),
+                PretrainCorpus = (parse.GetValue(corpus) ?? []).ToList(), PretrainEpochs = parse.GetValue(pretrainEpochs), TeacherCheckpoint = parse.GetValue(teacher),
                 BoundsMs = [1], // unused here; satisfies validation
             };
             options.Supermodel.RandomSubModels = parse.GetValue(randomSubModels);

@@ -52,6 +52,11 @@ public sealed class PipelineOptions
     public float SupermodelLearningRate { get; set; } = 5e-4f;
     public int CheckpointEverySteps { get; set; } = 50;
     public SupermodelOptions Supermodel { get; set; } = new();
+    /// <summary>Plain-text files for masked-LM pretraining of the supermodel before task training (none: task only).</summary>
+    public List<string> PretrainCorpus { get; set; } = [];
+    public int PretrainEpochs { get; set; } = 1;
+    /// <summary>A fine-tuned model (safetensors checkpoint, same vocabulary and head) to distil from instead of in-place distillation.</summary>
+    public string? TeacherCheckpoint { get; set; }
     public FineTuneOptions FineTune { get; set; } = new() { Epochs = 1, MaxExamples = 1500, LearningRate = 1e-4f };
     public SearchOptions Search { get; set; } = new() { Generations = 3, CandidatesPerGeneration = 6, Parents = 3 };
 
@@ -75,6 +80,8 @@ public sealed class PipelineOptions
         if (ProfileCount < 14) throw new ArgumentException($"profile count {ProfileCount} must be at least 14: the predictor holds some out and calibrates its margin on the rest");
         if (SupermodelEpochs < 0 || SupermodelBatchSize < 1) throw new ArgumentException("supermodel epochs must be ≥ 0 and batch size ≥ 1");
         if (!(SupermodelLearningRate > 0)) throw new ArgumentException($"supermodel learning rate {SupermodelLearningRate} must be positive");
+        if (PretrainEpochs < 1) throw new ArgumentException($"pretraining epochs {PretrainEpochs} must be at least 1");
+        if (TeacherCheckpoint is { } t && !File.Exists(t)) throw new ArgumentException($"teacher checkpoint '{t}' does not exist");
         if (CheckpointEverySteps < 1) throw new ArgumentException($"checkpoint interval {CheckpointEverySteps} must be at least 1 step");
         if (string.IsNullOrWhiteSpace(OutputFolder)) throw new ArgumentException("no output folder given; use --output runs/NAME");
         Supermodel.Validate();
@@ -90,7 +97,7 @@ public sealed class PipelineOptions
     {
         Task, DataDir, MaxSequenceLength, MaxTrainExamples, MaxDevExamples, Space, BoundsMs, AutoBoundQuantiles, Precision = Precision.ToString(), CompareFp32Search,
         Baselines = Baselines.Select(b => b.ToString()), Seed, LatencyThreads, LatencySequenceLength, ProfileCount,
-        SupermodelEpochs, SupermodelBatchSize, SupermodelLearningRate,
+        SupermodelEpochs, SupermodelBatchSize, SupermodelLearningRate, PretrainCorpus, PretrainEpochs, TeacherCheckpoint,
         Sandwich = new { Supermodel.RandomSubModels, Supermodel.DistillWeight, Supermodel.Temperature, Supermodel.Dropout },
         FineTune = FineTune.Describe(), Search = Search,
     }, new JsonSerializerOptions { WriteIndented = true });
