@@ -30,7 +30,7 @@ public static class LatencyCommands
         var holdout = new Option<double>("--holdout") { Description = "Share of architectures held out for the reported scores.", DefaultValueFactory = _ => 0.2 };
         var trainCount = new Option<int?>("--train-count") { Description = "Fit on at most this many architectures; all others are held out." };
         var confidence = new Option<double>("--confidence") { Description = "Confidence of the latency margin.", DefaultValueFactory = _ => 0.9 };
-        var folds = new Option<int>("--folds") { Description = "Cross-validation folds (model choice and margin calibration).", DefaultValueFactory = _ => 5 };
+        var folds = new Option<int>("--folds") { Description = "Cross-validation folds (model choice and margin calibration); 0 fits once and calibrates on the held-out set.", DefaultValueFactory = _ => 5 };
         var seed = new Option<int>("--seed") { Description = "Seed of the split, folds and MLP init.", DefaultValueFactory = _ => 1 };
         var mlpWidth = new Option<int>("--mlp-width") { Description = "MLP hidden width (paper: 2000).", DefaultValueFactory = _ => 2000 };
         var mlpSteps = new Option<int>("--mlp-steps") { Description = "MLP Adam steps (paper: 5000).", DefaultValueFactory = _ => 5000 };
@@ -132,19 +132,23 @@ public static class LatencyCommands
         var p = report.Predictor;
         AnsiConsole.MarkupLineInterpolated(
             $"{report.RecordsUsed} {p.Precision.ToString().ToLowerInvariant()} architectures at batch {p.Shape.Batch} × {p.Shape.SequenceLength}, {p.Device}; fitted on {report.TrainCount}, held out {report.HeldOutPoints.Count}");
-        var cv = new Table().Title($"{options.Folds}-fold cross-validation on the fitted architectures");
-        cv.AddColumns("model", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "time s");
-        foreach (var c in report.Candidates)
-            cv.AddRow(c.Kind == report.Chosen ? $"[bold]{Name(c.Kind)}[/] (chosen)" : Name(c.Kind), F(c.CrossValidated.MapePercent),
-                F(c.CrossValidated.MaxAbsErrorPercent), $"{c.CrossValidated.Within5Percent:P1}", $"{c.CrossValidated.Within10Percent:P1}", F(c.FitSeconds));
-        AnsiConsole.Write(cv);
+        if (report.Candidates.Count > 0)
+        {
+            var cv = new Table().Title($"{options.Folds}-fold cross-validation on the fitted architectures");
+            cv.AddColumns("model", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "time s");
+            foreach (var c in report.Candidates)
+                cv.AddRow(c.Kind == report.Chosen ? $"[bold]{Name(c.Kind)}[/] (chosen)" : Name(c.Kind), F(c.CrossValidated.MapePercent),
+                    F(c.CrossValidated.MaxAbsErrorPercent), $"{c.CrossValidated.Within5Percent:P1}", $"{c.CrossValidated.Within10Percent:P1}", F(c.FitSeconds));
+            AnsiConsole.Write(cv);
+        }
         if (report.HeldOut is { } h)
         {
             AnsiConsole.MarkupLineInterpolated($"chosen model: {p.Model.Describe()}");
             var table = new Table().Title("held-out architectures (never fitted on)");
             table.AddColumns("count", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "bias %", $"margin @ {p.Confidence:P0}", "coverage");
             table.AddRow(h.Count.ToString(CultureInfo.InvariantCulture), F(h.MapePercent), F(h.MaxAbsErrorPercent),
-                $"{h.Within5Percent:P1}", $"{h.Within10Percent:P1}", F(h.BiasPercent), $"{p.RelativeMargin:P2}", $"{report.HeldOutCoverage:P1}");
+                $"{h.Within5Percent:P1}", $"{h.Within10Percent:P1}", F(h.BiasPercent), $"{p.RelativeMargin:P2}",
+                double.IsNaN(report.HeldOutCoverage) ? "n/a" : $"{report.HeldOutCoverage:P1}");
             AnsiConsole.Write(table);
         }
         else

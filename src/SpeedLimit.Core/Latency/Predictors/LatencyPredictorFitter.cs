@@ -15,7 +15,11 @@ public sealed class LatencyFitOptions
     public double HoldoutFraction { get; set; } = 0.2;
     /// <summary>Fit on at most this many architectures; every architecture not fitted on is held out. Null: all but the hold-out share.</summary>
     public int? TrainCount { get; set; }
-    /// <summary>Cross-validation folds for model choice and the calibration residuals.</summary>
+    /// <summary>
+    /// Cross-validation folds for model choice and the calibration residuals. 0 skips cross-validation
+    /// (for a costly model named explicitly): the model is fitted once and the margin is calibrated on
+    /// the held-out residuals (plain split conformal), so held-out coverage is then not reported.
+    /// </summary>
     public int Folds { get; set; } = 5;
     public double Confidence { get; set; } = 0.9;
     public int Seed { get; set; } = 1;
@@ -28,7 +32,9 @@ public sealed class LatencyFitOptions
         if (Threads is < 1) throw new ArgumentException($"threads {Threads} must be positive");
         if (HoldoutFraction is < 0 or >= 1) throw new ArgumentException($"hold-out fraction {HoldoutFraction} must lie in [0, 1)");
         if (TrainCount is < 2) throw new ArgumentException($"training count {TrainCount} must be at least 2");
-        if (Folds < 2) throw new ArgumentException($"folds {Folds} must be at least 2");
+        if (Folds is 1 or < 0) throw new ArgumentException($"folds {Folds} must be 0 (no cross-validation) or at least 2");
+        if (Folds == 0 && Model == LatencyModelKind.Auto) throw new ArgumentException("choosing the model automatically needs cross-validation; set folds ≥ 2 or name the model");
+        if (Folds == 0 && HoldoutFraction == 0 && TrainCount is null) throw new ArgumentException("without cross-validation the margin is calibrated on held-out architectures; set a hold-out fraction above 0");
         if (!(Confidence > 0 && Confidence < 1)) throw new ArgumentException($"confidence {Confidence} must lie strictly between 0 and 1");
         Mlp.Validate();
         Features.Validate();
@@ -98,7 +104,9 @@ public static class LatencyPredictorFitter
         var (archs, ms, device, heads, warnings) = Prepare(records, options);
         var shape = new LatencyShape(heads, options.Batch, options.SequenceLength);
         var (trainIdx, testIdx) = Split(archs.Count, options.HoldoutFraction, options.TrainCount, options.Seed);
-        int minTrain = Math.Max(2 * options.Folds, ConformalMargin.MinimumCount(options.Confidence) + 1);
+        int minTrain = options.Folds == 0 ? 3 : Math.Max(2 * options.Folds, ConformalMargin.MinimumCount(options.Confidence) + 1);
+        if (options.Folds == 0 && testIdx.Count < ConformalMargin.MinimumCount(options.Confidence))
+            throw new UserInputException($"only {testIdx.Count} held-out architectures to calibrate the margin on; need at least {ConformalMargin.MinimumCount(options.Confidence)} at {options.Confidence:P0} — raise --holdout or profile more");
         if (trainIdx.Count < minTrain)
             throw new UserInputException($"only {trainIdx.Count} architectures to fit on (of {archs.Count} measured); need at least {minTrain} for {options.Folds}-fold calibration at {options.Confidence:P0} — profile more or lower --holdout");
         var trainA = trainIdx.Select(i => archs[i]).ToList();
@@ -109,7 +117,7 @@ public static class LatencyPredictorFitter
             : new[] { options.Model };
         var candidates = new List<CandidateScore>();
         var residualsByKind = new Dictionary<LatencyModelKind, List<double>>();
-        foreach (var kind in kinds)
+        foreach (var kind in options.Folds == 0 ? [] : kinds)
         {
             long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
             var oof = OutOfFold(kind, trainA, trainY, shape, options);
@@ -117,9 +125,8 @@ public static class LatencyPredictorFitter
             candidates.Add(new CandidateScore(kind, PredictionMetrics.From(trainY, oof), seconds));
             residualsByKind[kind] = trainY.Select((y, i) => ConformalMargin.Residual(y, oof[i])).ToList();
         }
-        var best = candidates.MinBy(c => c.CrossValidated.MapePercent)!;
-        var model = LatencyModels.Fit(best.Kind, trainA, trainY, shape, options.Mlp, options.Features);
-        var margin = new ConformalMargin(options.Confidence, residualsByKind[best.Kind]);
+        var chosen = options.Folds == 0 ? options.Model : candidates.MinBy(c => c.CrossValidated.MapePercent)!.Kind;
+        var model = LatencyModels.Fit(chosen, trainA, trainY, shape, options.Mlp, options.Features);
 
         PredictionMetrics? heldOut = null;
         double coverage = double.NaN;
@@ -131,10 +138,21 @@ public static class LatencyPredictorFitter
             model.PredictMs(testA, pred);
             for (int i = 0; i < testA.Length; i++) points.Add(new PredictedPoint(testA[i], ms[testIdx[i]], pred[i]));
             heldOut = PredictionMetrics.From(points.Select(p => p.MeasuredMs).ToList(), pred);
-            coverage = points.Count(p => p.MeasuredMs <= p.PredictedMs * (1 + margin.Margin)) / (double)points.Count;
+        }
+        ConformalMargin margin;
+        if (options.Folds == 0)
+        {
+            // Split conformal on the held-out residuals; coverage on those same points would be in-sample.
+            margin = new ConformalMargin(options.Confidence, points.Select(p => ConformalMargin.Residual(p.MeasuredMs, p.PredictedMs)));
+        }
+        else
+        {
+            margin = new ConformalMargin(options.Confidence, residualsByKind[chosen]);
+            if (points.Count > 0)
+                coverage = points.Count(p => p.MeasuredMs <= p.PredictedMs * (1 + margin.Margin)) / (double)points.Count;
         }
         var predictor = new LatencyPredictor(model, margin, device, options.Precision, shape, heldOut);
-        return new LatencyFitReport(predictor, best.Kind, candidates, heldOut, coverage, points, trainA.Count, archs.Count, warnings);
+        return new LatencyFitReport(predictor, chosen, candidates, heldOut, coverage, points, trainA.Count, archs.Count, warnings);
     }
 
     /// <summary>
