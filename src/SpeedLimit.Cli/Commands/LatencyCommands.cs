@@ -24,6 +24,7 @@ public static class LatencyCommands
         var output = new Option<string>("--output") { Description = "Where to write the predictor (JSON).", Required = true };
         var precision = new Option<string>("--precision") { Description = "Precision to fit: int8 or fp32.", DefaultValueFactory = _ => "int8" };
         var model = new Option<string>("--model") { Description = "Model: mlp (the paper's), features (operator FLOPs/elements) or auto (lower cross-validated error).", DefaultValueFactory = _ => "auto" };
+        var statistic = new Option<string>("--target") { Description = "Per-record latency to learn: median, min or trimmed-mean.", DefaultValueFactory = _ => "median" };
         var batch = new Option<int>("--batch") { Description = "Batch size of the records to use.", DefaultValueFactory = _ => 1 };
         var length = new Option<int>("--length") { Description = "Sequence length of the records to use.", DefaultValueFactory = _ => 128 };
         var threads = new Option<int?>("--threads") { Description = "Thread count of the records to use (default: the dataset's only one)." };
@@ -40,7 +41,7 @@ public static class LatencyCommands
 
         var cmd = new Command("fit", "Fit a latency predictor to a profiled dataset and report its held-out error.")
         {
-            data, output, precision, model, batch, length, threads, holdout, trainCount, confidence, folds, seed, mlpWidth, mlpSteps, mlpLr, plot, curve,
+            data, output, precision, model, statistic, batch, length, threads, holdout, trainCount, confidence, folds, seed, mlpWidth, mlpSteps, mlpLr, plot, curve,
         };
         cmd.SetAction(parse => CliErrors.Guard(() =>
         {
@@ -48,6 +49,7 @@ public static class LatencyCommands
             {
                 Precision = ParsePrecision(parse.GetValue(precision)!),
                 Model = ParseModel(parse.GetValue(model)!),
+                Statistic = ParseStatistic(parse.GetValue(statistic)!),
                 Batch = parse.GetValue(batch),
                 SequenceLength = parse.GetValue(length),
                 Threads = parse.GetValue(threads),
@@ -131,7 +133,7 @@ public static class LatencyCommands
     {
         var p = report.Predictor;
         AnsiConsole.MarkupLineInterpolated(
-            $"{report.RecordsUsed} {p.Precision.ToString().ToLowerInvariant()} architectures at batch {p.Shape.Batch} × {p.Shape.SequenceLength}, {p.Device}; fitted on {report.TrainCount}, held out {report.HeldOutPoints.Count}");
+            $"{report.RecordsUsed} {p.Precision.ToString().ToLowerInvariant()} architectures ({options.Statistic} latency) at batch {p.Shape.Batch} × {p.Shape.SequenceLength}, {p.Device}; fitted on {report.TrainCount}, held out {report.HeldOutPoints.Count}");
         if (report.Candidates.Count > 0)
         {
             var cv = new Table().Title($"{options.Folds}-fold cross-validation on the fitted architectures");
@@ -179,6 +181,14 @@ public static class LatencyCommands
         "mlp" => LatencyModelKind.Mlp,
         "features" => LatencyModelKind.Features,
         _ => throw new UserInputException($"--model '{text}' is not known; use mlp, features or auto"),
+    };
+
+    private static LatencyStatistic ParseStatistic(string text) => text.ToLowerInvariant() switch
+    {
+        "median" => LatencyStatistic.Median,
+        "min" => LatencyStatistic.Min,
+        "trimmed-mean" => LatencyStatistic.TrimmedMean,
+        _ => throw new UserInputException($"--target '{text}' is not known; use median, min or trimmed-mean"),
     };
 
     private static int[] ParseCounts(string text)

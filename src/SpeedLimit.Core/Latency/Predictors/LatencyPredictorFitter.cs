@@ -2,6 +2,17 @@ using SpeedLimit.Model;
 
 namespace SpeedLimit.Latency.Predictors;
 
+/// <summary>Which per-record statistic a predictor learns.</summary>
+public enum LatencyStatistic
+{
+    /// <summary>The median of the timed runs (what a bound is checked against).</summary>
+    Median,
+    /// <summary>The fastest run: least disturbed by other work on a shared machine.</summary>
+    Min,
+    /// <summary>The mean after dropping the extremes.</summary>
+    TrimmedMean,
+}
+
 /// <summary>What to fit a latency predictor to, and how.</summary>
 public sealed class LatencyFitOptions
 {
@@ -11,6 +22,7 @@ public sealed class LatencyFitOptions
     /// <summary>Thread count to keep; null keeps the dataset's only one (an error if it has several).</summary>
     public int? Threads { get; set; }
     public LatencyModelKind Model { get; set; } = LatencyModelKind.Auto;
+    public LatencyStatistic Statistic { get; set; } = LatencyStatistic.Median;
     /// <summary>Share of architectures held out for the reported scores (never used for fitting or calibration).</summary>
     public double HoldoutFraction { get; set; } = 0.2;
     /// <summary>Fit on at most this many architectures; every architecture not fitted on is held out. Null: all but the hold-out share.</summary>
@@ -51,7 +63,7 @@ public sealed record PredictedPoint(Architecture Arch, double MeasuredMs, double
 public sealed record CandidateScore(LatencyModelKind Kind, PredictionMetrics CrossValidated, double FitSeconds);
 
 /// <summary>The fitted predictor and how well it did.</summary>
-/// <param name="HeldOutCoverage">Share of held-out architectures with measured ≤ predicted·(1+margin).</param>
+/// <param name="HeldOutCoverage">Share of held-out architectures whose measured median ≤ predicted·(1+margin).</param>
 public sealed record LatencyFitReport(
     LatencyPredictor Predictor, LatencyModelKind Chosen, IReadOnlyList<CandidateScore> Candidates,
     PredictionMetrics? HeldOut, double HeldOutCoverage, IReadOnlyList<PredictedPoint> HeldOutPoints,
@@ -69,7 +81,8 @@ public sealed record LearningCurvePoint(int TrainCount, int Repeats, double Mean
 public static class LatencyPredictorFitter
 {
     /// <summary>The records of one precision, shape and thread count, one per architecture (repeated measurements: their median).</summary>
-    public static (List<Architecture> Archs, List<double> Ms, DeviceFingerprint Device, int Heads, List<string> Warnings) Prepare(
+    /// <returns>Per architecture: the statistic to learn (Ms) and the median the bound is checked against (BoundMs).</returns>
+    public static (List<Architecture> Archs, List<double> Ms, List<double> BoundMs, DeviceFingerprint Device, int Heads, List<string> Warnings) Prepare(
         IReadOnlyList<LatencyRecord> records, LatencyFitOptions options)
     {
         var warnings = new List<string>();
@@ -94,14 +107,15 @@ public static class LatencyPredictorFitter
         }
         var byArch = kept.GroupBy(r => r.Arch).OrderBy(g => g.Key.Layers).ThenBy(g => g.Key.Hidden).ThenBy(g => g.Key.Ffn).ToList();
         var archs = byArch.Select(g => g.Key).ToList();
-        var ms = byArch.Select(g => Median(g.Select(r => r.MedianMs))).ToList();
-        return (archs, ms, devices[0].Key, heads[0], warnings);
+        var ms = byArch.Select(g => Median(g.Select(r => Pick(r, options.Statistic)))).ToList();
+        var bound = byArch.Select(g => Median(g.Select(r => r.MedianMs))).ToList();
+        return (archs, ms, bound, devices[0].Key, heads[0], warnings);
     }
 
     public static LatencyFitReport Fit(IReadOnlyList<LatencyRecord> records, LatencyFitOptions options)
     {
         options.Validate();
-        var (archs, ms, device, heads, warnings) = Prepare(records, options);
+        var (archs, ms, boundMs, device, heads, warnings) = Prepare(records, options);
         var shape = new LatencyShape(heads, options.Batch, options.SequenceLength);
         var (trainIdx, testIdx) = Split(archs.Count, options.HoldoutFraction, options.TrainCount, options.Seed);
         int minTrain = options.Folds == 0 ? 3 : Math.Max(2 * options.Folds, ConformalMargin.MinimumCount(options.Confidence) + 1);
@@ -123,7 +137,8 @@ public static class LatencyPredictorFitter
             var oof = OutOfFold(kind, trainA, trainY, shape, options);
             double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
             candidates.Add(new CandidateScore(kind, PredictionMetrics.From(trainY, oof), seconds));
-            residualsByKind[kind] = trainY.Select((y, i) => ConformalMargin.Residual(y, oof[i])).ToList();
+            // The margin bounds the median (what a bound is checked against), whatever statistic is learnt.
+            residualsByKind[kind] = trainIdx.Select((j, i) => ConformalMargin.Residual(boundMs[j], oof[i])).ToList();
         }
         var chosen = options.Folds == 0 ? options.Model : candidates.MinBy(c => c.CrossValidated.MapePercent)!.Kind;
         var model = LatencyModels.Fit(chosen, trainA, trainY, shape, options.Mlp, options.Features);
@@ -143,15 +158,15 @@ public static class LatencyPredictorFitter
         if (options.Folds == 0)
         {
             // Split conformal on the held-out residuals; coverage on those same points would be in-sample.
-            margin = new ConformalMargin(options.Confidence, points.Select(p => ConformalMargin.Residual(p.MeasuredMs, p.PredictedMs)));
+            margin = new ConformalMargin(options.Confidence, testIdx.Select((j, i) => ConformalMargin.Residual(boundMs[j], points[i].PredictedMs)));
         }
         else
         {
             margin = new ConformalMargin(options.Confidence, residualsByKind[chosen]);
             if (points.Count > 0)
-                coverage = points.Count(p => p.MeasuredMs <= p.PredictedMs * (1 + margin.Margin)) / (double)points.Count;
+                coverage = testIdx.Where((j, i) => boundMs[j] <= points[i].PredictedMs * (1 + margin.Margin)).Count() / (double)points.Count;
         }
-        var predictor = new LatencyPredictor(model, margin, device, options.Precision, shape, heldOut);
+        var predictor = new LatencyPredictor(model, margin, device, options.Precision, shape, heldOut, options.Statistic);
         return new LatencyFitReport(predictor, chosen, candidates, heldOut, coverage, points, trainA.Count, archs.Count, warnings);
     }
 
@@ -164,7 +179,7 @@ public static class LatencyPredictorFitter
     {
         options.Validate();
         if (kind == LatencyModelKind.Auto) throw new ArgumentException("a learning curve needs one model kind (mlp or features)");
-        var (archs, ms, _, heads, _) = Prepare(records, options);
+        var (archs, ms, _, _, heads, _) = Prepare(records, options);
         var shape = new LatencyShape(heads, options.Batch, options.SequenceLength);
         var (poolIdx, testIdx) = Split(archs.Count, options.HoldoutFraction, null, options.Seed);
         if (testIdx.Count == 0) throw new UserInputException("a learning curve needs held-out records; set a hold-out fraction above 0");
@@ -225,6 +240,13 @@ public static class LatencyPredictorFitter
         }
         return (trainIdx, testIdx);
     }
+
+    public static double Pick(LatencyRecord r, LatencyStatistic statistic) => statistic switch
+    {
+        LatencyStatistic.Min => r.MinMs,
+        LatencyStatistic.TrimmedMean => r.TrimmedMeanMs,
+        _ => r.MedianMs,
+    };
 
     private static double Median(IEnumerable<double> xs)
     {
