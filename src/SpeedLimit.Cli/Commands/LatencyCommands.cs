@@ -89,6 +89,10 @@ public static class LatencyCommands
                     table.AddRow(pt.TrainCount.ToString(CultureInfo.InvariantCulture), F(pt.MeanMapePercent), F(pt.WorstMapePercent),
                         F(pt.MeanMaxAbsErrorPercent), $"{pt.MeanWithin10Percent:P1}");
                 AnsiConsole.Write(table);
+                var curvePng = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(outPath)) ?? ".", Path.GetFileNameWithoutExtension(outPath) + "-learning-curve.png");
+                LatencyPlots.SaveLearningCurve(curvePng, [($"{Name(kind)} predictor", points)],
+                    $"held-out MAPE vs profiled architectures ({report.HeldOutPoints.Count + report.TrainCount} measured)");
+                AnsiConsole.MarkupLineInterpolated($"learning curve written to [bold]{curvePng}[/]");
             }
             return 0;
         }));
