@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using SpeedLimit.Kernels;
 using SpeedLimit.Model.Layers;
+using SpeedLimit.Quantization;
 using N = SpeedLimit.Model.BertParameterLayout.Names;
 
 namespace SpeedLimit.Model;
@@ -90,8 +91,10 @@ public sealed class BertModel
     /// </summary>
     /// <param name="dropout">Dropout rate in training (0 for evaluation).</param>
     /// <param name="dropoutSeed">Seed of this step's dropout masks.</param>
-    public ReadOnlySpan<float> Forward(EncoderInput input, float dropout = 0f, ulong dropoutSeed = 0, int[]? mlmPositions = null)
+    /// <param name="int8">When given, every quantizable linear layer runs as the int8 ONNX graph would (evaluation only).</param>
+    public ReadOnlySpan<float> Forward(EncoderInput input, float dropout = 0f, ulong dropoutSeed = 0, int[]? mlmPositions = null, Int8Simulation? int8 = null)
     {
+        if (int8 is not null && dropout > 0) throw new ArgumentException("int8 simulation is for evaluation; run it with dropout 0");
         input.Validate(Config);
         if (dropout is < 0f or >= 1f) throw new ArgumentException($"dropout rate {dropout} must be in [0, 1)");
         if (Config.Head == HeadKind.MaskedLm && mlmPositions is null) throw new ArgumentException("a masked-LM head needs the masked positions to decode");
@@ -103,6 +106,12 @@ public sealed class BertModel
         var rng = new SplitMix64(dropoutSeed);
         int threads = Threads;
         int nh = Ntok * H;
+        // y = x·Wᵀ + b for the named layer, in fp32 or as the int8 graph computes it.
+        void Dense(string weight, string bias, ReadOnlySpan<float> x, Span<float> y, int rows, int inDim, int outDim)
+        {
+            if (int8 is not null && int8.Covers(weight)) int8.Forward(weight, x, Tensor(bias), y, rows, threads);
+            else Linear.Forward(x, Tensor(weight), Tensor(bias), y, rows, inDim, outDim, threads);
+        }
 
         // Embeddings: e0 = word[id] + pos[t] + type[tt]  (B·T, H)
         var word = Tensor(N.WordEmbeddings); var pos = Tensor(N.PositionEmbeddings); var type = Tensor(N.TokenTypeEmbeddings);
@@ -120,20 +129,20 @@ public sealed class BertModel
         {
             var L = a.Layers[l];
             var x = a.Hidden[l];
-            Linear.Forward(x, Tensor(N.Query(l, "weight")), Tensor(N.Query(l, "bias")), L.Q, Ntok, H, H, threads);
-            Linear.Forward(x, Tensor(N.Key(l, "weight")), Tensor(N.Key(l, "bias")), L.K, Ntok, H, H, threads);
-            Linear.Forward(x, Tensor(N.Value(l, "weight")), Tensor(N.Value(l, "bias")), L.V, Ntok, H, H, threads);
+            Dense(N.Query(l, "weight"), N.Query(l, "bias"), x, L.Q, Ntok, H, H);
+            Dense(N.Key(l, "weight"), N.Key(l, "bias"), x, L.K, Ntok, H, H);
+            Dense(N.Value(l, "weight"), N.Value(l, "bias"), x, L.V, Ntok, H, H);
             Attention.Forward(L.Q, L.K, L.V, input.AttentionMask, L.Probs, L.Context, B, T, H, Config.Heads, threads);
             // r1 = x + dropout(ctx·Woᵀ + bo); x1 = LN(r1)
-            Linear.Forward(L.Context, Tensor(N.AttentionOutput(l, "weight")), Tensor(N.AttentionOutput(l, "bias")), L.Residual1, Ntok, H, H, threads);
+            Dense(N.AttentionOutput(l, "weight"), N.AttentionOutput(l, "bias"), L.Context, L.Residual1, Ntok, H, H);
             ApplyDropout(L.Residual1.AsSpan(0, nh), L.AttnDropMask, dropout, ref rng);
             TensorPrimitives.Add(L.Residual1.AsSpan(0, nh), x.AsSpan(0, nh), L.Residual1.AsSpan(0, nh));
             LayerNorm.Forward(L.Residual1, Tensor(N.AttentionLayerNorm(l, "weight")), Tensor(N.AttentionLayerNorm(l, "bias")),
                 L.X1, L.Ln1Mean, L.Ln1Rstd, Ntok, H, Config.LayerNormEps);
             // FFN: u = x1·Wiᵀ + bi (B·T,F); g = gelu(u); r2 = x1 + dropout(g·Woᵀ + bo); out = LN(r2)
-            Linear.Forward(L.X1, Tensor(N.Intermediate(l, "weight")), Tensor(N.Intermediate(l, "bias")), L.PreGelu, Ntok, H, F, threads);
+            Dense(N.Intermediate(l, "weight"), N.Intermediate(l, "bias"), L.X1, L.PreGelu, Ntok, H, F);
             Gelu.Forward(L.PreGelu.AsSpan(0, Ntok * F), L.PostGelu);
-            Linear.Forward(L.PostGelu, Tensor(N.Output(l, "weight")), Tensor(N.Output(l, "bias")), L.Residual2, Ntok, F, H, threads);
+            Dense(N.Output(l, "weight"), N.Output(l, "bias"), L.PostGelu, L.Residual2, Ntok, F, H);
             ApplyDropout(L.Residual2.AsSpan(0, nh), L.FfnDropMask, dropout, ref rng);
             TensorPrimitives.Add(L.Residual2.AsSpan(0, nh), L.X1.AsSpan(0, nh), L.Residual2.AsSpan(0, nh));
             LayerNorm.Forward(L.Residual2, Tensor(N.OutputLayerNorm(l, "weight")), Tensor(N.OutputLayerNorm(l, "bias")),
@@ -149,7 +158,7 @@ public sealed class BertModel
                 if ((uint)mlmPositions[i] >= (uint)Ntok) throw new ArgumentException($"masked position {mlmPositions[i]} is outside the batch's {Ntok} tokens");
                 last.AsSpan(mlmPositions[i] * H, H).CopyTo(a.HeadIn.AsSpan(i * H, H));
             }
-            Linear.Forward(a.HeadIn, Tensor(N.MlmTransformWeight), Tensor(N.MlmTransformBias), a.HeadPre, M, H, H, threads);
+            Dense(N.MlmTransformWeight, N.MlmTransformBias, a.HeadIn, a.HeadPre, M, H, H);
             Gelu.Forward(a.HeadPre.AsSpan(0, M * H), a.HeadAct);
             LayerNorm.Forward(a.HeadAct, Tensor(N.MlmLayerNormWeight), Tensor(N.MlmLayerNormBias), a.HeadOut, a.HeadLnMean, a.HeadLnRstd, M, H, Config.LayerNormEps);
             // decoder tied to the word embeddings: logits = t·Wordᵀ + bias (M,V)
@@ -160,11 +169,11 @@ public sealed class BertModel
         {
             int C = Config.Labels;
             for (int b = 0; b < B; b++) last.AsSpan(b * T * H, H).CopyTo(a.HeadIn.AsSpan(b * H, H)); // first token
-            Linear.Forward(a.HeadIn, Tensor(N.PoolerWeight), Tensor(N.PoolerBias), a.HeadPre, B, H, H, threads);
+            Dense(N.PoolerWeight, N.PoolerBias, a.HeadIn, a.HeadPre, B, H, H);
             Gelu.Tanh(a.HeadPre.AsSpan(0, B * H), a.HeadAct);
             a.HeadAct.AsSpan(0, B * H).CopyTo(a.HeadOut);
             ApplyDropout(a.HeadOut.AsSpan(0, B * H), a.HeadDropMask, dropout, ref rng);
-            Linear.Forward(a.HeadOut, Tensor(N.ClassifierWeight), Tensor(N.ClassifierBias), a.Logits, B, H, C, threads);
+            Dense(N.ClassifierWeight, N.ClassifierBias, a.HeadOut, a.Logits, B, H, C);
             return a.Logits.AsSpan(0, B * C);
         }
     }

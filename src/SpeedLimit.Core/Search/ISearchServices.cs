@@ -1,3 +1,4 @@
+using SpeedLimit.Latency;
 using SpeedLimit.Model;
 
 namespace SpeedLimit.Search;
@@ -10,6 +11,17 @@ public interface ILatencyPredictor
 
     /// <summary>Relative margin m so that measured ≤ predicted·(1+m) at the predictor's stated confidence.</summary>
     double RelativeMargin { get; }
+
+    /// <summary>
+    /// Predictions for many architectures at once (the search narrows a whole space with one call).
+    /// Implementations with a batched forward pass should override this; the default loops.
+    /// </summary>
+    double[] PredictManyMs(IReadOnlyList<Architecture> archs)
+    {
+        var result = new double[archs.Count];
+        for (int i = 0; i < result.Length; i++) result[i] = PredictMs(archs[i]);
+        return result;
+    }
 }
 
 /// <summary>The outcome of evaluating one candidate architecture.</summary>
@@ -20,4 +32,14 @@ public sealed record CandidateResult(Architecture Arch, double Metric, double Se
 public interface ICandidateEvaluator
 {
     CandidateResult Evaluate(Architecture arch, int seed, CancellationToken cancellation);
+}
+
+/// <summary>
+/// Builds the deployable model of an architecture (at the caller's precision) and measures its
+/// latency on the deployment CPU with the profiler's protocol. The search uses it to check the
+/// bound by measurement, never only by prediction.
+/// </summary>
+public interface ILatencyMeasurer
+{
+    LatencyRecord Measure(Architecture arch, CancellationToken cancellation);
 }

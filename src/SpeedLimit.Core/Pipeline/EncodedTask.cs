@@ -1,0 +1,90 @@
+using SpeedLimit.Data;
+using SpeedLimit.Model;
+using SpeedLimit.Quantization;
+using SpeedLimit.Training;
+
+namespace SpeedLimit.Pipeline;
+
+/// <summary>A task with its train and dev splits tokenized once, shared by every training and evaluation.</summary>
+public sealed class EncodedTask
+{
+    public EncodedTask(TaskDataset task, ITextEncoder encoder, int maxLength)
+    {
+        if (maxLength < 4) throw new ArgumentException($"max sequence length {maxLength} is too short; use at least 4 tokens");
+        if (task.Train.Count == 0) throw new UserInputException($"task '{task.Name}' has no training examples");
+        if (task.Dev.Count == 0) throw new UserInputException($"task '{task.Name}' has no dev examples to score candidates on");
+        Task = task;
+        Encoder = encoder;
+        MaxLength = maxLength;
+        Train = TokenBatcher.Encode(task.Train, encoder, maxLength);
+        Dev = TokenBatcher.Encode(task.Dev, encoder, maxLength);
+    }
+
+    public TaskDataset Task { get; }
+    public ITextEncoder Encoder { get; }
+    public int MaxLength { get; }
+    public IReadOnlyList<EncodedExample> Train { get; }
+    public IReadOnlyList<EncodedExample> Dev { get; }
+
+    public HeadKind Head => Task.Kind == TaskKind.Regression ? HeadKind.Regression : HeadKind.Classification;
+
+    /// <summary>The model config of an architecture for this task (positions cover the latency protocol's 128 tokens too).</summary>
+    public BertConfig ConfigFor(Architecture arch, int heads, int maxPositions = 128) =>
+        new(arch, heads, Encoder.VocabSize, Head, Math.Max(2, Task.NumLabels), Math.Max(maxPositions, MaxLength));
+
+    /// <summary>Training batches of one epoch (length-bucketed, shuffled by seed and epoch), optionally from the first <paramref name="limit"/> examples.</summary>
+    public IEnumerable<LabeledBatch> TrainBatches(int batchSize, int seed, int epoch, int? limit = null)
+    {
+        var examples = limit is int n && n < Train.Count ? Train.Take(n).ToList() : Train;
+        var options = new BatchOptions { BatchSize = batchSize, Shuffle = true, Seed = seed };
+        foreach (var b in TokenBatcher.Batches(examples, options, Encoder.PadId, epoch))
+            yield return ToLabeled(b);
+    }
+
+    public LabeledBatch ToLabeled(TokenBatch b) =>
+        new(new EncoderInput(b.BatchSize, b.SeqLength, b.InputIds, b.TokenTypeIds, b.AttentionMask),
+            Head == HeadKind.Classification ? b.ClassLabels : null, Head == HeadKind.Regression ? b.Targets : null);
+
+    /// <summary>The task's GLUE metrics of <paramref name="model"/> on the dev split (int8-simulated when <paramref name="int8"/> is given).</summary>
+    public MetricReport EvaluateDev(BertModel model, Int8Simulation? int8 = null, int batchSize = 64)
+    {
+        var logits = PredictDev(model, int8, batchSize);
+        return Score(logits);
+    }
+
+    /// <summary>Logits per dev example, in dev order.</summary>
+    public float[][] PredictDev(BertModel model, Int8Simulation? int8 = null, int batchSize = 64)
+    {
+        var result = new float[Dev.Count][];
+        var options = new BatchOptions { BatchSize = batchSize, Shuffle = false };
+        int width = model.Config.Labels;
+        foreach (var b in TokenBatcher.Batches(Dev, options, Encoder.PadId))
+        {
+            var input = new EncoderInput(b.BatchSize, b.SeqLength, b.InputIds, b.TokenTypeIds, b.AttentionMask);
+            var logits = model.Forward(input, int8: int8);
+            for (int i = 0; i < b.BatchSize; i++) result[b.ExampleIndices[i]] = logits.Slice(i * width, width).ToArray();
+        }
+        return result;
+    }
+
+    /// <summary>Scores logits (one row per dev example, in dev order) with the task's metrics.</summary>
+    public MetricReport Score(IReadOnlyList<float[]> logits)
+    {
+        if (Head == HeadKind.Regression)
+        {
+            var predicted = logits.Select(l => (double)l[0]).ToArray();
+            var gold = Dev.Select(e => (double)e.Score).ToArray();
+            return GlueMetrics.Evaluate(predicted, gold);
+        }
+        var pred = logits.Select(ArgMax).ToArray();
+        var labels = Dev.Select(e => e.ClassId).ToArray();
+        return GlueMetrics.Evaluate(Task.PrimaryMetric, pred, labels);
+    }
+
+    private static int ArgMax(float[] row)
+    {
+        int best = 0;
+        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
+        return best;
+    }
+}

@@ -1,0 +1,19 @@
+using SpeedLimit.Latency;
+using SpeedLimit.Model;
+using SpeedLimit.Search;
+
+namespace SpeedLimit.Pipeline;
+
+/// <summary>
+/// Measures an architecture's deployed latency: the profiler exports it (random weights: latency
+/// does not depend on the values) at the search's precision and times it on ONNX Runtime with
+/// the profiler protocol.
+/// </summary>
+public sealed class OnnxLatencyMeasurer(LatencyProfiler profiler, Precision precision) : ILatencyMeasurer
+{
+    public LatencyRecord Measure(Architecture arch, CancellationToken cancellation)
+    {
+        cancellation.ThrowIfCancellationRequested();
+        return profiler.Profile(arch, precision);
+    }
+}

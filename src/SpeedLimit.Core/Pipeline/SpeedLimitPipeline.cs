@@ -1,0 +1,314 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using SpeedLimit.Checkpoints;
+using SpeedLimit.Data;
+using SpeedLimit.Latency;
+using SpeedLimit.Latency.Predictors;
+using SpeedLimit.Model;
+using SpeedLimit.Onnx;
+using SpeedLimit.Reporting;
+using SpeedLimit.Search;
+using SpeedLimit.Training;
+
+namespace SpeedLimit.Pipeline;
+
+public enum PipelineStage { Data, Profiling, Predictor, Supermodel, Search, Baselines, Export, Verification, Report }
+
+/// <summary>Progress of one stage: <paramref name="Completed"/> of <paramref name="Total"/> units.</summary>
+public sealed record PipelineProgress(PipelineStage Stage, string Message, int Completed, int Total, TimeSpan? Eta = null);
+
+/// <summary>A bound's winner as deployed: its int8 ONNX file, measured latency and dev metric on both runtimes.</summary>
+public sealed record DeployedWinner(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile,
+    double EngineMetric, double OnnxMetric, LatencyRecord Measured, bool MeetsBound);
+
+public sealed record PipelineResult(string RunFolder, RunResults Results, IReadOnlyList<DeployedWinner> Winners,
+    IReadOnlyDictionary<PipelineStage, double> StageSeconds, IReadOnlyList<string> Notes);
+
+/// <summary>
+/// The SpeedLimit run, stage by stage: tokenize the task → profile int8 (and fp32) latency of a
+/// sample of the space on ONNX Runtime → fit the latency predictor → train the weight-sharing
+/// supermodel → evolutionary search over the narrowed space (extract, fine-tune, int8-simulate,
+/// score; finalists measured) → rebuild, export and re-measure each winner → report.
+///
+/// Everything resumable lives in a work folder beside the output (<c>OUTPUT.partial</c>): the
+/// latency dataset, the supermodel checkpoint and the SQLite study. The output folder appears
+/// only when complete.
+/// </summary>
+public sealed class SpeedLimitPipeline(PipelineOptions options)
+{
+    public IProgress<PipelineProgress>? Progress { get; set; }
+    /// <summary>Raw search progress (per candidate), for a richer display.</summary>
+    public IProgress<SearchProgress>? SearchProgress { get; set; }
+
+    private readonly Dictionary<PipelineStage, double> _stageSeconds = new();
+    private readonly List<string> _notes = new();
+
+    public static string WorkFolderFor(string output) => Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar) + ".partial";
+
+    public PipelineResult Run(CancellationToken cancel = default)
+    {
+        options.Validate();
+        var output = Path.GetFullPath(options.OutputFolder).TrimEnd(Path.DirectorySeparatorChar);
+        var work = WorkFolderFor(output);
+        PrepareFolders(output, work);
+
+        var task = Stage(PipelineStage.Data, () => LoadTask());
+        var profiler = new LatencyProfiler(new LatencyProfilerOptions
+        {
+            Batch = 1, SequenceLength = options.LatencySequenceLength, Threads = options.LatencyThreads,
+            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, TimedRuns = options.LatencyTimedRuns, Seed = options.Seed,
+        });
+        var latencyPath = Path.Combine(work, "latency.jsonl");
+        var precisions = options.CompareFp32Search || options.Baselines.Count > 0 ? new[] { Precision.Int8, Precision.Fp32 } : new[] { options.Precision };
+        Stage(PipelineStage.Profiling, () => Profile(profiler, precisions, latencyPath, cancel));
+        var predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(latencyPath, p, work)));
+        var bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(latencyPath, options.Precision);
+
+        var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(options, task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
+
+        using var store = StudyStore.Open(Path.Combine(work, "study.db"));
+        var searches = new List<SearchResult>();
+        var evaluators = new Dictionary<Precision, CandidateEvaluator>();
+        foreach (var p in precisions) evaluators[p] = new CandidateEvaluator(supermodel, task, options.FineTune, p, options.TrainThreads);
+        Stage(PipelineStage.Search, () =>
+        {
+            var order = options.CompareFp32Search ? new[] { options.Precision, Other(options.Precision) } : new[] { options.Precision };
+            foreach (var p in order)
+                searches.Add(RunSearch(store, p, bounds, predictors[p], evaluators[p], profiler, latencyPath, task, cancel));
+            return 0;
+        });
+        var baselines = new List<BaselineResult>();
+        if (options.Baselines.Count > 0)
+            Stage(PipelineStage.Baselines, () =>
+            {
+                foreach (var p in new[] { Precision.Fp32, Precision.Int8 })
+                    baselines.Add(RunBaselines(store, p, predictors[p], evaluators[p], profiler, task, cancel));
+                return 0;
+            });
+
+        var staging = Path.Combine(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.staging-{Guid.NewGuid():N}");
+        try
+        {
+            var results = new RunResults($"SpeedLimit on '{task.Task.Name}'", DateTimeOffset.UtcNow, searches, baselines);
+            Stage(PipelineStage.Report, () => { RunReport.Write(staging, results); return 0; });
+            var winners = Stage(PipelineStage.Export, () => ExportWinners(searches[0], evaluators[options.Precision], task, staging, cancel));
+            Stage(PipelineStage.Verification, () => { VerifyWinners(winners, profiler, staging); return 0; });
+            AppendDeploymentSection(Path.Combine(staging, RunReport.ReportFile), winners);
+            WriteJsonAtomically(Path.Combine(staging, "deployment.json"), new { winners = winners.Select(DescribeWinner), notes = _notes, stageSeconds = _stageSeconds });
+            foreach (var f in new[] { "latency.jsonl", "study.db" })
+                if (File.Exists(Path.Combine(work, f))) File.Copy(Path.Combine(work, f), Path.Combine(staging, f));
+            foreach (var f in Directory.GetFiles(work, "predictor-*.json")) File.Copy(f, Path.Combine(staging, Path.GetFileName(f)));
+            store.Dispose();
+            Directory.Move(staging, output);
+            Directory.Delete(work, recursive: true);
+            return new PipelineResult(output, results, winners, _stageSeconds, _notes);
+        }
+        catch
+        {
+            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+            throw;
+        }
+    }
+
+    private void PrepareFolders(string output, string work)
+    {
+        if (Directory.Exists(output) || File.Exists(output))
+            throw new UserInputException($"output '{options.OutputFolder}' already exists; choose another --output or remove it");
+        var fingerprintPath = Path.Combine(work, "options.json");
+        if (Directory.Exists(work))
+        {
+            if (!options.Resume)
+                throw new UserInputException($"an unfinished run is in '{work}'; pass --resume to continue it, or delete that folder to start over");
+            if (File.Exists(fingerprintPath) && File.ReadAllText(fingerprintPath) != options.Fingerprint())
+                throw new UserInputException($"the unfinished run in '{work}' used different settings; resume it with the same flags, or delete that folder");
+            _notes.Add("resumed an unfinished run");
+        }
+        Directory.CreateDirectory(work);
+        WriteTextAtomically(fingerprintPath, options.Fingerprint());
+    }
+
+    private EncodedTask LoadTask()
+    {
+        Report(PipelineStage.Data, $"loading task '{options.Task}'", 0, 1);
+        var dataset = TaskCatalog.Load(options.Task, options.DataDir, options.Seed);
+        var encoder = TaskCatalog.EncoderFor(dataset, options.VocabPath, options.DataDir, AppContext.BaseDirectory, Environment.CurrentDirectory);
+        var task = new EncodedTask(dataset, encoder, options.MaxSequenceLength);
+        Report(PipelineStage.Data, $"{dataset.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {encoder.VocabSize}", 1, 1);
+        return task;
+    }
+
+    private int Profile(LatencyProfiler profiler, IReadOnlyList<Precision> precisions, string datasetPath, CancellationToken cancel)
+    {
+        var rng = new Random(options.Seed);
+        var all = options.Space.Enumerate().ToList();
+        IEnumerable<Architecture> sample = all.Count <= options.ProfileCount + 2
+            ? all
+            : new[] { options.Space.Smallest, options.Space.Largest }.Concat(all.OrderBy(_ => rng.Next()).Take(options.ProfileCount)).Distinct();
+        var clock = Stopwatch.StartNew();
+        profiler.ProfileAll(sample, precisions, datasetPath, (record, done, total) =>
+            Report(PipelineStage.Profiling, record is null ? $"{total} measurements to take" : $"{record.Arch} {record.Precision}: {record.MedianMs:F3} ms",
+                done, total, Eta(clock.Elapsed, done, total)), cancel);
+        return 0;
+    }
+
+    private LatencyPredictor FitPredictor(string datasetPath, Precision precision, string work)
+    {
+        var records = LatencyDataset.Load(datasetPath);
+        var report = LatencyPredictorFitter.Fit(records, new LatencyFitOptions
+        {
+            Precision = precision, Batch = 1, SequenceLength = options.LatencySequenceLength, Threads = options.LatencyThreads, Seed = options.Seed,
+        });
+        report.Predictor.Save(Path.Combine(work, $"predictor-{precision.ToString().ToLowerInvariant()}.json"));
+        var held = report.HeldOut;
+        Report(PipelineStage.Predictor, $"{precision} predictor: {report.Chosen}" + (held is null ? "" : $", held-out MAPE {held.MapePercent:F2} %") +
+            $", margin {report.Predictor.RelativeMargin:P1}", 1, 1);
+        foreach (var w in report.Warnings) _notes.Add(w);
+        return report.Predictor;
+    }
+
+    private List<double> AutoBounds(string datasetPath, Precision precision)
+    {
+        var ms = LatencyDataset.Load(datasetPath)
+            .Where(r => r.Precision == precision && r.Threads == options.LatencyThreads && r.SequenceLength == options.LatencySequenceLength)
+            .Select(r => r.MedianMs).Order().ToArray();
+        var bounds = options.AutoBoundQuantiles.Select(q => Math.Round(ms[(int)Math.Clamp(q * (ms.Length - 1), 0, ms.Length - 1)], 3)).Distinct().ToList();
+        _notes.Add($"bounds chosen at the {string.Join(", ", options.AutoBoundQuantiles.Select(q => q.ToString("P0", CultureInfo.InvariantCulture)))} quantiles of profiled {precision} latency: {string.Join(", ", bounds.Select(b => $"{b} ms"))}");
+        return bounds;
+    }
+
+    private SearchResult RunSearch(StudyStore store, Precision precision, IReadOnlyList<double> bounds, LatencyPredictor predictor,
+        CandidateEvaluator evaluator, LatencyProfiler profiler, string latencyPath, EncodedTask task, CancellationToken cancel)
+    {
+        var definition = new SearchDefinition(task.Task.Name, precision, options.Space, bounds, options.Seed, options.FineTune.Describe(), options.Search);
+        var search = new EvolutionarySearch(predictor, evaluator, new OnnxLatencyMeasurer(profiler, precision))
+        {
+            Label = precision == Precision.Int8 ? "int8 search (SpeedLimit)" : "fp32 search (AutoTinyBERT-style)",
+            OnMeasured = r => { LatencyDataset.Append(latencyPath, r); predictor.AddMeasurements([r]); },
+        };
+        search.Progress = new SyncProgress<SearchProgress>(p =>
+        {
+            SearchProgress?.Report(p);
+            Report(PipelineStage.Search, $"[{precision}] {p.Message}", p.Completed, p.Total, p.EstimatedRemaining);
+        });
+        string study = $"search-{precision.ToString().ToLowerInvariant()}";
+        return store.Exists(study) ? search.Resume(store, study, definition, cancel) : search.Run(definition, store, study, cancel);
+    }
+
+    private BaselineResult RunBaselines(StudyStore store, Precision precision, LatencyPredictor predictor, CandidateEvaluator evaluator,
+        LatencyProfiler profiler, EncodedTask task, CancellationToken cancel)
+    {
+        var definition = new BaselineDefinition(task.Task.Name, precision,
+            options.Baselines.Select(a => new BaselineArchitecture($"uniform {a}", a)).ToList(), options.Seed, options.FineTune.Describe());
+        var search = new EvolutionarySearch(predictor, evaluator, new OnnxLatencyMeasurer(profiler, precision))
+        {
+            Progress = new SyncProgress<SearchProgress>(p => Report(PipelineStage.Baselines, $"[{precision}] {p.Message}", p.Completed, p.Total, p.EstimatedRemaining)),
+        };
+        return search.EvaluateBaselines(definition, store, $"baselines-{precision.ToString().ToLowerInvariant()}", $"uniform {precision} baselines", cancel);
+    }
+
+    /// <summary>Rebuilds each bound's winner (fine-tuning is deterministic per seed), exports it as int8 ONNX and scores it on ORT.</summary>
+    private List<DeployedWinner> ExportWinners(SearchResult search, CandidateEvaluator evaluator, EncodedTask task, string folder, CancellationToken cancel)
+    {
+        var winners = new List<DeployedWinner>();
+        var bounds = search.Bounds.Where(b => b.Winner is not null).ToList();
+        if (bounds.Count == 0) throw new UserInputException("no candidate met any bound by measurement; loosen the bound or widen the search space");
+        int i = 0;
+        foreach (var b in bounds)
+        {
+            var arch = b.Winner!.Arch;
+            Report(PipelineStage.Export, $"rebuilding {arch} for {b.BoundMs:G4} ms", i, bounds.Count);
+            var model = evaluator.FineTune(arch, EvolutionarySearch.CandidateSeed(options.Seed, arch), cancel);
+            string name = bounds.Count == 1 ? "best" : $"best-{b.BoundMs.ToString("0.###", CultureInfo.InvariantCulture)}ms";
+            var onnx = Path.Combine(folder, name + ".onnx");
+            var ckpt = Path.Combine(folder, name + ".safetensors");
+            BertOnnxExporter.Save(model.Config, model.Layout, model.Parameters, onnx,
+                new OnnxExportOptions { Precision = options.Precision });
+            BertCheckpoint.Save(ckpt, model.Config, model.Parameters);
+            double engine = task.EvaluateDev(model, options.Precision == Precision.Int8 ? new Quantization.Int8Simulation(model) : null).Primary;
+            double ort;
+            using (var runner = new OnnxRunner(onnx, new OnnxRunnerOptions { IntraOpThreads = options.TrainThreads }))
+            {
+                var logits = runner.Predict(task.Dev.Select(e => e.InputIds).ToList(), task.Dev.Select(e => e.TokenTypeIds).ToList());
+                ort = task.Score(logits).Primary;
+            }
+            if (Math.Abs(engine - b.Winner.Metric) > 1e-9)
+                _notes.Add($"{arch}: rebuilt metric {engine:F4} differs from the searched {b.Winner.Metric:F4}");
+            winners.Add(new DeployedWinner(b.BoundMs, arch, Path.GetFileName(onnx), Path.GetFileName(ckpt), engine, ort, null!, false));
+            Report(PipelineStage.Export, $"{name}.onnx: engine int8 metric {engine:F4}, ONNX Runtime {ort:F4}", ++i, bounds.Count);
+        }
+        return winners;
+    }
+
+    /// <summary>Measures each exported file with the profiler protocol; the bound is checked against this measurement.</summary>
+    private void VerifyWinners(List<DeployedWinner> winners, LatencyProfiler profiler, string folder)
+    {
+        for (int i = 0; i < winners.Count; i++)
+        {
+            var w = winners[i];
+            Report(PipelineStage.Verification, $"measuring {w.OnnxFile}", i, winners.Count);
+            var record = profiler.ProfileFile(Path.Combine(folder, w.OnnxFile), w.Arch, options.Precision);
+            winners[i] = w with { Measured = record, MeetsBound = record.MedianMs <= w.BoundMs };
+            if (!winners[i].MeetsBound)
+                _notes.Add($"{w.OnnxFile}: measured {record.MedianMs:F3} ms exceeds the {w.BoundMs} ms bound on re-measurement (machine noise?); the search's own verification had it within");
+            Report(PipelineStage.Verification, $"{w.OnnxFile}: median {record.MedianMs:F3} ms, p90 {record.P90Ms:F3} ms (bound {w.BoundMs} ms)", i + 1, winners.Count);
+        }
+    }
+
+    private static object DescribeWinner(DeployedWinner w) => new
+    {
+        boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = w.OnnxFile, checkpoint = w.CheckpointFile,
+        engineInt8Metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measured = w.Measured, meetsBound = w.MeetsBound,
+    };
+
+    private void AppendDeploymentSection(string reportPath, IReadOnlyList<DeployedWinner> winners)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder(File.ReadAllText(reportPath));
+        sb.AppendLine().AppendLine("## Deployable models").AppendLine();
+        sb.AppendLine("| bound (ms) | architecture | file | dev metric (engine int8) | dev metric (ONNX Runtime) | measured median / p90 (ms) | meets bound |");
+        sb.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var w in winners)
+            sb.AppendLine(string.Create(inv, $"| {w.BoundMs:G4} | {w.Arch} | `{w.OnnxFile}` | {w.EngineMetric:F4} | {w.OnnxMetric:F4} | {w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3} | {(w.MeetsBound ? "yes" : "**no**")} |"));
+        if (winners.Count > 0)
+        {
+            var m = winners[0].Measured;
+            sb.AppendLine().AppendLine(string.Create(inv, $"Measured with ONNX Runtime {m.RuntimeVersion} on {m.CpuModel}, {m.Threads} thread(s), batch {m.Batch} × {m.SequenceLength} tokens, {m.Runs} timed runs after warm-up."));
+        }
+        if (_notes.Count > 0)
+        {
+            sb.AppendLine().AppendLine("## Notes").AppendLine();
+            foreach (var n in _notes) sb.AppendLine($"- {n}");
+        }
+        sb.AppendLine().AppendLine("## Stage timings").AppendLine();
+        foreach (var (stage, s) in _stageSeconds) sb.AppendLine(string.Create(inv, $"- {stage}: {s:F1} s"));
+        WriteTextAtomically(reportPath, sb.ToString());
+    }
+
+    private T Stage<T>(PipelineStage stage, Func<T> body)
+    {
+        var clock = Stopwatch.StartNew();
+        var result = body();
+        _stageSeconds[stage] = clock.Elapsed.TotalSeconds;
+        return result;
+    }
+
+    private void Report(PipelineStage stage, string message, int done, int total, TimeSpan? eta = null) =>
+        Progress?.Report(new PipelineProgress(stage, message, done, total, eta));
+
+    internal static TimeSpan? Eta(TimeSpan elapsed, int done, int total) =>
+        done <= 0 || total <= done ? null : TimeSpan.FromSeconds(elapsed.TotalSeconds / done * (total - done));
+
+    private static Precision Other(Precision p) => p == Precision.Int8 ? Precision.Fp32 : Precision.Int8;
+
+    internal static void WriteTextAtomically(string path, string text)
+    {
+        var temp = path + ".tmp";
+        File.WriteAllText(temp, text, Encoding.UTF8);
+        File.Move(temp, path, overwrite: true);
+    }
+
+    private static void WriteJsonAtomically(string path, object value) =>
+        WriteTextAtomically(path, JsonSerializer.Serialize(value, SearchJson.Indented));
+}

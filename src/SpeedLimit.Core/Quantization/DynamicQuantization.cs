@@ -1,0 +1,130 @@
+using System.Numerics.Tensors;
+
+namespace SpeedLimit.Quantization;
+
+/// <summary>Symmetric int8 weights of one linear layer: values (out,in) and one scale per tensor or per output row.</summary>
+/// <param name="Values">Quantized weights, (out,in) row-major, in [-127, 127].</param>
+/// <param name="Scales">Length 1 (per tensor) or <paramref name="OutDim"/> (per output channel).</param>
+public sealed record QuantizedWeight(sbyte[] Values, float[] Scales, int OutDim, int InDim, bool PerChannel)
+{
+    public float ScaleOf(int row) => Scales.Length == 1 ? Scales[0] : Scales[row];
+}
+
+/// <summary>
+/// Reference numerics of dynamic quantization exactly as ONNX Runtime computes them, so the engine
+/// can simulate an int8 model (fake quantization) and the exporter writes the same int8 weights.
+/// <list type="bullet">
+/// <item>Activations: <c>DynamicQuantizeLinear</c>, uint8 per tensor: the range [min(0,min x), max(0,max x)]
+/// maps to [0,255]; scale = range/255 (1 when the range is empty); zero point = saturate(round-half-even(−min/scale));
+/// x_q = saturate(round-half-even(x/scale) + zp).</item>
+/// <item>Weights: symmetric int8, scale = max|w| / 127 (1 when all zero), w_q = clamp(round-half-even(w/scale), −127, 127),
+/// as ONNX Runtime's quantizer does for signed symmetric weights; per tensor, or per output channel.</item>
+/// <item>Linear layer: y = float(Σ (x_q − zp)·w_q) · (x_scale·w_scale) + b, the integer sum exact in int32.</item>
+/// </list>
+/// </summary>
+public static class DynamicQuantization
+{
+    public const int WeightQMax = 127;
+
+    /// <summary>Scale and zero point <c>DynamicQuantizeLinear</c> picks for <paramref name="x"/> (the whole tensor).</summary>
+    public static (float Scale, byte ZeroPoint) ActivationParameters(ReadOnlySpan<float> x)
+    {
+        float min = 0f, max = 0f;
+        if (!x.IsEmpty)
+        {
+            min = Math.Min(TensorPrimitives.Min(x), 0f);
+            max = Math.Max(TensorPrimitives.Max(x), 0f);
+        }
+        float scale = max == min ? 1f : (max - min) / 255f;
+        float initialZeroPoint = 0f - min / scale;
+        float zp = MathF.Round(Math.Clamp(initialZeroPoint, 0f, 255f), MidpointRounding.ToEven);
+        return (scale, (byte)zp);
+    }
+
+    /// <summary>One element quantized as ORT does: divide, clamp to the representable range, round half to even, shift.</summary>
+    public static byte QuantizeActivation(float x, float scale, byte zeroPoint)
+    {
+        float v = x / scale;
+        v = Math.Clamp(v, 0f - zeroPoint, 255f - zeroPoint);
+        return (byte)((int)MathF.Round(v, MidpointRounding.ToEven) + zeroPoint);
+    }
+
+    /// <summary><c>DynamicQuantizeLinear</c> over the whole tensor: returns its scale and zero point and fills <paramref name="quantized"/>.</summary>
+    public static (float Scale, byte ZeroPoint) DynamicQuantizeLinear(ReadOnlySpan<float> x, Span<byte> quantized)
+    {
+        if (quantized.Length < x.Length) throw new ArgumentException($"output holds {quantized.Length} values, input has {x.Length}");
+        var (scale, zp) = ActivationParameters(x);
+        for (int i = 0; i < x.Length; i++) quantized[i] = QuantizeActivation(x[i], scale, zp);
+        return (scale, zp);
+    }
+
+    /// <summary>Symmetric int8 quantization of a (out,in) weight, per tensor or per output channel (row).</summary>
+    public static QuantizedWeight QuantizeWeight(ReadOnlySpan<float> weight, int outDim, int inDim, bool perChannel)
+    {
+        if (outDim < 1 || inDim < 1) throw new ArgumentException($"weight shape ({outDim},{inDim}) must be positive");
+        if (weight.Length != (long)outDim * inDim) throw new ArgumentException($"weight has {weight.Length} values, shape ({outDim},{inDim}) needs {(long)outDim * inDim}");
+        var values = new sbyte[weight.Length];
+        var scales = new float[perChannel ? outDim : 1];
+        if (!perChannel) scales[0] = SymmetricScale(weight);
+        for (int o = 0; o < outDim; o++)
+        {
+            var row = weight.Slice(o * inDim, inDim);
+            float scale = perChannel ? scales[o] = SymmetricScale(row) : scales[0];
+            for (int k = 0; k < inDim; k++)
+            {
+                float q = MathF.Round(row[k] / scale, MidpointRounding.ToEven);
+                values[o * inDim + k] = (sbyte)Math.Clamp(q, -WeightQMax, WeightQMax);
+            }
+        }
+        return new QuantizedWeight(values, scales, outDim, inDim, perChannel);
+    }
+
+    private static float SymmetricScale(ReadOnlySpan<float> w)
+    {
+        float absMax = TensorPrimitives.MaxMagnitude(w);
+        absMax = Math.Abs(absMax);
+        // ORT's quantizer: rmax = max|w|, rmin = −rmax, scale = (rmax − rmin) / (127 − (−127)).
+        float scale = (absMax + absMax) / (2f * WeightQMax);
+        return scale == 0f ? 1f : scale;
+    }
+
+    /// <summary>
+    /// What the int8 graph computes for one linear layer: dynamically quantize <paramref name="x"/> (rows,inDim)
+    /// as one tensor, quantize the (out,in) weight symmetrically, integer matmul, rescale, add bias → y (rows,outDim).
+    /// </summary>
+    public static void QuantizedLinearForward(ReadOnlySpan<float> x, int rows, int inDim, ReadOnlySpan<float> weight, int outDim,
+        ReadOnlySpan<float> bias, Span<float> y, bool perChannel) =>
+        QuantizedLinearForward(x, rows, inDim, QuantizeWeight(weight, outDim, inDim, perChannel), bias, y);
+
+    /// <summary>As above with a weight quantized once (<see cref="QuantizeWeight"/>), for repeated calls.</summary>
+    public static void QuantizedLinearForward(ReadOnlySpan<float> x, int rows, int inDim, QuantizedWeight weight,
+        ReadOnlySpan<float> bias, Span<float> y)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        int outDim = weight.OutDim;
+        if (rows < 0 || inDim != weight.InDim) throw new ArgumentException($"input width {inDim} does not match the weight's {weight.InDim}");
+        if (x.Length < (long)rows * inDim) throw new ArgumentException($"input holds {x.Length} values, ({rows},{inDim}) needs {(long)rows * inDim}");
+        if (y.Length < (long)rows * outDim) throw new ArgumentException($"output holds {y.Length} values, ({rows},{outDim}) needs {(long)rows * outDim}");
+        if (!bias.IsEmpty && bias.Length != outDim) throw new ArgumentException($"bias has {bias.Length} values, expected {outDim}");
+        var input = x[..(rows * inDim)];
+        var (scale, zp) = ActivationParameters(input);
+
+        // Integer operands widened to int32 so the dot products are exact and vectorized.
+        var xq = new int[input.Length];
+        for (int i = 0; i < input.Length; i++) xq[i] = QuantizeActivation(input[i], scale, zp) - zp;
+        var wq = new int[weight.Values.Length];
+        for (int i = 0; i < wq.Length; i++) wq[i] = weight.Values[i];
+
+        for (int r = 0; r < rows; r++)
+        {
+            var xr = new ReadOnlySpan<int>(xq, r * inDim, inDim);
+            for (int o = 0; o < outDim; o++)
+            {
+                int acc = TensorPrimitives.Dot<int>(xr, new ReadOnlySpan<int>(wq, o * inDim, inDim));
+                float multiplier = scale * weight.ScaleOf(o);
+                float v = acc * multiplier;
+                y[r * outDim + o] = bias.IsEmpty ? v : v + bias[o];
+            }
+        }
+    }
+}

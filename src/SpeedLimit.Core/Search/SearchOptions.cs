@@ -1,0 +1,77 @@
+namespace SpeedLimit.Search;
+
+/// <summary>Which statistic of a measurement is checked against the bound.</summary>
+public enum BoundStatistic { Median, P90 }
+
+/// <summary>
+/// Settings of the evolutionary search (paper Algorithm 1, AutoTinyBERT-style mutation).
+/// Defaults are sized for the demo; AutoTinyBERT used 25 generations and an explore rate of 0.5,
+/// the SpeedLimit paper four rounds per latency target.
+/// </summary>
+public sealed class SearchOptions
+{
+    /// <summary>T: generations (rounds). Paper: 4; AutoTinyBERT: 25.</summary>
+    public int Generations { get; set; } = 4;
+
+    /// <summary>S: new candidates per generation.</summary>
+    public int CandidatesPerGeneration { get; set; } = 8;
+
+    /// <summary>k: the best candidates seen so far (by metric) that seed the next generation.</summary>
+    public int Parents { get; set; } = 4;
+
+    /// <summary>p_m: chance a slot mutates a parent rather than drawing fresh from A* (AutoTinyBERT: 0.5).</summary>
+    public double MutationProbability { get; set; } = 0.5;
+
+    /// <summary>Chance each of (e, h, f) moves in a mutation; at least one always moves.</summary>
+    public double DimensionMutationProbability { get; set; } = 0.5;
+
+    /// <summary>Largest move of the layer count, in grid steps (AutoTinyBERT: ±1).</summary>
+    public int LayerMaxSteps { get; set; } = 1;
+
+    /// <summary>Largest move of the hidden size, in grid steps (AutoTinyBERT: ±1).</summary>
+    public int HiddenMaxSteps { get; set; } = 1;
+
+    /// <summary>Largest move of the FFN size, in grid steps (AutoTinyBERT: ±2).</summary>
+    public int FfnMaxSteps { get; set; } = 2;
+
+    /// <summary>Mutation tries per slot before falling back to a fresh sample from A*.</summary>
+    public int MutationAttempts { get; set; } = 10;
+
+    /// <summary>How many of a bound's best candidates (by metric) verification may measure before giving up.</summary>
+    public int MaxVerifications { get; set; } = 5;
+
+    /// <summary>Which measured statistic must be within the bound.</summary>
+    public BoundStatistic VerifyStatistic { get; set; } = BoundStatistic.Median;
+
+    /// <summary>Largest space the search will enumerate to narrow it (each point costs one prediction).</summary>
+    public long MaxEnumeratedArchitectures { get; set; } = 2_000_000;
+
+    public SearchOptions Clone() => (SearchOptions)MemberwiseClone();
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
+    public void Validate()
+    {
+        Positive(Generations, nameof(Generations));
+        Positive(CandidatesPerGeneration, nameof(CandidatesPerGeneration));
+        Positive(Parents, nameof(Parents));
+        Probability(MutationProbability, nameof(MutationProbability));
+        Probability(DimensionMutationProbability, nameof(DimensionMutationProbability));
+        Positive(LayerMaxSteps, nameof(LayerMaxSteps));
+        Positive(HiddenMaxSteps, nameof(HiddenMaxSteps));
+        Positive(FfnMaxSteps, nameof(FfnMaxSteps));
+        Positive(MutationAttempts, nameof(MutationAttempts));
+        Positive(MaxVerifications, nameof(MaxVerifications));
+        if (MaxEnumeratedArchitectures < 1) throw new ArgumentException($"search options: {nameof(MaxEnumeratedArchitectures)} must be at least 1, got {MaxEnumeratedArchitectures}");
+        if (!Enum.IsDefined(VerifyStatistic)) throw new ArgumentException($"search options: unknown {nameof(VerifyStatistic)} {VerifyStatistic}");
+    }
+
+    private static void Positive(int value, string name)
+    {
+        if (value < 1) throw new ArgumentException($"search options: {name} must be at least 1, got {value}");
+    }
+
+    private static void Probability(double value, string name)
+    {
+        if (!(value >= 0 && value <= 1)) throw new ArgumentException($"search options: {name} must be a probability in [0, 1], got {value}");
+    }
+}
