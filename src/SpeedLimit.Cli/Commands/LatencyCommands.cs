@@ -23,7 +23,7 @@ public static class LatencyCommands
         var data = new Option<string>("--data") { Description = "Profiled latencies (JSONL of latency records).", Required = true };
         var output = new Option<string>("--output") { Description = "Where to write the predictor (JSON).", Required = true };
         var precision = new Option<string>("--precision") { Description = "Precision to fit: int8 or fp32.", DefaultValueFactory = _ => "int8" };
-        var model = new Option<string>("--model") { Description = "Model: mlp (the paper's), features (operator FLOPs/elements) or auto (lower cross-validated error).", DefaultValueFactory = _ => "auto" };
+        var model = new Option<string>("--model") { Description = "Model: features (operator FLOPs/elements; fast), mlp (the paper's) or auto (lower cross-validated error; trains the MLP folds+1 times).", DefaultValueFactory = _ => "features" };
         var statistic = new Option<string>("--target") { Description = "Per-record latency to learn: median, min or trimmed-mean.", DefaultValueFactory = _ => "median" };
         var batch = new Option<int>("--batch") { Description = "Batch size of the records to use.", DefaultValueFactory = _ => 1 };
         var length = new Option<int>("--length") { Description = "Sequence length of the records to use.", DefaultValueFactory = _ => 128 };

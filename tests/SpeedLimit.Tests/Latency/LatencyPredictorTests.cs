@@ -140,7 +140,7 @@ public class LatencyFitModesTests
         Assert.True(double.IsNaN(report.HeldOutCoverage));
         Assert.Equal(30, report.Predictor.Margin.Count);
         Assert.Equal(report.HeldOutPoints.Select(p => p.MeasuredMs / p.PredictedMs - 1).Order(), report.Predictor.Margin.Residuals.Order());
-        Assert.Throws<ArgumentException>(() => LatencyPredictorFitter.Fit(records, new LatencyFitOptions { Folds = 0 }));
+        Assert.Throws<ArgumentException>(() => LatencyPredictorFitter.Fit(records, new LatencyFitOptions { Folds = 0, Model = LatencyModelKind.Auto }));
     }
 
     [Fact]
