@@ -1,12 +1,187 @@
 using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using SpeedLimit.Latency;
+using SpeedLimit.Model;
+using SpeedLimit.Pipeline;
+using SpeedLimit.Search;
+using Spectre.Console;
 
 namespace SpeedLimit.Cli.Commands;
 
-/// <summary>CLI commands of this group; they only parse and render.</summary>
+/// <summary>`speedlimit search` and `speedlimit demo`: the whole SpeedLimit run.</summary>
 public static class SearchCommands
 {
     public static IEnumerable<Command> Create()
     {
-        yield break;
+        yield return CreateSearch();
+        yield return CreateDemo();
     }
+
+    /// <summary>The flags shared by search and demo, bound to <see cref="PipelineOptions"/>.</summary>
+    private sealed class RunFlags
+    {
+        public readonly Option<string> Task = new("--task") { Description = "Task: builtin, or a GLUE task (sst2, cola, mrpc, stsb, qqp, mnli, qnli, rte, wnli).", DefaultValueFactory = _ => "builtin" };
+        public readonly Option<string?> DataDir = new("--data-dir") { Description = "Folder with the GLUE task's train.tsv/dev.tsv." };
+        public readonly Option<string?> Vocab = new("--vocab") { Description = "WordPiece vocabulary (bert-base-uncased vocab.txt) for GLUE tasks." };
+        public readonly Option<int> MaxLength = new("--max-length") { Description = "Max tokens per training/dev example.", DefaultValueFactory = _ => 64 };
+        public readonly Option<int?> MaxTrain = new("--max-train-examples") { Description = "Use a seeded random subset of at most this many training examples." };
+        public readonly Option<int?> MaxDev = new("--max-dev-examples") { Description = "Use a seeded random subset of at most this many dev examples." };
+        public readonly Option<string?> Space = new("--space") { Description = "Search space JSON (default: a small demo space; 'paper' for the paper's Table 1)." };
+        public readonly Option<double[]> Bounds = new("--bound-ms") { Description = "Latency bound(s) in ms, e.g. --bound-ms 2.5 --bound-ms 4 (default: two bounds picked from the profiled latencies).", AllowMultipleArgumentsPerToken = true };
+        public readonly Option<string> Precision = new("--precision") { Description = "Precision searched and deployed: int8 (SpeedLimit) or fp32.", DefaultValueFactory = _ => "int8" };
+        public readonly Option<bool> CompareFp32 = new("--compare-fp32") { Description = "Also run the AutoTinyBERT-style search on fp32 latency, for comparison." };
+        public readonly Option<string[]> Baselines = new("--baseline") { Description = "Uniform baseline architecture e,h,f (repeatable), evaluated at fp32 and int8.", AllowMultipleArgumentsPerToken = true };
+        public readonly Option<int> Seed = new("--seed") { Description = "Seed of everything random.", DefaultValueFactory = _ => 1 };
+        public readonly Option<int> Threads = new("--threads") { Description = "Training threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        public readonly Option<int> LatencyThreads = new("--latency-threads") { Description = "ONNX Runtime threads of the deployed model (the latency the bound is about).", DefaultValueFactory = _ => 1 };
+        public readonly Option<int> ProfileCount = new("--profile-count") { Description = "Architectures profiled to fit the latency predictor.", DefaultValueFactory = _ => 40 };
+        public readonly Option<int> SupermodelEpochs = new("--supermodel-epochs") { Description = "Epochs of weight-sharing supermodel training on the task.", DefaultValueFactory = _ => 3 };
+        public readonly Option<int> FineTuneEpochs = new("--finetune-epochs") { Description = "Fine-tuning epochs per candidate.", DefaultValueFactory = _ => 1 };
+        public readonly Option<int> FineTuneExamples = new("--finetune-examples") { Description = "Training examples per candidate fine-tune.", DefaultValueFactory = _ => 1500 };
+        public readonly Option<int> Generations = new("--generations") { Description = "Evolutionary generations per bound (paper: 4; AutoTinyBERT: 25).", DefaultValueFactory = _ => 3 };
+        public readonly Option<int> Population = new("--population") { Description = "Candidates per generation.", DefaultValueFactory = _ => 6 };
+        public readonly Option<bool> Resume = new("--resume") { Description = "Continue an unfinished run with the same --output (nothing finished is redone)." };
+        public readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
+
+        public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
+            ProfileCount, SupermodelEpochs, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json];
+
+        public PipelineOptions Bind(ParseResult parse, string output)
+        {
+            var space = parse.GetValue(Space) switch
+            {
+                null => SearchSpace.Demo,
+                "paper" => SearchSpace.Paper,
+                var path => SearchSpace.Load(path),
+            };
+            var options = new PipelineOptions
+            {
+                Task = parse.GetValue(Task)!,
+                DataDir = parse.GetValue(DataDir),
+                VocabPath = parse.GetValue(Vocab),
+                MaxSequenceLength = parse.GetValue(MaxLength),
+                MaxTrainExamples = parse.GetValue(MaxTrain),
+                MaxDevExamples = parse.GetValue(MaxDev),
+                Space = space,
+                BoundsMs = (parse.GetValue(Bounds) ?? []).ToList(),
+                Precision = LatencyProfiler.ParsePrecision(parse.GetValue(Precision)!),
+                CompareFp32Search = parse.GetValue(CompareFp32),
+                Baselines = (parse.GetValue(Baselines) ?? []).Select(Architecture.Parse).ToList(),
+                Seed = parse.GetValue(Seed),
+                TrainThreads = parse.GetValue(Threads),
+                LatencyThreads = parse.GetValue(LatencyThreads),
+                ProfileCount = parse.GetValue(ProfileCount),
+                SupermodelEpochs = parse.GetValue(SupermodelEpochs),
+                OutputFolder = output,
+                Resume = parse.GetValue(Resume),
+            };
+            options.FineTune.Epochs = parse.GetValue(FineTuneEpochs);
+            options.FineTune.MaxExamples = parse.GetValue(FineTuneExamples);
+            options.Search.Generations = parse.GetValue(Generations);
+            options.Search.CandidatesPerGeneration = parse.GetValue(Population);
+            options.Search.Parents = Math.Max(1, Math.Min(options.Search.Parents, options.Search.CandidatesPerGeneration));
+            return options;
+        }
+    }
+
+    private static Command CreateSearch()
+    {
+        var flags = new RunFlags();
+        var output = new Option<string>("--output") { Description = "Run folder to create (best.onnx, report.md, results.json, plots).", Required = true };
+        var cmd = new Command("search", "Find the most accurate int8 encoder that meets the latency bound(s) on this machine.");
+        foreach (var o in flags.All) cmd.Options.Add(o);
+        cmd.Options.Add(output);
+        cmd.SetAction(parse => CliErrors.Guard(() => Execute(flags.Bind(parse, parse.GetValue(output)!), parse.GetValue(flags.Json))));
+        return cmd;
+    }
+
+    private static Command CreateDemo()
+    {
+        var flags = new RunFlags();
+        var output = new Option<string?>("--output") { Description = "Run folder to create (default: runs/demo-TIMESTAMP)." };
+        var cmd = new Command("demo", "Run SpeedLimit end to end on the built-in task with the defaults (a few minutes on 2 cores; no downloads).");
+        foreach (var o in flags.All) cmd.Options.Add(o);
+        cmd.Options.Add(output);
+        cmd.SetAction(parse => CliErrors.Guard(() =>
+        {
+            var folder = parse.GetValue(output) ?? Path.Combine("runs", $"demo-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
+            return Execute(flags.Bind(parse, folder), parse.GetValue(flags.Json));
+        }));
+        return cmd;
+    }
+
+    private static int Execute(PipelineOptions options, bool json)
+    {
+        options.Validate();
+        var pipeline = new SpeedLimitPipeline(options);
+        using var cancel = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        var console = json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
+        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.OutputFolder}[/]");
+        PipelineResult result;
+        if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);
+        else
+        {
+            // Redirected output (CI, logs): a line per stage change and at most one every few seconds.
+            PipelineStage? stage = null;
+            var last = DateTime.MinValue;
+            pipeline.Progress = new SyncProgress<PipelineProgress>(p =>
+            {
+                if (p.Stage == stage && (DateTime.UtcNow - last).TotalSeconds < 5 && p.Completed < p.Total) return;
+                stage = p.Stage;
+                last = DateTime.UtcNow;
+                string eta = p.Eta is { } e ? $", ~{e.TotalSeconds:F0} s left" : "";
+                console.WriteLine($"[{p.Stage}] {p.Completed}/{p.Total}{eta}: {p.Message}");
+            });
+            result = pipeline.Run(cancel.Token);
+        }
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                runFolder = result.RunFolder,
+                winners = result.Winners.Select(w => new { boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = Path.Combine(result.RunFolder, w.OnnxFile), metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measuredMedianMs = w.Measured.MedianMs, measuredP90Ms = w.Measured.P90Ms, meetsBound = w.MeetsBound }),
+                stageSeconds = result.StageSeconds.ToDictionary(kv => kv.Key.ToString(), kv => Math.Round(kv.Value, 2)),
+                notes = result.Notes,
+            }, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        var table = new Table().Title("Deployable int8 models").AddColumns("bound (ms)", "architecture", "dev metric (engine / ORT)", "measured median / p90 (ms)", "meets bound", "file");
+        foreach (var w in result.Winners)
+            table.AddRow(w.BoundMs.ToString("G4", CultureInfo.InvariantCulture), w.Arch.ToString(), $"{w.EngineMetric:F4} / {w.OnnxMetric:F4}",
+                $"{w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3}", w.MeetsBound ? "[green]yes[/]" : "[red]no[/]", Markup.Escape(w.OnnxFile));
+        AnsiConsole.Write(table);
+        foreach (var n in result.Notes) AnsiConsole.MarkupLineInterpolated($"[grey]note:[/] {n}");
+        AnsiConsole.MarkupLineInterpolated($"report: [bold]{Path.Combine(result.RunFolder, "report.md")}[/]");
+        return 0;
+    }
+
+    private static PipelineResult RunWithProgressBars(SpeedLimitPipeline pipeline, IAnsiConsole console, CancellationToken cancel)
+    {
+        PipelineResult result = null!;
+        console.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var tasks = new Dictionary<PipelineStage, ProgressTask>();
+                pipeline.Progress = new SyncProgress<PipelineProgress>(p =>
+                {
+                    if (!tasks.TryGetValue(p.Stage, out var task))
+                    {
+                        foreach (var t in tasks.Values) if (!t.IsFinished) { t.Value = t.MaxValue; t.StopTask(); }
+                        tasks[p.Stage] = task = ctx.AddTask(p.Stage.ToString(), maxValue: Math.Max(1, p.Total));
+                    }
+                    task.MaxValue = Math.Max(1, p.Total);
+                    task.Value = Math.Min(p.Completed, task.MaxValue);
+                    task.Description = $"{p.Stage,-12} {Markup.Escape(Trim(p.Message, 70))}";
+                });
+                result = pipeline.Run(cancel);
+                foreach (var t in tasks.Values) { t.Value = t.MaxValue; t.StopTask(); }
+            });
+        return result;
+    }
+
+    private static string Trim(string s, int max) => s.Length <= max ? s : s[..(max - 1)] + "…";
 }

@@ -107,25 +107,39 @@ public static class BertCheckpoint
     /// </summary>
     public static BertCheckpointData Load(string path)
     {
-        var file = SafeTensors.Read(path);
-        if (!file.Metadata.TryGetValue(FormatKey, out var format) || format != FormatValue)
+        // header, config and every shape are checked before any data is read
+        using var reader = SafeTensorsReader.Open(path);
+        var meta = reader.Metadata;
+        if (!meta.TryGetValue(FormatKey, out var format) || format != FormatValue)
             throw Bad(path, $"metadata '{FormatKey}' is '{format ?? "(missing)"}', expected '{FormatValue}'; this is not a SpeedLimit BERT checkpoint");
-        if (!file.Metadata.TryGetValue(ConfigKey, out var configJson))
+        if (!meta.TryGetValue(ConfigKey, out var configJson))
             throw Bad(path, $"metadata '{ConfigKey}' with the model configuration is missing");
         var config = ConfigFromJson(path, configJson);
         var layout = new BertParameterLayout(config);
-
-        var parameters = new float[layout.TotalLength];
         foreach (var t in layout.Tensors)
         {
-            if (!file.ByName.TryGetValue(t.Name, out var st))
-                throw Bad(path, $"tensor '{t.Name}' of the {config.Arch} layout is missing");
-            if (!st.Shape.AsSpan().SequenceEqual(t.Shape))
-                throw Bad(path, $"tensor '{t.Name}' has shape [{string.Join(", ", st.Shape)}] but the {config.Arch} layout needs [{string.Join(", ", t.Shape)}]");
-            st.Data.CopyTo(parameters, t.Offset);
+            var info = reader.Find(t.Name) ?? throw Bad(path, $"tensor '{t.Name}' of the {config.Arch} layout is missing");
+            if (!info.Shape.AsSpan().SequenceEqual(t.Shape))
+                throw Bad(path, $"tensor '{t.Name}' has shape [{string.Join(", ", info.Shape)}] but the {config.Arch} layout needs [{string.Join(", ", t.Shape)}]");
         }
-        var extra = file.Tensors.Where(t => !layout.Contains(t.Name)).ToDictionary(t => t.Name, StringComparer.Ordinal);
-        return new BertCheckpointData(config, parameters, file.Metadata, extra);
+
+        var parameters = new float[layout.TotalLength];
+        var extra = new Dictionary<string, SafeTensor>(StringComparer.Ordinal);
+        foreach (var info in reader.Tensors) // data order: one forward pass over the file
+        {
+            if (layout.Contains(info.Name))
+            {
+                var t = layout[info.Name];
+                reader.ReadInto(info, parameters.AsSpan((int)t.Offset, (int)t.Length));
+            }
+            else
+            {
+                var data = new float[info.Count];
+                reader.ReadInto(info, data);
+                extra.Add(info.Name, new SafeTensor(info.Name, info.Shape, info.DType, data));
+            }
+        }
+        return new BertCheckpointData(config, parameters, meta, extra);
     }
 
     private sealed class ConfigDto

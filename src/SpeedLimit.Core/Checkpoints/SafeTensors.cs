@@ -14,6 +14,90 @@ public sealed record SafeTensor(string Name, int[] Shape, string DType, float[] 
     public long Length => Data.LongLength;
 }
 
+/// <summary>A tensor's header entry: dtype, shape and byte range in the data section.</summary>
+public sealed record SafeTensorInfo(string Name, string DType, int[] Shape, long Begin, long End)
+{
+    public long Count => Shape.Aggregate(1L, (p, d) => p * d);
+}
+
+/// <summary>
+/// A validated safetensors file held open: the header (tensor list in data order and metadata)
+/// is checked completely on <see cref="Open"/>, before any data is read, and tensors are then
+/// read one at a time straight into buffers the caller owns (e.g. slices of a flat parameter
+/// buffer), so loading a model needs no second copy.
+/// </summary>
+public sealed class SafeTensorsReader : IDisposable
+{
+    private readonly FileStream _stream;
+    private readonly long _dataStart;
+    private readonly Dictionary<string, SafeTensorInfo> _byName;
+
+    private SafeTensorsReader(string path, FileStream stream, List<SafeTensorInfo> entries, Dictionary<string, string> metadata, long dataStart)
+    {
+        Path = path;
+        _stream = stream;
+        _dataStart = dataStart;
+        Tensors = entries;
+        Metadata = metadata;
+        _byName = entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
+    }
+
+    /// <summary>Opens and validates; throws <see cref="InvalidDataException"/> naming the file and the problem.</summary>
+    public static SafeTensorsReader Open(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint '{path}' does not exist", path);
+        var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        try
+        {
+            var (entries, metadata, dataStart) = SafeTensors.ReadHeader(path, fs);
+            return new SafeTensorsReader(path, fs, entries, metadata, dataStart);
+        }
+        catch
+        {
+            fs.Dispose();
+            throw;
+        }
+    }
+
+    public string Path { get; }
+    /// <summary>Tensor entries sorted by their position in the data section.</summary>
+    public IReadOnlyList<SafeTensorInfo> Tensors { get; }
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    public SafeTensorInfo? Find(string name) => _byName.GetValueOrDefault(name);
+
+    /// <summary>Reads one tensor, converted to float, into <paramref name="destination"/> (exactly its element count).</summary>
+    public void ReadInto(SafeTensorInfo info, Span<float> destination)
+    {
+        ArgumentNullException.ThrowIfNull(info);
+        if (!_byName.TryGetValue(info.Name, out var own) || own != info)
+            throw new ArgumentException($"tensor '{info.Name}' is not an entry of '{Path}'");
+        if (destination.Length != info.Count)
+            throw new ArgumentException($"tensor '{info.Name}' has {info.Count} values but the destination holds {destination.Length}");
+        _stream.Position = _dataStart + info.Begin;
+        try
+        {
+            if (info.DType == "F32" && BitConverter.IsLittleEndian)
+            {
+                _stream.ReadExactly(MemoryMarshal.AsBytes(destination)); // no intermediate byte copy
+            }
+            else
+            {
+                var bytes = new byte[info.End - info.Begin];
+                _stream.ReadExactly(bytes);
+                SafeTensors.Decode(info.DType, bytes, destination);
+            }
+        }
+        catch (EndOfStreamException)
+        {
+            throw SafeTensors.Bad(Path, $"file ended while reading tensor '{info.Name}'; was it changed while being read?");
+        }
+    }
+
+    public void Dispose() => _stream.Dispose();
+}
+
 /// <summary>The whole content of a safetensors file, tensors in data order.</summary>
 public sealed class SafeTensorsFile
 {
@@ -148,17 +232,25 @@ public static class SafeTensors
         }
     }
 
-    private sealed record HeaderEntry(string Name, string DType, int[] Shape, long Begin, long End, long Count);
-
     /// <summary>
     /// Reads and validates a safetensors file. Throws <see cref="InvalidDataException"/> naming
     /// the file and the problem (and returns nothing) when anything is wrong.
     /// </summary>
     public static SafeTensorsFile Read(string path)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint '{path}' does not exist", path);
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        using var reader = SafeTensorsReader.Open(path);
+        var tensors = new List<SafeTensor>(reader.Tensors.Count);
+        foreach (var info in reader.Tensors)
+        {
+            var data = new float[info.Count];
+            reader.ReadInto(info, data);
+            tensors.Add(new SafeTensor(info.Name, info.Shape, info.DType, data));
+        }
+        return new SafeTensorsFile(tensors, reader.Metadata);
+    }
+
+    internal static (List<SafeTensorInfo> Entries, Dictionary<string, string> Metadata, long DataStart) ReadHeader(string path, FileStream fs)
+    {
         long fileLength = fs.Length;
         if (fileLength < 8)
             throw Bad(path, $"file is {fileLength} bytes, shorter than the 8-byte header length; it is truncated or not a safetensors file");
@@ -175,21 +267,10 @@ public static class SafeTensors
 
         var (entries, metadata) = ParseHeader(path, headerBytes);
         ValidateLayout(path, entries, dataLength);
-
-        var tensors = new List<SafeTensor>(entries.Count);
-        long dataStart = 8 + (long)headerLength;
-        foreach (var e in entries) // sorted by begin: one forward pass over the file
-        {
-            fs.Position = dataStart + e.Begin;
-            var bytes = new byte[e.End - e.Begin];
-            try { fs.ReadExactly(bytes); }
-            catch (EndOfStreamException) { throw Bad(path, $"file ended while reading tensor '{e.Name}'; was it changed while being read?"); }
-            tensors.Add(new SafeTensor(e.Name, e.Shape, e.DType, Decode(e.DType, bytes, e.Count)));
-        }
-        return new SafeTensorsFile(tensors, metadata);
+        return (entries, metadata, 8 + (long)headerLength);
     }
 
-    private static (List<HeaderEntry>, Dictionary<string, string>) ParseHeader(string path, byte[] headerBytes)
+    private static (List<SafeTensorInfo>, Dictionary<string, string>) ParseHeader(string path, byte[] headerBytes)
     {
         string text;
         try { text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(headerBytes); }
@@ -202,7 +283,7 @@ public static class SafeTensors
         {
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object) throw Bad(path, $"header JSON must be an object, found {root.ValueKind}");
-            var entries = new List<HeaderEntry>();
+            var entries = new List<SafeTensorInfo>();
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
             var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var prop in root.EnumerateObject())
@@ -224,7 +305,7 @@ public static class SafeTensors
         }
     }
 
-    private static HeaderEntry ParseEntry(string path, JsonProperty prop)
+    private static SafeTensorInfo ParseEntry(string path, JsonProperty prop)
     {
         string name = prop.Name;
         var v = prop.Value;
@@ -251,17 +332,17 @@ public static class SafeTensors
             throw Bad(path, $"tensor '{name}': data_offsets {off.GetRawText()} must be integers with 0 ≤ begin ≤ end");
         if (count * size != end - begin)
             throw Bad(path, $"tensor '{name}': shape [{string.Join(", ", shape)}] × {size} bytes ({dtype}) = {count * size} bytes but data_offsets span {end - begin} bytes");
-        return new HeaderEntry(name, dtype, shape, begin, end, count);
+        return new SafeTensorInfo(name, dtype, shape, begin, end);
     }
 
-    private static void ValidateLayout(string path, List<HeaderEntry> entries, long dataLength)
+    private static void ValidateLayout(string path, List<SafeTensorInfo> entries, long dataLength)
     {
         foreach (var e in entries)
             if (e.End > dataLength)
                 throw Bad(path, $"tensor '{e.Name}': data_offsets [{e.Begin}, {e.End}] reach past the {dataLength}-byte data section; the file is truncated or the header lies");
         entries.Sort((a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin) : a.End.CompareTo(b.End));
         long expected = 0;
-        HeaderEntry? previous = null;
+        SafeTensorInfo? previous = null;
         foreach (var e in entries)
         {
             if (e.Begin < expected)
@@ -275,29 +356,27 @@ public static class SafeTensors
             throw Bad(path, $"data section is {dataLength} bytes but the tensors cover {expected}; the file has trailing bytes or was damaged");
     }
 
-    private static float[] Decode(string dtype, byte[] bytes, long count)
+    internal static void Decode(string dtype, byte[] bytes, Span<float> result)
     {
-        var result = new float[count];
+        int count = result.Length;
         switch (dtype)
         {
             case "F32":
-                if (BitConverter.IsLittleEndian) MemoryMarshal.Cast<byte, float>(bytes).CopyTo(result);
-                else for (long i = 0; i < count; i++) result[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan((int)(i * 4)));
+                for (int i = 0; i < count; i++) result[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(i * 4));
                 break;
             case "F16":
-                for (long i = 0; i < count; i++) result[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(bytes.AsSpan((int)(i * 2)));
+                for (int i = 0; i < count; i++) result[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(bytes.AsSpan(i * 2));
                 break;
             case "BF16":
                 // bfloat16 is the top half of a float32
-                for (long i = 0; i < count; i++)
-                    result[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan((int)(i * 2))) << 16);
+                for (int i = 0; i < count; i++)
+                    result[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(i * 2)) << 16);
                 break;
             default:
                 throw new InvalidOperationException($"dtype {dtype} passed validation but has no decoder");
         }
-        return result;
     }
 
-    private static InvalidDataException Bad(string path, string problem) =>
+    internal static InvalidDataException Bad(string path, string problem) =>
         new($"safetensors file '{path}': {problem}");
 }

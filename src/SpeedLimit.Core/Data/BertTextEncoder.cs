@@ -1,11 +1,18 @@
+using System.Text;
 using Microsoft.ML.Tokenizers;
 
 namespace SpeedLimit.Data;
 
 /// <summary>
-/// BERT WordPiece over a <c>vocab.txt</c> (one token per line, id = line index), via
-/// Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/>. Uncased by default, which also strips
-/// accents, as bert-base-uncased does.
+/// BERT WordPiece over a <c>vocab.txt</c> (one token per line, id = line index). Uncased by default,
+/// which also strips accents, as bert-base-uncased does.
+/// <para>
+/// The word splitting (BERT's "basic tokenizer") is ours and the WordPiece step is
+/// Microsoft.ML.Tokenizers' <see cref="BertTokenizer"/>, applied per word. Reason: in 2.0.1 the
+/// library's own pre-tokenizer silently drops ASCII symbols such as <c>$ + = ^ | ~ `</c> (Hugging Face
+/// keeps them as tokens) and its accent stripping relies on <see cref="string.Normalize()"/>, which
+/// does nothing under this project's InvariantGlobalization ("café" became [UNK]).
+/// </para>
 /// </summary>
 public sealed class BertTextEncoder : ITextEncoder
 {
@@ -53,8 +60,69 @@ public sealed class BertTextEncoder : ITextEncoder
     public IReadOnlyList<int> Tokenize(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        return _tokenizer.EncodeToIds(text, addSpecialTokens: false, considerPreTokenization: true, considerNormalization: true);
+        var ids = new List<int>();
+        foreach (var word in SplitWords(text, LowerCase))
+        {
+            if (word.Length > MaxCharsPerWord) { ids.Add(UnkId); continue; } // as BERT: over-long words are unknown
+            ids.AddRange(_tokenizer.EncodeToIds(word, addSpecialTokens: false, considerPreTokenization: false, considerNormalization: false));
+        }
+        return ids;
     }
+
+    private const int MaxCharsPerWord = 100;
+
+    /// <summary>
+    /// BERT's basic tokenizer: drop NUL, U+FFFD and control characters; whitespace separates words;
+    /// CJK ideographs and punctuation (ASCII symbols included) become words of their own; when uncased,
+    /// lower-case and strip accents.
+    /// </summary>
+    public static List<string> SplitWords(string text, bool lowerCase)
+    {
+        var words = new List<string>();
+        var word = new StringBuilder();
+        var stripped = new StringBuilder();
+        void Flush() { if (word.Length > 0) { words.Add(word.ToString()); word.Clear(); } }
+        foreach (var rune in text.EnumerateRunes())
+        {
+            int cp = rune.Value;
+            if (cp == 0 || cp == 0xFFFD) continue;
+            if (IsWhitespace(rune)) { Flush(); continue; }
+            if (IsControl(rune)) continue;
+            if (IsCjk(cp)) { Flush(); words.Add(rune.ToString()); continue; }
+            var r = lowerCase ? Rune.ToLowerInvariant(rune) : rune;
+            stripped.Clear();
+            if (lowerCase && r.IsBmp) AccentStripping.AppendStripped(stripped, (char)r.Value);
+            else stripped.Append(r.ToString());
+            for (int i = 0; i < stripped.Length; i++)
+            {
+                char c = stripped[i];
+                if (IsPunctuation(c)) { Flush(); words.Add(c.ToString()); }
+                else word.Append(c);
+            }
+        }
+        Flush();
+        return words;
+    }
+
+    private static bool IsWhitespace(Rune r) => r.Value is ' ' or '\t' or '\n' or '\r' || Rune.GetUnicodeCategory(r) == System.Globalization.UnicodeCategory.SpaceSeparator;
+
+    private static bool IsControl(Rune r) => Rune.GetUnicodeCategory(r) is System.Globalization.UnicodeCategory.Control
+        or System.Globalization.UnicodeCategory.Format or System.Globalization.UnicodeCategory.OtherNotAssigned
+        or System.Globalization.UnicodeCategory.PrivateUse;
+
+    /// <summary>BERT's notion: ASCII non-alphanumeric symbols plus every Unicode punctuation category.</summary>
+    private static bool IsPunctuation(char c) =>
+        c is >= '!' and <= '/' or >= ':' and <= '@' or >= '[' and <= '`' or >= '{' and <= '~' || char.IsPunctuation(c);
+
+    /// <summary>The CJK Unified Ideograph blocks BERT splits character by character.</summary>
+    private static bool IsCjk(int cp) =>
+        cp is >= 0x4E00 and <= 0x9FFF or >= 0x3400 and <= 0x4DBF or >= 0x20000 and <= 0x2A6DF or >= 0x2A700 and <= 0x2B73F
+            or >= 0x2B740 and <= 0x2B81F or >= 0x2B820 and <= 0x2CEAF or >= 0xF900 and <= 0xFAFF or >= 0x2F800 and <= 0x2FA1F;
+
+    public bool IsSpecial(int id) => id == PadId || id == ClsId || id == SepId || id == MaskId || id == UnkId;
+
+    public EncodedText Encode(string textA, string? textB, int maxLength) =>
+        EncodedText.Build(this, Tokenize(textA), textB is null ? null : Tokenize(textB), maxLength);
 
     public string IdToToken(int id) => (uint)id < (uint)_vocab.Length
         ? _vocab[id]

@@ -25,12 +25,15 @@ public static class DataSplits
         {
             rng.Shuffle(group);
             int take = (int)Math.Round(group.Length * fraction, MidpointRounding.AwayFromZero);
-            if (group.Length >= 2) take = Math.Clamp(take, 1, group.Length - 1);
+            // Every class with ≥ 2 examples gives at least one and keeps at least one; singletons stay in train.
+            take = group.Length >= 2 ? Math.Clamp(take, 1, group.Length - 1) : 0;
             for (int i = 0; i < take; i++) isValidation[group[i]] = true;
         }
         var train = new List<TaskExample>();
         var validation = new List<TaskExample>();
         for (int i = 0; i < examples.Count; i++) (isValidation[i] ? validation : train).Add(examples[i]);
+        if (validation.Count == 0)
+            throw new ArgumentException($"no class has 2 or more of the {examples.Count} examples, so no validation split can be carved; provide a dev file");
         return (train, validation);
     }
 }

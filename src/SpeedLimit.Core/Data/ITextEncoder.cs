@@ -21,14 +21,13 @@ public interface ITextEncoder
     string IdToToken(int id);
 
     /// <summary>True for ids that must never be masked or sampled as random replacements.</summary>
-    bool IsSpecial(int id) => id == PadId || id == ClsId || id == SepId || id == MaskId || id == UnkId;
+    bool IsSpecial(int id);
 
     /// <summary>
     /// <c>[CLS] a [SEP]</c> or <c>[CLS] a [SEP] b [SEP]</c>, token type ids 0 for the first part and
     /// 1 for b (and its closing [SEP]), truncated longest-first to at most <paramref name="maxLength"/>.
     /// </summary>
-    EncodedText Encode(string textA, string? textB, int maxLength) =>
-        EncodedText.Build(this, Tokenize(textA), textB is null ? null : Tokenize(textB), maxLength);
+    EncodedText Encode(string textA, string? textB, int maxLength);
 }
 
 /// <summary>One encoded input: ids and token types of equal length, no padding.</summary>

@@ -1,3 +1,6 @@
+using SpeedLimit.Model;
+using SpeedLimit.Training;
+
 namespace SpeedLimit.Data;
 
 /// <summary>
@@ -49,6 +52,25 @@ public sealed class TokenBatch
 
     /// <summary>Number of real (unpadded) tokens.</summary>
     public int TokenCount => AttentionMask.Sum();
+
+    /// <summary>The encoder's input view of this batch (shares the arrays).</summary>
+    public EncoderInput ToEncoderInput() => new(BatchSize, SeqLength, InputIds, TokenTypeIds, AttentionMask);
+
+    /// <summary>For <see cref="Trainer.Step(LabeledBatch, float[], float, float)"/>: class ids or regression targets.</summary>
+    public LabeledBatch ToLabeledBatch() => ClassLabels is null && Targets is null
+        ? throw new InvalidOperationException("this batch has no labels (test data); it can be scored but not trained on")
+        : new LabeledBatch(ToEncoderInput(), ClassLabels, Targets);
+
+    /// <summary>For masked-LM training: the flat (b·T + t) positions whose label is not -100, and those labels.</summary>
+    public MaskedLmBatch ToMaskedLmBatch()
+    {
+        if (TokenLabels is null) throw new InvalidOperationException("this batch has no masked-LM labels; build it with MaskedLmCorpus");
+        var positions = new List<int>();
+        var labels = new List<int>();
+        for (int i = 0; i < TokenLabels.Length; i++)
+            if (TokenLabels[i] != IgnoreLabel) { positions.Add(i); labels.Add(TokenLabels[i]); }
+        return new MaskedLmBatch(ToEncoderInput(), [.. positions], [.. labels]);
+    }
 }
 
 /// <summary>An encoded example with its label (ClassId -1 / Score NaN when unlabeled).</summary>

@@ -45,6 +45,11 @@ public sealed class WordLevelEncoder : ITextEncoder
         return ids;
     }
 
+    public bool IsSpecial(int id) => id == PadId || id == ClsId || id == SepId || id == MaskId || id == UnkId;
+
+    public EncodedText Encode(string textA, string? textB, int maxLength) =>
+        EncodedText.Build(this, Tokenize(textA), textB is null ? null : Tokenize(textB), maxLength);
+
     public string IdToToken(int id) => (uint)id < (uint)_vocab.Length
         ? _vocab[id]
         : throw new ArgumentOutOfRangeException(nameof(id), $"token id {id} is outside the vocabulary of {_vocab.Length}");

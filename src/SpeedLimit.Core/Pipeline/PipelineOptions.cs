@@ -15,6 +15,9 @@ public sealed class PipelineOptions
     public string? DataDir { get; set; }
     public string? VocabPath { get; set; }
     public int MaxSequenceLength { get; set; } = 64;
+    /// <summary>Use a seeded random subset of at most this many training / dev examples (faster runs on big tasks).</summary>
+    public int? MaxTrainExamples { get; set; }
+    public int? MaxDevExamples { get; set; }
 
     // Search problem
     public SearchSpace Space { get; set; } = SearchSpace.Demo;
@@ -60,6 +63,7 @@ public sealed class PipelineOptions
             if (!double.IsFinite(b) || b <= 0) throw new ArgumentException($"latency bound {b} ms must be a positive number of milliseconds");
         if (BoundsMs.Count == 0 && (AutoBoundQuantiles.Count == 0 || AutoBoundQuantiles.Any(q => q is <= 0 or >= 1)))
             throw new ArgumentException("give at least one latency bound (--bound-ms), or automatic bound quantiles strictly between 0 and 1");
+        if (MaxTrainExamples is < 1 || MaxDevExamples is < 1) throw new ArgumentException("example limits must be at least 1");
         if (TrainThreads < 1 || LatencyThreads < 1) throw new ArgumentException("thread counts must be at least 1");
         if (LatencySequenceLength < 1) throw new ArgumentException($"latency sequence length {LatencySequenceLength} must be positive");
         if (LatencyTimedRuns < 3) throw new ArgumentException($"latency timed runs {LatencyTimedRuns} must be at least 3");
@@ -79,7 +83,7 @@ public sealed class PipelineOptions
     /// <summary>The settings that decide a run's results, compared when a run is resumed.</summary>
     public string Fingerprint() => JsonSerializer.Serialize(new
     {
-        Task, DataDir, MaxSequenceLength, Space, BoundsMs, AutoBoundQuantiles, Precision = Precision.ToString(), CompareFp32Search,
+        Task, DataDir, MaxSequenceLength, MaxTrainExamples, MaxDevExamples, Space, BoundsMs, AutoBoundQuantiles, Precision = Precision.ToString(), CompareFp32Search,
         Baselines = Baselines.Select(b => b.ToString()), Seed, LatencyThreads, LatencySequenceLength, ProfileCount,
         SupermodelEpochs, SupermodelBatchSize, SupermodelLearningRate,
         Sandwich = new { Supermodel.RandomSubModels, Supermodel.DistillWeight, Supermodel.Temperature, Supermodel.Dropout },

@@ -70,7 +70,8 @@ public static class FrontPlot
                 var label = plot.Add.Text(entries[i].Name, xs[i], ys[i]);
                 label.LabelFontSize = 11;
                 label.LabelFontColor = color;
-                label.OffsetY = -8;
+                label.OffsetX = 8;
+                label.OffsetY = -6;
             }
             xMax = Math.Max(xMax, xs.Max());
         }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using SpeedLimit.Latency;
+using SpeedLimit.Latency.Predictors;
 using SpeedLimit.Model;
 
 namespace SpeedLimit.Search;
@@ -83,6 +84,15 @@ public sealed class EvolutionarySearch
         return new Session(this, definition, studyName, archs, preds, margin, book, watch, cancellation).Execute();
     }
 
+    /// <summary>Resumes the study when the store has it (its definition must equal this one), else starts it.</summary>
+    public SearchResult RunOrResume(SearchDefinition definition, StudyStore store, string studyName, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        return store.Exists(studyName)
+            ? Resume(store, studyName, definition, cancellation)
+            : Run(definition, store, studyName, cancellation);
+    }
+
     /// <summary>
     /// Evaluates (and, with a measurer, measures) fixed baseline architectures. With a store the
     /// study is created or, when it exists with the same definition, continued.
@@ -125,7 +135,8 @@ public sealed class EvolutionarySearch
     public static int CandidateSeed(int studySeed, Architecture arch) =>
         (int)(Mix((ulong)(uint)studySeed, ((ulong)(uint)arch.Layers << 42) ^ ((ulong)(uint)arch.Hidden << 21) ^ (uint)arch.Ffn) & 0x7FFF_FFFF);
 
-    internal static int BoundSeed(int studySeed, int boundIndex) => (int)(Mix((ulong)(uint)studySeed, 0xB0B0_0000UL + (ulong)boundIndex) & 0x7FFF_FFFF);
+    /// <summary>The RNG seed of one bound's search: from the bound's value, so a bound's path does not depend on the other bounds.</summary>
+    internal static int BoundSeed(int studySeed, double boundMs) => (int)(Mix((ulong)(uint)studySeed, (ulong)BitConverter.DoubleToInt64Bits(boundMs)) & 0x7FFF_FFFF);
 
     private static ulong Mix(ulong a, ulong b)
     {
@@ -156,9 +167,9 @@ public sealed class EvolutionarySearch
         var archs = Enumerate(definition);
         Progress?.Report(new SearchProgress(SearchPhase.Narrowing, $"predicting the latency of {archs.Length:N0} architectures",
             null, 0, definition.BoundsMs.Count, 0, definition.Options.Generations, 0, archs.Length, null, null, false, null, TimeSpan.Zero, null));
-        var preds = _predictor.PredictManyMs(archs);
-        if (preds is null || preds.Length != archs.Length)
-            throw new InvalidOperationException($"the latency predictor returned {preds?.Length ?? 0} predictions for {archs.Length} architectures");
+        var preds = new double[archs.Length];
+        if (_predictor is IBatchLatencyPredictor batch) batch.PredictMs(archs, preds);
+        else for (int i = 0; i < archs.Length; i++) preds[i] = _predictor.PredictMs(archs[i]);
         for (int i = 0; i < preds.Length; i++)
             if (!double.IsFinite(preds[i]))
                 throw new InvalidOperationException($"the latency predictor returned a non-finite latency ({preds[i]}) for {archs[i]}");
@@ -201,6 +212,8 @@ public sealed class EvolutionarySearch
         private readonly Dictionary<Architecture, int> _index = new();
         private readonly int _nh, _nf;
         private int _completedSteps, _totalSteps;
+        // Verification: architectures measured for earlier bounds, and for the current one.
+        private readonly HashSet<Architecture> _measuredEarlier = new(), _thisBound = new();
         private double? _bestMetric;
 
         public Session(EvolutionarySearch owner, SearchDefinition def, string? studyName, Architecture[] archs, double[] preds,
@@ -233,7 +246,12 @@ public sealed class EvolutionarySearch
             _completedSteps = 0;
             _totalSteps = bounds.Count * _opt.MaxVerifications;
             var verifications = new Verification[bounds.Count];
-            for (int b = 0; b < bounds.Count; b++) verifications[b] = Verify(b);
+            for (int b = 0; b < bounds.Count; b++)
+            {
+                verifications[b] = Verify(b);
+                _measuredEarlier.UnionWith(_thisBound);
+                _thisBound.Clear();
+            }
             verifyWatch.Stop();
 
             var all = _book.All();
@@ -244,7 +262,7 @@ public sealed class EvolutionarySearch
                 var s = searches[b];
                 var v = verifications[b];
                 results.Add(new BoundResult(bounds[b], _margin, s.NarrowedCount, s.Exhausted,
-                    s.Visited.Select(i => _archs[i]).ToList(), s.Generations, Ranked(bounds[b]),
+                    s.Visited.Select(i => _archs[i]).ToList(), s.Generations, Ranked(bounds[b]).Select(c => c.Arch).ToList(),
                     v.Winner is null ? null : byArch[v.Winner], v.Verified, v.Rank, v.Note, s.Seconds, v.Seconds));
             }
             var front = ParetoFront.Compute(all, c => c.PredictedMs!.Value, c => c.Metric);
@@ -274,7 +292,7 @@ public sealed class EvolutionarySearch
                 if (feasible[i]) { position[i] = pool.Count; pool.Add(i); }
             int narrowed = pool.Count;
 
-            var random = new Random(BoundSeed(_def.Seed, boundIndex));
+            var random = new Random(BoundSeed(_def.Seed, bound));
             var visited = new List<int>();
             var generations = new List<GenerationSummary>();
             double? best = null;
@@ -388,22 +406,32 @@ public sealed class EvolutionarySearch
                 return new Verification(top.Arch, false, 0,
                     string.Format(inv, "not verified: no latency measurer was given; {0} is predicted at {1:0.###} ms", top.Arch, top.PredictedMs), watch.Elapsed.TotalSeconds);
             }
+            // Walk the ranking best-first. Candidates an earlier bound already measured are free;
+            // every other one counts against the limit, whether or not the store (a resumed run)
+            // already holds its measurement, so the outcome does not depend on crash history.
             var missed = new List<CandidateRecord>();
-            int limit = Math.Min(_opt.MaxVerifications, ranked.Count);
-            for (int r = 0; r < limit; r++)
+            int counted = 0;
+            for (int r = 0; r < ranked.Count; r++)
             {
+                bool free = _measuredEarlier.Contains(ranked[r].Arch);
+                if (!free && counted >= _opt.MaxVerifications) continue;
+                if (!free) counted++;
+                bool stored = _book.TryGet(ranked[r].Arch, out var current) && current.MeasuredMs is not null;
                 var rec = _book.Measure(ranked[r], _owner._measurer, _opt.VerifyStatistic, _owner.OnMeasured, _cancellation);
-                _completedSteps++;
-                Report(SearchPhase.Verifying, string.Format(inv, "bound {0:0.###} ms: {1} measured {2:0.###} ms (predicted {3:0.###} ms)", bound, rec.Arch, rec.MeasuredMs, rec.PredictedMs),
-                    bound, boundIndex, 0, rec.Arch, rec.Metric, false);
+                _thisBound.Add(rec.Arch);
+                if (!free)
+                {
+                    _completedSteps++;
+                    Report(SearchPhase.Verifying, string.Format(inv, "bound {0:0.###} ms: {1} measured {2:0.###} ms (predicted {3:0.###} ms){4}", bound, rec.Arch, rec.MeasuredMs, rec.PredictedMs, stored ? " (stored)" : ""),
+                        bound, boundIndex, 0, rec.Arch, rec.Metric, stored);
+                }
                 if (rec.MeasuredMs <= bound)
                 {
                     string note = r == 0
                         ? string.Format(inv, "verified: {0} measured {1:0.###} ms ≤ {2:0.###} ms (predicted {3:0.###} ms)", rec.Arch, rec.MeasuredMs, bound, rec.PredictedMs)
                         : string.Format(inv, "fell back: {0} measured over the bound ({1}); took #{2} {3}, measured {4:0.###} ms ≤ {5:0.###} ms",
                             r == 1 ? "the best candidate" : $"the {r} best candidates",
-                            string.Join(", ", missed.Select(m => string.Format(inv, "{0} {1:0.###} ms", m.Arch, m.MeasuredMs))),
-                            r + 1, rec.Arch, rec.MeasuredMs, bound);
+                            Listing(missed, inv), r + 1, rec.Arch, rec.MeasuredMs, bound);
                     return new Verification(rec.Arch, true, r, note, watch.Elapsed.TotalSeconds);
                 }
                 missed.Add(rec);
@@ -411,8 +439,12 @@ public sealed class EvolutionarySearch
             var fastest = missed.MinBy(m => m.MeasuredMs!.Value)!;
             return new Verification(null, false, -1, string.Format(inv,
                 "none of the {0} best candidates met {1:0.###} ms by measurement (fastest measured: {2} at {3:0.###} ms, predicted {4:0.###} ms); the predictor underestimates here: feed the measurements back and rerun, or raise the bound",
-                limit, bound, fastest.Arch, fastest.MeasuredMs, fastest.PredictedMs), watch.Elapsed.TotalSeconds);
+                missed.Count, bound, fastest.Arch, fastest.MeasuredMs, fastest.PredictedMs), watch.Elapsed.TotalSeconds);
         }
+
+        private static string Listing(List<CandidateRecord> missed, CultureInfo inv) =>
+            string.Join(", ", missed.Take(3).Select(m => string.Format(inv, "{0} {1:0.###} ms", m.Arch, m.MeasuredMs)))
+            + (missed.Count > 3 ? $", and {missed.Count - 3} more" : "");
 
         private void Report(SearchPhase phase, string message, double? bound, int boundIndex, int generation, Architecture? arch, double? metric, bool reused)
         {

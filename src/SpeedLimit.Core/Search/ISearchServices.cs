@@ -11,17 +11,6 @@ public interface ILatencyPredictor
 
     /// <summary>Relative margin m so that measured ≤ predicted·(1+m) at the predictor's stated confidence.</summary>
     double RelativeMargin { get; }
-
-    /// <summary>
-    /// Predictions for many architectures at once (the search narrows a whole space with one call).
-    /// Implementations with a batched forward pass should override this; the default loops.
-    /// </summary>
-    double[] PredictManyMs(IReadOnlyList<Architecture> archs)
-    {
-        var result = new double[archs.Count];
-        for (int i = 0; i < result.Length; i++) result[i] = PredictMs(archs[i]);
-        return result;
-    }
 }
 
 /// <summary>The outcome of evaluating one candidate architecture.</summary>

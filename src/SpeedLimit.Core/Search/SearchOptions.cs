@@ -37,7 +37,7 @@ public sealed class SearchOptions
     /// <summary>Mutation tries per slot before falling back to a fresh sample from A*.</summary>
     public int MutationAttempts { get; set; } = 10;
 
-    /// <summary>How many of a bound's best candidates (by metric) verification may measure before giving up.</summary>
+    /// <summary>New measurements verification may take per bound (best metric first) before giving up; candidates already measured (for another bound) are always considered.</summary>
     public int MaxVerifications { get; set; } = 5;
 
     /// <summary>Which measured statistic must be within the bound.</summary>

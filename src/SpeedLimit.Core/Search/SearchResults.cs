@@ -27,7 +27,7 @@ public sealed record GenerationSummary(int Generation, int Candidates, int Mutat
 /// <param name="NarrowedCount">|A*|: architectures predicted within the bound with the margin.</param>
 /// <param name="Exhausted">The search ran out of unvisited architectures in A* (so it saw all of them).</param>
 /// <param name="Visited">Architectures this bound's search chose, in order.</param>
-/// <param name="Ranked">Candidates inside A* (from every bound's search), best metric first; the top ones are verified.</param>
+/// <param name="Ranked">Architectures of the evaluated candidates inside A* (from every bound's search), best metric first; the top ones are verified. Their records are in <see cref="SearchResult.Candidates"/>.</param>
 /// <param name="Winner">The best candidate that met the bound by measurement (or the best predicted one when no measurer was given).</param>
 /// <param name="Verified">True when the winner's measured latency is within the bound.</param>
 /// <param name="WinnerRank">Position of the winner in <paramref name="Ranked"/> (0 unless verification fell back).</param>
@@ -35,7 +35,7 @@ public sealed record GenerationSummary(int Generation, int Candidates, int Mutat
 public sealed record BoundResult(
     double BoundMs, double RelativeMargin, int NarrowedCount, bool Exhausted,
     IReadOnlyList<Architecture> Visited, IReadOnlyList<GenerationSummary> Generations,
-    IReadOnlyList<CandidateRecord> Ranked,
+    IReadOnlyList<Architecture> Ranked,
     CandidateRecord? Winner, bool Verified, int WinnerRank, string Note,
     double SearchSeconds, double VerifySeconds);
 

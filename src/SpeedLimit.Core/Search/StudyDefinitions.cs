@@ -85,6 +85,10 @@ public sealed record SearchDefinition
 
     public static SearchDefinition FromJson(string json) =>
         JsonSerializer.Deserialize<SearchDefinition>(json, SearchJson.Compact) ?? throw new InvalidDataException("search definition JSON is empty");
+
+    /// <summary>Equal when every setting is (compared through the canonical JSON, lists and options included).</summary>
+    public bool Equals(SearchDefinition? other) => other is not null && ToJson() == other.ToJson();
+    public override int GetHashCode() => ToJson().GetHashCode(StringComparison.Ordinal);
 }
 
 /// <summary>A named fixed architecture evaluated as a baseline (e.g. a uniform BERT size).</summary>
@@ -117,4 +121,7 @@ public sealed record BaselineDefinition
 
     public static BaselineDefinition FromJson(string json) =>
         JsonSerializer.Deserialize<BaselineDefinition>(json, SearchJson.Compact) ?? throw new InvalidDataException("baseline definition JSON is empty");
+
+    public bool Equals(BaselineDefinition? other) => other is not null && ToJson() == other.ToJson();
+    public override int GetHashCode() => ToJson().GetHashCode(StringComparison.Ordinal);
 }

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.InteropServices;
 using SpeedLimit.Model;
 
 namespace SpeedLimit.Training;
@@ -152,16 +153,23 @@ public sealed class AdamW
             var eps = new Vector<float>(k.Epsilon);
             var lr = new Vector<float>(k.LearningRate);
             var dec = new Vector<float>(decay);
+            // refs + LoadUnsafe: the loop bound already keeps every access in range, and
+            // slicing spans per iteration would cost more than the arithmetic
+            ref float rp = ref MemoryMarshal.GetReference(p);
+            ref float rg = ref MemoryMarshal.GetReference(g);
+            ref float rm = ref MemoryMarshal.GetReference(m);
+            ref float rv = ref MemoryMarshal.GetReference(v);
             int last = p.Length - Vector<float>.Count;
             for (; i <= last; i += Vector<float>.Count)
             {
-                var gi = new Vector<float>(g.Slice(i));
-                var mi = b1 * new Vector<float>(m.Slice(i)) + c1 * gi;
-                var vi = b2 * new Vector<float>(v.Slice(i)) + c2 * (gi * gi);
-                mi.CopyTo(m.Slice(i));
-                vi.CopyTo(v.Slice(i));
+                nuint at = (nuint)i;
+                var gi = Vector.LoadUnsafe(ref rg, at);
+                var mi = b1 * Vector.LoadUnsafe(ref rm, at) + c1 * gi;
+                var vi = b2 * Vector.LoadUnsafe(ref rv, at) + c2 * (gi * gi);
+                mi.StoreUnsafe(ref rm, at);
+                vi.StoreUnsafe(ref rv, at);
                 var update = (mi * bc1) / (Vector.SquareRoot(vi * bc2) + eps);
-                (new Vector<float>(p.Slice(i)) * dec - lr * update).CopyTo(p.Slice(i));
+                (Vector.LoadUnsafe(ref rp, at) * dec - lr * update).StoreUnsafe(ref rp, at);
             }
         }
         if (i < p.Length) UpdateScalar(p.Slice(i), g.Slice(i), m.Slice(i), v.Slice(i), k, decay);

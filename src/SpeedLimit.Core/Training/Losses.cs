@@ -150,33 +150,31 @@ public static class Losses
             if (labels.IsEmpty || labels[i] != IgnoreIndex) counted++;
         if (counted == 0) return 0f;
 
-        float[] rented = ArrayPool<float>.Shared.Rent(2 * classes);
+        float[] rented = ArrayPool<float>.Shared.Rent(3 * classes);
         try
         {
-            var ps = rented.AsSpan(0, classes);        // student log-probs, then probs
-            var pt = rented.AsSpan(classes, classes);  // teacher log-probs
+            var ls = rented.AsSpan(0, classes);            // student log-probs
+            var lt = rented.AsSpan(classes, classes);      // teacher log-probs
+            var pt = rented.AsSpan(2 * classes, classes);  // teacher probs
             float invT = 1f / temperature;
+            float g = gradScale * temperature / counted;
             double total = 0;
             for (int i = 0; i < n; i++)
             {
                 if (!labels.IsEmpty && labels[i] == IgnoreIndex) continue;
-                LogSoftmax(studentLogits.Slice(i * classes, classes), invT, ps);
-                LogSoftmax(teacherLogits.Slice(i * classes, classes), invT, pt);
-                double kl = 0;
-                for (int c = 0; c < classes; c++)
-                {
-                    double lt = pt[c];
-                    double p = Math.Exp(lt);
-                    if (p > 0) kl += p * (lt - ps[c]);
-                }
-                total += kl;
+                LogSoftmax(studentLogits.Slice(i * classes, classes), invT, ls, pt);
+                LogSoftmax(teacherLogits.Slice(i * classes, classes), invT, lt, pt);
+                TensorPrimitives.Exp(lt, pt);
+                // KL = Σ p_t (log p_t − log p_s); log-probs are finite, so p_t = 0 terms add 0
+                TensorPrimitives.Subtract(lt, ls, lt);
+                total += TensorPrimitives.Dot(pt, lt);
                 if (wantGrad)
                 {
-                    TensorPrimitives.Exp(ps, ps);
-                    TensorPrimitives.Exp(pt, pt);
-                    TensorPrimitives.Subtract(ps, pt, ps);
+                    // d/dz_s of T²·KL(z/T) = T·(p_s − p_t)
+                    TensorPrimitives.Exp(ls, ls);
+                    TensorPrimitives.Subtract(ls, pt, ls);
                     var gr = gradStudent.Slice(i * classes, classes);
-                    TensorPrimitives.MultiplyAdd(ps, gradScale * temperature / counted, gr, gr);
+                    TensorPrimitives.MultiplyAdd(ls, g, gr, gr);
                 }
             }
             return (float)(temperature * temperature * total / counted);
@@ -189,16 +187,14 @@ public static class Losses
 
     private const int ChunkLength = 16384;
 
-    /// <summary>destination = log softmax(row · scale), stable.</summary>
-    private static void LogSoftmax(ReadOnlySpan<float> row, float scale, Span<float> destination)
+    /// <summary>destination = log softmax(row · scale), stable; scratch (same length) is clobbered.</summary>
+    private static void LogSoftmax(ReadOnlySpan<float> row, float scale, Span<float> destination, Span<float> scratch)
     {
         TensorPrimitives.Multiply(row, scale, destination);
         float max = TensorPrimitives.Max(destination);
         TensorPrimitives.Subtract(destination, max, destination);
-        // the row stays in log space; only the normaliser needs the exponentials
-        float sum = 0;
-        for (int c = 0; c < destination.Length; c++) sum += MathF.Exp(destination[c]);
-        TensorPrimitives.Subtract(destination, MathF.Log(sum), destination);
+        TensorPrimitives.Exp(destination, scratch);
+        TensorPrimitives.Subtract(destination, MathF.Log(TensorPrimitives.Sum(scratch)), destination);
     }
 
     private static void CheckLength(long actual, long expected, string what, string expectedText)

@@ -206,6 +206,21 @@ public sealed class SafeTensorsTests : IDisposable
     }
 
     [Fact]
+    public void Reader_ReadsTensorsIntoCallerSlices()
+    {
+        var path = GoodFile("reader.safetensors");
+        using var reader = SafeTensorsReader.Open(path);
+        Assert.Equal(["a", "b"], reader.Tensors.Select(t => t.Name).ToArray());
+        var flat = new float[9];
+        reader.ReadInto(reader.Find("b")!, flat.AsSpan(1, 3));
+        reader.ReadInto(reader.Find("a")!, flat.AsSpan(5, 4));
+        Assert.Equal([0f, 5, 6, 7, 0, 1, 2, 3, 4], flat);
+        Assert.Null(reader.Find("c"));
+        Assert.Contains("destination holds 3", Assert.Throws<ArgumentException>(() => reader.ReadInto(reader.Find("a")!, new float[3])).Message);
+        Assert.Throws<ArgumentException>(() => reader.ReadInto(new SafeTensorInfo("a", "F32", [1], 0, 4), new float[1]));
+    }
+
+    [Fact]
     public void MissingFile_IsFileNotFound() =>
         Assert.Throws<FileNotFoundException>(() => SafeTensors.Read(PathOf("nope.safetensors")));
 }

@@ -97,4 +97,16 @@ public class LayerGradientTests
         // a padded key gets (almost) no attention
         Assert.True(probs[(1 * heads + 0) * T * T + 0 * T + 4] < 1e-3f);
     }
+
+    [Fact]
+    public void AttentionStaysFiniteForHugeScores()
+    {
+        int T = 3, H = 2;
+        float[] q = [100, 100, 100, 100, 100, 100], k = [100, 100, 90, 90, 80, 80], v = [1, 2, 3, 4, 5, 6];
+        var probs = new float[T * T]; var ctx = new float[T * H];
+        Attention.Forward(q, k, v, [1, 1, 1], probs, ctx, 1, T, H, 1, 1);
+        Assert.All(ctx, x => Assert.True(float.IsFinite(x)));
+        Assert.Equal(1f, probs[0], 1e-6f); // key 0 dominates: scores 14142 vs 12728 vs 11314
+        Assert.Equal(1f, ctx[0], 1e-5f);
+    }
 }

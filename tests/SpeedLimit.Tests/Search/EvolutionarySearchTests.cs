@@ -68,8 +68,11 @@ public class EvolutionarySearchTests
         {
             Assert.Equal(b.Visited.Count, b.Visited.Distinct().Count());
             Assert.All(b.Visited, a => Assert.True(predictor.PredictMs(a) * 1.1 <= b.BoundMs, $"{a} is outside A* of {b.BoundMs} ms"));
-            Assert.All(b.Ranked, c => Assert.True(c.PredictedMs * 1.1 <= b.BoundMs));
-            Assert.Equal(b.Ranked.Max(c => c.Metric), b.Winner!.Metric);
+            var ranked = b.Ranked.Select(a => result.Candidates.Single(c => c.Arch == a)).ToList();
+            Assert.All(ranked, c => Assert.True(c.PredictedMs * 1.1 <= b.BoundMs));
+            Assert.Equal(result.Candidates.Count(c => c.PredictedMs * 1.1 <= b.BoundMs), ranked.Count);
+            Assert.Equal(ranked.OrderByDescending(c => c.Metric).Select(c => c.Arch), b.Ranked);
+            Assert.Equal(ranked[0], b.Winner);
             Assert.Equal(b.Visited.Count, b.Generations.Sum(g => g.Candidates));
             Assert.All(b.Generations, g => Assert.Equal(g.Candidates, g.Mutations + g.FreshSamples));
         }
@@ -155,6 +158,9 @@ public class EvolutionarySearchTests
         var c = new EvolutionarySearch(predictor, new SmoothEvaluator(), new FakeMeasurer(predictor)).Run(SearchTestData.Definition([1.5, 3.0], seed: 12));
         Assert.Equal(SearchTestData.Fingerprint(a), SearchTestData.Fingerprint(b));
         Assert.NotEqual(a.Bounds[1].Visited, c.Bounds[1].Visited);
+        // A bound's path depends on the seed and its own value only, not on the other bounds.
+        var alone = new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(SearchTestData.Definition([3.0], seed: 11));
+        Assert.Equal(a.Bounds[1].Visited, alone.Bounds[0].Visited);
     }
 
     [Fact]
@@ -163,8 +169,8 @@ public class EvolutionarySearchTests
         var predictor = new LinearPredictor();
         var def = SearchTestData.Definition([2.0], configure: o => o.MaxVerifications = 3);
         var plain = new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(def);
-        var top = plain.Bounds[0].Ranked[0].Arch;
-        var second = plain.Bounds[0].Ranked[1].Arch;
+        var top = plain.Bounds[0].Ranked[0];
+        var second = plain.Bounds[0].Ranked[1];
         Assert.False(plain.Bounds[0].Verified);
         Assert.Contains("no latency measurer", plain.Bounds[0].Note);
 
@@ -192,6 +198,28 @@ public class EvolutionarySearchTests
     }
 
     [Fact]
+    public void AMeasurementTakenForATighterBoundServesALooserOneBeyondTheLimit()
+    {
+        var predictor = new LinearPredictor();
+        var def = SearchTestData.Definition([2.0, 3.0], configure: o => o.MaxVerifications = 1);
+        var plain = new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(def);
+        var tight = plain.Bounds[0].Ranked;
+        var loose = plain.Bounds[1].Ranked;
+        Assert.DoesNotContain(loose[0], tight); // the loose bound's favourite is outside the tight A*
+
+        // Everything only the loose bound may pick measures 3× its prediction.
+        var slow = loose.Except(tight).ToHashSet();
+        var measurer = new FakeMeasurer(predictor, a => slow.Contains(a) ? 3.0 : 1.0);
+        var result = new EvolutionarySearch(predictor, new SmoothEvaluator(), measurer).Run(def);
+        Assert.Equal(tight[0], result.Bounds[0].Winner!.Arch);
+        Assert.True(result.Bounds[1].Verified, result.Bounds[1].Note);
+        Assert.Equal(tight[0], result.Bounds[1].Winner!.Arch);
+        Assert.Equal(loose.ToList().IndexOf(tight[0]), result.Bounds[1].WinnerRank);
+        Assert.Contains("fell back", result.Bounds[1].Note);
+        Assert.Equal([tight[0], loose[0]], measurer.Measured); // one new measurement per bound
+    }
+
+    [Fact]
     public void SharedMeasurementsAreNotRepeatedAcrossBounds()
     {
         var predictor = new LinearPredictor();
@@ -215,6 +243,17 @@ public class EvolutionarySearchTests
         var huge = Assert.Throws<UserInputException>(() =>
             new EvolutionarySearch(new LinearPredictor(), new SmoothEvaluator()).Run(SearchTestData.Definition([1.0], configure: o => o.MaxEnumeratedArchitectures = 100)));
         Assert.Contains("MaxEnumeratedArchitectures", huge.Message);
+    }
+
+    [Fact]
+    public void BatchPredictorsNarrowTheSpaceInOneCall()
+    {
+        var batch = new BatchOnlyPredictor();
+        var def = SearchTestData.Definition([1.5, 3.0]);
+        var result = new EvolutionarySearch(batch, new SmoothEvaluator()).Run(def);
+        var reference = new EvolutionarySearch(new LinearPredictor(), new SmoothEvaluator()).Run(def);
+        Assert.Equal(1, batch.BatchCalls);
+        Assert.Equal(SearchTestData.Fingerprint(reference), SearchTestData.Fingerprint(result));
     }
 
     [Fact]

@@ -86,3 +86,37 @@ internal static class SearchTestData
         + "\n" + string.Join(";", r.Candidates.Select(c => $"{c.Order}{c.Arch}{c.Metric:R}/{c.PredictedMs:R}/{c.MeasuredMs:R}/{c.Seed}"))
         + "\n" + string.Join(";", r.Front.Select(c => c.Arch));
 }
+
+/// <summary>Collects reports synchronously (Progress&lt;T&gt; would post them to the thread pool).</summary>
+internal sealed class ProgressLog : IProgress<SearchProgress>
+{
+    public List<SearchProgress> Reports { get; } = new();
+    public void Report(SearchProgress value) => Reports.Add(value);
+}
+
+/// <summary>Cancels a token after a number of evaluations (a user pressing Ctrl+C).</summary>
+internal sealed class CancellingEvaluator(CancellationTokenSource source, int cancelAfter) : ICandidateEvaluator
+{
+    private readonly SmoothEvaluator _inner = new();
+    public int Calls => _inner.Calls;
+    public CandidateResult Evaluate(Architecture arch, int seed, CancellationToken cancellation)
+    {
+        var result = _inner.Evaluate(arch, seed, cancellation);
+        if (_inner.Calls == cancelAfter) source.Cancel();
+        return result;
+    }
+}
+
+/// <summary>A batch predictor whose one-at-a-time path must not be used for narrowing.</summary>
+internal sealed class BatchOnlyPredictor : SpeedLimit.Latency.Predictors.IBatchLatencyPredictor
+{
+    private readonly LinearPredictor _inner = new();
+    public int BatchCalls { get; private set; }
+    public double RelativeMargin => _inner.RelativeMargin;
+    public double PredictMs(Architecture arch) => throw new InvalidOperationException("narrowing must use the batch path");
+    public void PredictMs(ReadOnlySpan<Architecture> archs, Span<double> ms)
+    {
+        BatchCalls++;
+        for (int i = 0; i < archs.Length; i++) ms[i] = _inner.PredictMs(archs[i]);
+    }
+}

@@ -33,6 +33,8 @@ public static class Attention
                 var row = p.Slice(t * T, T);
                 TensorPrimitives.Multiply(row, scale, row);
                 for (int s = 0; s < T; s++) if (mask[s] == 0) row[s] += MaskedScore;
+                // Shift by the row max first: exp of large scores would overflow to inf/inf = NaN.
+                TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
                 TensorPrimitives.SoftMax(row, row);
             }
             Gemm.Multiply(false, false, T, hs, T, p, T, v.AsSpan(rowBase), hidden, ctx.AsSpan(rowBase), hidden, false, 1);
