@@ -54,6 +54,5 @@ public sealed class LatencyPredictorBench : IBenchSection
     {
         public double PredictMs(Architecture arch) => inner.PredictMs(arch);
         public double RelativeMargin => inner.RelativeMargin;
-        // No PredictManyMs override: the interface's default loops over PredictMs.
     }
 }

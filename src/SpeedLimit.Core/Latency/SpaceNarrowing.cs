@@ -1,3 +1,4 @@
+using SpeedLimit.Latency.Predictors;
 using SpeedLimit.Model;
 using SpeedLimit.Search;
 
@@ -48,8 +49,9 @@ public static class SpaceNarrowing
         if (!(margin >= 0) || !double.IsFinite(margin)) throw new ArgumentException($"predictor margin {margin} must be a finite non-negative number");
 
         var archs = space.Enumerate().ToArray();
-        var predicted = predictor.PredictManyMs(archs);
-        if (predicted.Length != archs.Length) throw new InvalidOperationException($"the latency predictor returned {predicted.Length} predictions for {archs.Length} architectures");
+        var predicted = new double[archs.Length];
+        if (predictor is IBatchLatencyPredictor batch) batch.PredictMs(archs, predicted);
+        else for (int i = 0; i < archs.Length; i++) predicted[i] = predictor.PredictMs(archs[i]);
 
         var feasible = new List<FeasibleArchitecture>();
         int fastest = 0, slowest = -1;

@@ -5,11 +5,17 @@ using SpeedLimit.Search;
 
 namespace SpeedLimit.Latency.Predictors;
 
+/// <summary>An <see cref="ILatencyPredictor"/> that can predict many architectures in one call (a batched forward pass).</summary>
+public interface IBatchLatencyPredictor : ILatencyPredictor
+{
+    void PredictMs(ReadOnlySpan<Architecture> archs, Span<double> ms);
+}
+
 /// <summary>
 /// A fitted latency model plus what makes it usable for a bound: a conformal relative margin,
 /// the device and input shape it was measured on, and its held-out scores. Saved as one JSON file.
 /// </summary>
-public sealed class LatencyPredictor : ILatencyPredictor
+public sealed class LatencyPredictor : IBatchLatencyPredictor
 {
     public const string FormatName = "speedlimit-latency-predictor";
     public const int FormatVersion = 1;
@@ -42,15 +48,6 @@ public sealed class LatencyPredictor : ILatencyPredictor
     public double PredictMs(Architecture arch) => Model.PredictOne(arch);
 
     public void PredictMs(ReadOnlySpan<Architecture> archs, Span<double> ms) => Model.PredictMs(archs, ms);
-
-    /// <summary>Batched prediction (one forward pass per chunk for the MLP).</summary>
-    public double[] PredictManyMs(IReadOnlyList<Architecture> archs)
-    {
-        var array = archs as Architecture[] ?? archs.ToArray();
-        var ms = new double[array.Length];
-        Model.PredictMs(array, ms);
-        return ms;
-    }
 
     /// <summary>The prediction inflated by the margin: the latency the bound is checked against.</summary>
     public double UpperMs(Architecture arch) => PredictMs(arch) * (1 + RelativeMargin);
