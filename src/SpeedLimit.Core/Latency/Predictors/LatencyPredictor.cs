@@ -182,22 +182,6 @@ public static class DeviceCheck
             : $"the latency predictor was fitted on another device ({string.Join("; ", diffs)}); its predictions and margin may not hold here, so re-profile this machine and refit";
     }
 
-    /// <summary>This machine's fingerprint at <paramref name="threads"/> threads.</summary>
-    public static DeviceFingerprint Current(int threads) => new(CpuModel(), threads, RuntimeVersion());
-
-    public static string CpuModel()
-    {
-        try
-        {
-            if (File.Exists("/proc/cpuinfo"))
-                foreach (var line in File.ReadLines("/proc/cpuinfo"))
-                    if (line.StartsWith("model name", StringComparison.Ordinal))
-                        return line[(line.IndexOf(':') + 1)..].Trim();
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-        return $"{System.Runtime.InteropServices.RuntimeInformation.OSArchitecture} ({Environment.ProcessorCount} logical processors)";
-    }
-
-    public static string RuntimeVersion() => Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetVersionString();
+    /// <summary>This machine's fingerprint at <paramref name="threads"/> threads, as the profiler records it.</summary>
+    public static DeviceFingerprint Current(int threads) => new(LatencyProfiler.CpuModel(), threads, SpeedLimit.Onnx.OnnxRunner.RuntimeVersion);
 }
