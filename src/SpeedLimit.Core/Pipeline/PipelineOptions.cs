@@ -38,6 +38,11 @@ public sealed class PipelineOptions
     /// <summary>Latency protocol input: batch 1 × this many tokens (paper: 128).</summary>
     public int LatencySequenceLength { get; set; } = 128;
     public int LatencyTimedRuns { get; set; } = 10;
+    /// <summary>
+    /// A profiled-latency dataset to reuse and extend (JSONL), so several runs on one machine share
+    /// their measurements; default: a fresh one in the run's work folder.
+    /// </summary>
+    public string? LatencyDatasetPath { get; set; }
 
     // Stage budgets
     /// <summary>Architectures profiled to fit the latency predictor (besides the smallest and largest).</summary>
@@ -67,7 +72,7 @@ public sealed class PipelineOptions
         if (TrainThreads < 1 || LatencyThreads < 1) throw new ArgumentException("thread counts must be at least 1");
         if (LatencySequenceLength < 1) throw new ArgumentException($"latency sequence length {LatencySequenceLength} must be positive");
         if (LatencyTimedRuns < 3) throw new ArgumentException($"latency timed runs {LatencyTimedRuns} must be at least 3");
-        if (ProfileCount < 4) throw new ArgumentException($"profile count {ProfileCount} must be at least 4 to fit a latency predictor");
+        if (ProfileCount < 14) throw new ArgumentException($"profile count {ProfileCount} must be at least 14: the predictor holds some out and calibrates its margin on the rest");
         if (SupermodelEpochs < 0 || SupermodelBatchSize < 1) throw new ArgumentException("supermodel epochs must be ≥ 0 and batch size ≥ 1");
         if (!(SupermodelLearningRate > 0)) throw new ArgumentException($"supermodel learning rate {SupermodelLearningRate} must be positive");
         if (CheckpointEverySteps < 1) throw new ArgumentException($"checkpoint interval {CheckpointEverySteps} must be at least 1 step");

@@ -38,7 +38,7 @@ public static class SupermodelStage
             {
                 if (step++ < done) continue; // already trained before a resume: same batches, same order
                 cancel.ThrowIfCancellationRequested();
-                var result = trainer.Step(batch, new Random(HashCode.Combine(options.Seed, step)));
+                var result = trainer.Step(batch, new Random(Seeds.Combine(options.Seed, step)));
                 lastLoss = result.Loss;
                 if (result.SkippedNonFinite is { } bad) notes.Add($"supermodel step {step}: non-finite value in {bad.TensorName}; step skipped");
                 if (step % options.CheckpointEverySteps == 0 || step == totalSteps)
