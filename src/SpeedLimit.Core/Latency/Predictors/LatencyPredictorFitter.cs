@@ -2,17 +2,6 @@ using SpeedLimit.Model;
 
 namespace SpeedLimit.Latency.Predictors;
 
-/// <summary>Which per-record statistic a predictor learns.</summary>
-public enum LatencyStatistic
-{
-    /// <summary>The median of the timed runs (what a bound is checked against).</summary>
-    Median,
-    /// <summary>The fastest run: least disturbed by other work on a shared machine.</summary>
-    Min,
-    /// <summary>The mean after dropping the extremes.</summary>
-    TrimmedMean,
-}
-
 /// <summary>What to fit a latency predictor to, and how.</summary>
 public sealed class LatencyFitOptions
 {
@@ -26,6 +15,7 @@ public sealed class LatencyFitOptions
     /// Auto cross-validates the MLP too, which at the paper's settings costs (folds + 1) MLP trainings.
     /// </summary>
     public LatencyModelKind Model { get; set; } = LatencyModelKind.Features;
+    /// <summary>The per-record latency to learn; the margin always bounds the median.</summary>
     public LatencyStatistic Statistic { get; set; } = LatencyStatistic.Median;
     /// <summary>Share of architectures held out for the reported scores (never used for fitting or calibration).</summary>
     public double HoldoutFraction { get; set; } = 0.2;
@@ -249,6 +239,7 @@ public static class LatencyPredictorFitter
     {
         LatencyStatistic.Min => r.MinMs,
         LatencyStatistic.TrimmedMean => r.TrimmedMeanMs,
+        LatencyStatistic.P90 => r.P90Ms,
         _ => r.MedianMs,
     };
 
