@@ -23,14 +23,15 @@ public static class LatencyCommands
         var data = new Option<string>("--data") { Description = "Profiled latencies (JSONL of latency records).", Required = true };
         var output = new Option<string>("--output") { Description = "Where to write the predictor (JSON).", Required = true };
         var precision = new Option<string>("--precision") { Description = "Precision to fit: int8 or fp32.", DefaultValueFactory = _ => "int8" };
-        var model = new Option<string>("--model") { Description = "Model: mlp (the paper's), features (operator FLOPs/elements) or auto (lower cross-validated error).", DefaultValueFactory = _ => "auto" };
+        var model = new Option<string>("--model") { Description = "Model: features (operator FLOPs/elements; fast), mlp (the paper's) or auto (lower cross-validated error; trains the MLP folds+1 times).", DefaultValueFactory = _ => "features" };
+        var statistic = new Option<string>("--target") { Description = "Per-record latency to learn: median, min, trimmed-mean or p90 (the margin always bounds the median).", DefaultValueFactory = _ => "median" };
         var batch = new Option<int>("--batch") { Description = "Batch size of the records to use.", DefaultValueFactory = _ => 1 };
         var length = new Option<int>("--length") { Description = "Sequence length of the records to use.", DefaultValueFactory = _ => 128 };
         var threads = new Option<int?>("--threads") { Description = "Thread count of the records to use (default: the dataset's only one)." };
         var holdout = new Option<double>("--holdout") { Description = "Share of architectures held out for the reported scores.", DefaultValueFactory = _ => 0.2 };
         var trainCount = new Option<int?>("--train-count") { Description = "Fit on at most this many architectures; all others are held out." };
         var confidence = new Option<double>("--confidence") { Description = "Confidence of the latency margin.", DefaultValueFactory = _ => 0.9 };
-        var folds = new Option<int>("--folds") { Description = "Cross-validation folds (model choice and margin calibration).", DefaultValueFactory = _ => 5 };
+        var folds = new Option<int>("--folds") { Description = "Cross-validation folds (model choice and margin calibration); 0 fits once and calibrates on the held-out set.", DefaultValueFactory = _ => 5 };
         var seed = new Option<int>("--seed") { Description = "Seed of the split, folds and MLP init.", DefaultValueFactory = _ => 1 };
         var mlpWidth = new Option<int>("--mlp-width") { Description = "MLP hidden width (paper: 2000).", DefaultValueFactory = _ => 2000 };
         var mlpSteps = new Option<int>("--mlp-steps") { Description = "MLP Adam steps (paper: 5000).", DefaultValueFactory = _ => 5000 };
@@ -40,7 +41,7 @@ public static class LatencyCommands
 
         var cmd = new Command("fit", "Fit a latency predictor to a profiled dataset and report its held-out error.")
         {
-            data, output, precision, model, batch, length, threads, holdout, trainCount, confidence, folds, seed, mlpWidth, mlpSteps, mlpLr, plot, curve,
+            data, output, precision, model, statistic, batch, length, threads, holdout, trainCount, confidence, folds, seed, mlpWidth, mlpSteps, mlpLr, plot, curve,
         };
         cmd.SetAction(parse => CliErrors.Guard(() =>
         {
@@ -48,6 +49,7 @@ public static class LatencyCommands
             {
                 Precision = ParsePrecision(parse.GetValue(precision)!),
                 Model = ParseModel(parse.GetValue(model)!),
+                Statistic = ParseStatistic(parse.GetValue(statistic)!),
                 Batch = parse.GetValue(batch),
                 SequenceLength = parse.GetValue(length),
                 Threads = parse.GetValue(threads),
@@ -87,6 +89,10 @@ public static class LatencyCommands
                     table.AddRow(pt.TrainCount.ToString(CultureInfo.InvariantCulture), F(pt.MeanMapePercent), F(pt.WorstMapePercent),
                         F(pt.MeanMaxAbsErrorPercent), $"{pt.MeanWithin10Percent:P1}");
                 AnsiConsole.Write(table);
+                var curvePng = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(outPath)) ?? ".", Path.GetFileNameWithoutExtension(outPath) + "-learning-curve.png");
+                LatencyPlots.SaveLearningCurve(curvePng, [($"{Name(kind)} predictor", points)],
+                    $"held-out MAPE vs profiled architectures ({report.HeldOutPoints.Count + report.TrainCount} measured)");
+                AnsiConsole.MarkupLineInterpolated($"learning curve written to [bold]{curvePng}[/]");
             }
             return 0;
         }));
@@ -131,20 +137,24 @@ public static class LatencyCommands
     {
         var p = report.Predictor;
         AnsiConsole.MarkupLineInterpolated(
-            $"{report.RecordsUsed} {p.Precision.ToString().ToLowerInvariant()} architectures at batch {p.Shape.Batch} × {p.Shape.SequenceLength}, {p.Device}; fitted on {report.TrainCount}, held out {report.HeldOutPoints.Count}");
-        var cv = new Table().Title($"{options.Folds}-fold cross-validation on the fitted architectures");
-        cv.AddColumns("model", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "time s");
-        foreach (var c in report.Candidates)
-            cv.AddRow(c.Kind == report.Chosen ? $"[bold]{Name(c.Kind)}[/] (chosen)" : Name(c.Kind), F(c.CrossValidated.MapePercent),
-                F(c.CrossValidated.MaxAbsErrorPercent), $"{c.CrossValidated.Within5Percent:P1}", $"{c.CrossValidated.Within10Percent:P1}", F(c.FitSeconds));
-        AnsiConsole.Write(cv);
+            $"{report.RecordsUsed} {p.Precision.ToString().ToLowerInvariant()} architectures ({options.Statistic} latency) at batch {p.Shape.Batch} × {p.Shape.SequenceLength}, {p.Device}; fitted on {report.TrainCount}, held out {report.HeldOutPoints.Count}");
+        if (report.Candidates.Count > 0)
+        {
+            var cv = new Table().Title($"{options.Folds}-fold cross-validation on the fitted architectures");
+            cv.AddColumns("model", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "time s");
+            foreach (var c in report.Candidates)
+                cv.AddRow(c.Kind == report.Chosen ? $"[bold]{Name(c.Kind)}[/] (chosen)" : Name(c.Kind), F(c.CrossValidated.MapePercent),
+                    F(c.CrossValidated.MaxAbsErrorPercent), $"{c.CrossValidated.Within5Percent:P1}", $"{c.CrossValidated.Within10Percent:P1}", F(c.FitSeconds));
+            AnsiConsole.Write(cv);
+        }
         if (report.HeldOut is { } h)
         {
             AnsiConsole.MarkupLineInterpolated($"chosen model: {p.Model.Describe()}");
             var table = new Table().Title("held-out architectures (never fitted on)");
             table.AddColumns("count", "MAPE %", "max |err| %", "within ±5 %", "within ±10 %", "bias %", $"margin @ {p.Confidence:P0}", "coverage");
             table.AddRow(h.Count.ToString(CultureInfo.InvariantCulture), F(h.MapePercent), F(h.MaxAbsErrorPercent),
-                $"{h.Within5Percent:P1}", $"{h.Within10Percent:P1}", F(h.BiasPercent), $"{p.RelativeMargin:P2}", $"{report.HeldOutCoverage:P1}");
+                $"{h.Within5Percent:P1}", $"{h.Within10Percent:P1}", F(h.BiasPercent), $"{p.RelativeMargin:P2}",
+                double.IsNaN(report.HeldOutCoverage) ? "n/a" : $"{report.HeldOutCoverage:P1}");
             AnsiConsole.Write(table);
         }
         else
@@ -175,6 +185,15 @@ public static class LatencyCommands
         "mlp" => LatencyModelKind.Mlp,
         "features" => LatencyModelKind.Features,
         _ => throw new UserInputException($"--model '{text}' is not known; use mlp, features or auto"),
+    };
+
+    private static LatencyStatistic ParseStatistic(string text) => text.ToLowerInvariant() switch
+    {
+        "median" => LatencyStatistic.Median,
+        "min" => LatencyStatistic.Min,
+        "trimmed-mean" => LatencyStatistic.TrimmedMean,
+        "p90" => LatencyStatistic.P90,
+        _ => throw new UserInputException($"--target '{text}' is not known; use median, min, trimmed-mean or p90"),
     };
 
     private static int[] ParseCounts(string text)

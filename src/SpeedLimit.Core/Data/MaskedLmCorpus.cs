@@ -83,7 +83,7 @@ public sealed class MaskedLmCorpus
     /// <summary>Masked segments for one epoch, shuffled through a bounded buffer.</summary>
     public IEnumerable<MaskedSegment> MaskedSegments(int epoch = 0)
     {
-        var rng = new Random(HashCode.Combine(_options.Seed, epoch, 0x3a5c));
+        var rng = new Random(Seeds.Combine(_options.Seed, epoch, 0x3a5c));
         var buffer = new List<int[]>(_options.ShuffleBufferSegments);
         foreach (var segment in Segments())
         {

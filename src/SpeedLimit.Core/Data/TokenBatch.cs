@@ -136,7 +136,7 @@ public static class TokenBatcher
             for (int s = 0; s < n; s += options.BatchSize) batches.Add(sorted[s..Math.Min(n, s + options.BatchSize)]);
             return batches;
         }
-        var rng = new Random(HashCode.Combine(options.Seed, epoch, 0x5eed));
+        var rng = new Random(Seeds.Combine(options.Seed, epoch, 0x5eed));
         rng.Shuffle(order);
         int pool = options.BatchSize * options.BucketPoolBatches;
         for (int p = 0; p < n; p += pool)

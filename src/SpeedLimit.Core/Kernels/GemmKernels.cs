@@ -25,10 +25,61 @@ internal static unsafe class GemmKernels
         else Kernel6x16(a, b, kc, c, ldc, accumulate);
     }
 
+    /// <summary>
+    /// An edge tile whose valid columns fit in the first half of the B panel: on the Vector512 path only
+    /// the first 16 of the 32 packed columns are computed (half the FMAs of a full tile), written to
+    /// c with leading dimension ldc; other paths run the full tile.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void NarrowTile(GemmPath path, float* a, float* b, int kc, float* c, int ldc)
+    {
+        if (path == GemmPath.Vector512) Kernel8x16(a, b, kc, c, ldc);
+        else Kernel6x16(a, b, kc, c, ldc, false);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel8x16(float* a, float* b, int kc, float* c, int ldc)
+    {
+        if (!Avx512F.IsSupported) throw new PlatformNotSupportedException("Vector512 GEMM kernel needs AVX-512F.");
+        var c0 = Vector512<float>.Zero; var c1 = Vector512<float>.Zero;
+        var c2 = Vector512<float>.Zero; var c3 = Vector512<float>.Zero;
+        var c4 = Vector512<float>.Zero; var c5 = Vector512<float>.Zero;
+        var c6 = Vector512<float>.Zero; var c7 = Vector512<float>.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Avx512F.LoadAlignedVector512(b);
+            c0 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[0]), b0, c0);
+            c1 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[1]), b0, c1);
+            c2 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[2]), b0, c2);
+            c3 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[3]), b0, c3);
+            c4 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[4]), b0, c4);
+            c5 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[5]), b0, c5);
+            c6 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[6]), b0, c6);
+            c7 = Avx512F.FusedMultiplyAdd(Vector512.Create(a[7]), b0, c7);
+            a += Mr512;
+            b += Nr512;
+        }
+        Avx512F.Store(c, c0); c += ldc;
+        Avx512F.Store(c, c1); c += ldc;
+        Avx512F.Store(c, c2); c += ldc;
+        Avx512F.Store(c, c3); c += ldc;
+        Avx512F.Store(c, c4); c += ldc;
+        Avx512F.Store(c, c5); c += ldc;
+        Avx512F.Store(c, c6); c += ldc;
+        Avx512F.Store(c, c7);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel8x32(float* a, float* b, int kc, float* c, int ldc, bool accumulate)
     {
         if (!Avx512F.IsSupported) throw new PlatformNotSupportedException("Vector512 GEMM kernel needs AVX-512F.");
+        // Fetch the C tile while the k loop runs: on large outputs it is in L3 or DRAM, and waiting
+        // for it in the epilogue costs a sizeable fraction of the tile's compute time.
+        for (int r = 0; r < Mr512; r++)
+        {
+            Sse.Prefetch0(c + (long)r * ldc);
+            Sse.Prefetch0(c + (long)r * ldc + 16);
+        }
         var c00 = Vector512<float>.Zero; var c01 = Vector512<float>.Zero;
         var c10 = Vector512<float>.Zero; var c11 = Vector512<float>.Zero;
         var c20 = Vector512<float>.Zero; var c21 = Vector512<float>.Zero;
@@ -86,6 +137,11 @@ internal static unsafe class GemmKernels
     private static void Kernel6x16(float* a, float* b, int kc, float* c, int ldc, bool accumulate)
     {
         if (!Fma.IsSupported) throw new PlatformNotSupportedException("Vector256 GEMM kernel needs AVX2 and FMA.");
+        for (int r = 0; r < Mr256; r++)
+        {
+            Sse.Prefetch0(c + (long)r * ldc);
+            Sse.Prefetch0(c + (long)r * ldc + 15);
+        }
         var c00 = Vector256<float>.Zero; var c01 = Vector256<float>.Zero;
         var c10 = Vector256<float>.Zero; var c11 = Vector256<float>.Zero;
         var c20 = Vector256<float>.Zero; var c21 = Vector256<float>.Zero;
@@ -133,10 +189,10 @@ internal static unsafe class GemmKernels
 
     /// <summary>Copies n floats (n a multiple of 8 when a vector path is available).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void CopyRow(float* src, float* dst, int n)
+    public static void CopyRow(float* src, float* dst, int n, GemmPath path)
     {
         int j = 0;
-        if (Avx512F.IsSupported)
+        if (path == GemmPath.Vector512 && Avx512F.IsSupported)
             for (; j + 16 <= n; j += 16) Avx512F.Store(dst + j, Avx512F.LoadVector512(src + j));
         else if (Avx.IsSupported)
             for (; j + 8 <= n; j += 8) Avx.Store(dst + j, Avx.LoadVector256(src + j));
@@ -147,8 +203,16 @@ internal static unsafe class GemmKernels
     /// dst[q·ldd + i] = src[i·lds + q] for a 16×16 block, through registers: unpack 32-bit, unpack
     /// 64-bit, then two rounds of 128-bit lane shuffles.
     /// </summary>
+    /// <summary>dst[q·ldd + i] = src[i·lds + q] for a 16×16 block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Transpose16(float* src, int lds, float* dst, int ldd)
+    public static void Transpose16(float* src, int lds, float* dst, int ldd) => Transpose16(src, lds, dst, ldd, null);
+
+    /// <summary>
+    /// Transposes a 16×16 block; with <paramref name="dstHigh"/> set, source rows 0-7 of column q go to
+    /// dst[q·ldd..+8] and rows 8-15 to dstHigh[q·ldd..+8] (two 8-row A panels packed at once).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Transpose16(float* src, int lds, float* dst, int ldd, float* dstHigh)
     {
         if (!Avx512F.IsSupported) throw new PlatformNotSupportedException("Transpose16 needs AVX-512F.");
         var r0 = Avx512F.LoadVector512(src); src += lds;
@@ -185,10 +249,10 @@ internal static unsafe class GemmKernels
         Unpack64(a12, a14, out var b12, out var b13); Unpack64(a13, a15, out var b14, out var b15);
 
         // Stages 3-4 per q: lanes (0,2) / (1,3) of rows 0-7 then merge with rows 8-15.
-        Finish(b0, b4, b8, b12, dst, ldd, 0);
-        Finish(b1, b5, b9, b13, dst, ldd, 1);
-        Finish(b2, b6, b10, b14, dst, ldd, 2);
-        Finish(b3, b7, b11, b15, dst, ldd, 3);
+        Finish(b0, b4, b8, b12, dst, ldd, dstHigh, 0);
+        Finish(b1, b5, b9, b13, dst, ldd, dstHigh, 1);
+        Finish(b2, b6, b10, b14, dst, ldd, dstHigh, 2);
+        Finish(b3, b7, b11, b15, dst, ldd, dstHigh, 3);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -200,15 +264,29 @@ internal static unsafe class GemmKernels
 
     /// <summary>Given column-q groups of rows 0-3, 4-7, 8-11, 12-15, writes transposed rows q, 4+q, 8+q, 12+q.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Finish(Vector512<float> g0, Vector512<float> g1, Vector512<float> g2, Vector512<float> g3, float* dst, int ldd, int q)
+    private static void Finish(Vector512<float> g0, Vector512<float> g1, Vector512<float> g2, Vector512<float> g3, float* dst, int ldd, float* dstHigh, int q)
     {
         var lo01 = Avx512F.Shuffle4x128(g0, g1, 0x88); // cols q, 8+q of rows 0-7
         var hi01 = Avx512F.Shuffle4x128(g0, g1, 0xDD); // cols 4+q, 12+q of rows 0-7
         var lo23 = Avx512F.Shuffle4x128(g2, g3, 0x88);
         var hi23 = Avx512F.Shuffle4x128(g2, g3, 0xDD);
-        Avx512F.Store(dst + (long)q * ldd, Avx512F.Shuffle4x128(lo01, lo23, 0x88));
-        Avx512F.Store(dst + (long)(8 + q) * ldd, Avx512F.Shuffle4x128(lo01, lo23, 0xDD));
-        Avx512F.Store(dst + (long)(4 + q) * ldd, Avx512F.Shuffle4x128(hi01, hi23, 0x88));
-        Avx512F.Store(dst + (long)(12 + q) * ldd, Avx512F.Shuffle4x128(hi01, hi23, 0xDD));
+        Put(Avx512F.Shuffle4x128(lo01, lo23, 0x88), dst, dstHigh, (long)q * ldd);
+        Put(Avx512F.Shuffle4x128(lo01, lo23, 0xDD), dst, dstHigh, (long)(8 + q) * ldd);
+        Put(Avx512F.Shuffle4x128(hi01, hi23, 0x88), dst, dstHigh, (long)(4 + q) * ldd);
+        Put(Avx512F.Shuffle4x128(hi01, hi23, 0xDD), dst, dstHigh, (long)(12 + q) * ldd);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(Vector512<float> row, float* dst, float* dstHigh, long offset)
+    {
+        if (dstHigh == null)
+        {
+            Avx512F.Store(dst + offset, row);
+        }
+        else
+        {
+            Avx.Store(dst + offset, row.GetLower());
+            Avx.Store(dstHigh + offset, row.GetUpper());
+        }
     }
 }

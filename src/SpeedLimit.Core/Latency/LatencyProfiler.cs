@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using SpeedLimit.Model;
 using SpeedLimit.Onnx;
 
@@ -16,6 +15,8 @@ public sealed class LatencyProfilerOptions
     /// <summary>Vocabulary of the profiled models; only the embedding gather touches it.</summary>
     public int VocabSize { get; set; } = 30522;
     public bool PerChannel { get; set; }
+    /// <summary>Wall time, or the inference thread's CPU time (one thread only; see <see cref="LatencyClock.ThreadCpu"/>).</summary>
+    public LatencyClock Clock { get; set; } = LatencyClock.Wall;
     /// <summary>Warm-up runs until the median of the last <see cref="StableWindow"/> runs moves less than <see cref="StableTolerance"/> from the window before.</summary>
     public int MinWarmupRuns { get; set; } = 5;
     public int MaxWarmupRuns { get; set; } = 60;
@@ -31,6 +32,8 @@ public sealed class LatencyProfilerOptions
         if (SequenceLength < 1 || SequenceLength > 512) throw new ArgumentException($"sequence length {SequenceLength} must be in 1..512");
         if (Threads < 1) throw new ArgumentException($"threads {Threads} must be at least 1");
         if (TimedRuns < 10) throw new ArgumentException($"timed runs {TimedRuns} must be at least 10");
+        if (Clock == LatencyClock.ThreadCpu && Threads != 1)
+            throw new ArgumentException($"the thread-cpu clock times only the calling thread, so it needs --threads 1 (got {Threads}); use the wall clock with more threads");
         if (StableWindow < 2 || MaxWarmupRuns < MinWarmupRuns) throw new ArgumentException("warm-up window must be ≥ 2 and max warm-up runs ≥ min warm-up runs");
     }
 }
@@ -95,7 +98,7 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options)
         var stats = Measure(() => runner.Run(buffer), Options);
         return new LatencyRecord(arch.Layers, arch.Hidden, arch.Ffn, Options.Heads, precision, Options.Batch, Options.SequenceLength,
             stats.MedianMs, stats.P90Ms, stats.TrimmedMeanMs, stats.MinMs, stats.Runs,
-            CpuModel(), Options.Threads, OnnxRunner.RuntimeVersion, DateTimeOffset.UtcNow);
+            CpuModel(), Options.Threads, OnnxRunner.RuntimeVersion, DateTimeOffset.UtcNow, LatencyProfilerClock.Name(Options.Clock));
     }
 
     /// <summary>Warm-up until the windowed median settles (bounded), then <see cref="LatencyProfilerOptions.TimedRuns"/> timed runs.</summary>
@@ -105,13 +108,13 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options)
         int w = options.StableWindow;
         while (warm.Count < options.MaxWarmupRuns)
         {
-            warm.Add(TimeMs(run));
+            warm.Add(LatencyProfilerClock.TimeMs(run, options.Clock));
             if (warm.Count < Math.Max(options.MinWarmupRuns, 2 * w)) continue;
             double last = Median(warm.Skip(warm.Count - w)), before = Median(warm.Skip(warm.Count - 2 * w).Take(w));
             if (Math.Abs(last - before) <= options.StableTolerance * before) break;
         }
         var times = new double[options.TimedRuns];
-        for (int i = 0; i < times.Length; i++) times[i] = TimeMs(run);
+        for (int i = 0; i < times.Length; i++) times[i] = LatencyProfilerClock.TimeMs(run, options.Clock);
         return LatencyStats.From(times, warm.Count);
     }
 
@@ -122,9 +125,11 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options)
     public IReadOnlyList<LatencyRecord> ProfileAll(IEnumerable<Architecture> architectures, IReadOnlyList<Precision> precisions,
         string datasetPath, Action<LatencyRecord?, int, int>? progress = null, CancellationToken cancel = default)
     {
+        Options.Validate();
         var done = File.Exists(datasetPath) ? LatencyDataset.Load(datasetPath).Select(Key).ToHashSet() : [];
+        var clock = LatencyProfilerClock.Name(Options.Clock);
         var todo = architectures.SelectMany(a => precisions.Select(p => (Arch: a, Precision: p)))
-            .Where(x => !done.Contains((x.Arch.Layers, x.Arch.Hidden, x.Arch.Ffn, x.Precision, Options.Threads, Options.Batch, Options.SequenceLength)))
+            .Where(x => !done.Contains((x.Arch.Layers, x.Arch.Hidden, x.Arch.Ffn, x.Precision, Options.Threads, Options.Batch, Options.SequenceLength, clock)))
             .Distinct()
             .ToList();
         var added = new List<LatencyRecord>();
@@ -141,15 +146,8 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options)
     }
 
     /// <summary>What makes two measurements the same experiment.</summary>
-    public static (int, int, int, Precision, int, int, int) Key(LatencyRecord r) =>
-        (r.Layers, r.Hidden, r.Ffn, r.Precision, r.Threads, r.Batch, r.SequenceLength);
-
-    private static double TimeMs(Action run)
-    {
-        long t0 = Stopwatch.GetTimestamp();
-        run();
-        return Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-    }
+    public static (int, int, int, Precision, int, int, int, string) Key(LatencyRecord r) =>
+        (r.Layers, r.Hidden, r.Ffn, r.Precision, r.Threads, r.Batch, r.SequenceLength, r.Clock);
 
     private static double Median(IEnumerable<double> xs)
     {

@@ -13,7 +13,9 @@ public sealed record DeviceFingerprint(string CpuModel, int Threads, string Runt
 
 /// <summary>
 /// One profiled latency: an architecture run on ONNX Runtime at one precision and input shape.
-/// This is one line of the profiler's JSONL dataset.
+/// This is one line of the profiler's JSONL dataset. <see cref="Clock"/> says what was timed:
+/// "wall" (elapsed time) or "thread-cpu" (CPU time of the single inference thread, which
+/// leaves out time the thread was descheduled on a shared machine).
 /// </summary>
 public sealed record LatencyRecord(
     int Layers, int Hidden, int Ffn, int Heads,
@@ -21,7 +23,7 @@ public sealed record LatencyRecord(
     int Batch, int SequenceLength,
     double MedianMs, double P90Ms, double TrimmedMeanMs, double MinMs, int Runs,
     string CpuModel, int Threads, string RuntimeVersion,
-    DateTimeOffset MeasuredAt)
+    DateTimeOffset MeasuredAt, string Clock = "wall")
 {
     public Architecture Arch => new(Layers, Hidden, Ffn);
     public DeviceFingerprint Device => new(CpuModel, Threads, RuntimeVersion);

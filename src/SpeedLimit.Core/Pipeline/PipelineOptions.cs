@@ -38,6 +38,11 @@ public sealed class PipelineOptions
     /// <summary>Latency protocol input: batch 1 × this many tokens (paper: 128).</summary>
     public int LatencySequenceLength { get; set; } = 128;
     public int LatencyTimedRuns { get; set; } = 10;
+    /// <summary>
+    /// A profiled-latency dataset to reuse and extend (JSONL), so several runs on one machine share
+    /// their measurements; default: a fresh one in the run's work folder.
+    /// </summary>
+    public string? LatencyDatasetPath { get; set; }
 
     // Stage budgets
     /// <summary>Architectures profiled to fit the latency predictor (besides the smallest and largest).</summary>
@@ -47,6 +52,11 @@ public sealed class PipelineOptions
     public float SupermodelLearningRate { get; set; } = 5e-4f;
     public int CheckpointEverySteps { get; set; } = 50;
     public SupermodelOptions Supermodel { get; set; } = new();
+    /// <summary>Plain-text files for masked-LM pretraining of the supermodel before task training (none: task only).</summary>
+    public List<string> PretrainCorpus { get; set; } = [];
+    public int PretrainEpochs { get; set; } = 1;
+    /// <summary>A fine-tuned model (safetensors checkpoint, same vocabulary and head) to distil from instead of in-place distillation.</summary>
+    public string? TeacherCheckpoint { get; set; }
     public FineTuneOptions FineTune { get; set; } = new() { Epochs = 1, MaxExamples = 1500, LearningRate = 1e-4f };
     public SearchOptions Search { get; set; } = new() { Generations = 3, CandidatesPerGeneration = 6, Parents = 3 };
 
@@ -67,9 +77,11 @@ public sealed class PipelineOptions
         if (TrainThreads < 1 || LatencyThreads < 1) throw new ArgumentException("thread counts must be at least 1");
         if (LatencySequenceLength < 1) throw new ArgumentException($"latency sequence length {LatencySequenceLength} must be positive");
         if (LatencyTimedRuns < 3) throw new ArgumentException($"latency timed runs {LatencyTimedRuns} must be at least 3");
-        if (ProfileCount < 4) throw new ArgumentException($"profile count {ProfileCount} must be at least 4 to fit a latency predictor");
+        if (ProfileCount < 14) throw new ArgumentException($"profile count {ProfileCount} must be at least 14: the predictor holds some out and calibrates its margin on the rest");
         if (SupermodelEpochs < 0 || SupermodelBatchSize < 1) throw new ArgumentException("supermodel epochs must be ≥ 0 and batch size ≥ 1");
         if (!(SupermodelLearningRate > 0)) throw new ArgumentException($"supermodel learning rate {SupermodelLearningRate} must be positive");
+        if (PretrainEpochs < 1) throw new ArgumentException($"pretraining epochs {PretrainEpochs} must be at least 1");
+        if (TeacherCheckpoint is { } t && !File.Exists(t)) throw new ArgumentException($"teacher checkpoint '{t}' does not exist");
         if (CheckpointEverySteps < 1) throw new ArgumentException($"checkpoint interval {CheckpointEverySteps} must be at least 1 step");
         if (string.IsNullOrWhiteSpace(OutputFolder)) throw new ArgumentException("no output folder given; use --output runs/NAME");
         Supermodel.Validate();
@@ -85,7 +97,7 @@ public sealed class PipelineOptions
     {
         Task, DataDir, MaxSequenceLength, MaxTrainExamples, MaxDevExamples, Space, BoundsMs, AutoBoundQuantiles, Precision = Precision.ToString(), CompareFp32Search,
         Baselines = Baselines.Select(b => b.ToString()), Seed, LatencyThreads, LatencySequenceLength, ProfileCount,
-        SupermodelEpochs, SupermodelBatchSize, SupermodelLearningRate,
+        SupermodelEpochs, SupermodelBatchSize, SupermodelLearningRate, PretrainCorpus, PretrainEpochs, TeacherCheckpoint,
         Sandwich = new { Supermodel.RandomSubModels, Supermodel.DistillWeight, Supermodel.Temperature, Supermodel.Dropout },
         FineTune = FineTune.Describe(), Search = Search,
     }, new JsonSerializerOptions { WriteIndented = true });

@@ -60,7 +60,9 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             Batch = 1, SequenceLength = options.LatencySequenceLength, Threads = options.LatencyThreads,
             Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, TimedRuns = options.LatencyTimedRuns, Seed = options.Seed,
         });
-        var latencyPath = Path.Combine(work, "latency.jsonl");
+        var latencyPath = options.LatencyDatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
+        // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.
+        var measuredPath = Path.Combine(work, "measured.jsonl");
         var precisions = options.CompareFp32Search || options.Baselines.Count > 0 ? new[] { Precision.Int8, Precision.Fp32 } : new[] { options.Precision };
         Stage(PipelineStage.Profiling, () => Profile(profiler, precisions, latencyPath, cancel));
         var predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(latencyPath, p, work)));
@@ -76,7 +78,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         {
             var order = options.CompareFp32Search ? new[] { options.Precision, Other(options.Precision) } : new[] { options.Precision };
             foreach (var p in order)
-                searches.Add(RunSearch(store, p, bounds, predictors[p], evaluators[p], profiler, latencyPath, task, cancel));
+                searches.Add(RunSearch(store, p, bounds, predictors[p], evaluators[p], profiler, measuredPath, task, cancel));
             return 0;
         });
         var baselines = new List<BaselineResult>();
@@ -97,7 +99,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             Stage(PipelineStage.Verification, () => { VerifyWinners(winners, profiler, staging); return 0; });
             AppendDeploymentSection(Path.Combine(staging, RunReport.ReportFile), winners);
             WriteJsonAtomically(Path.Combine(staging, "deployment.json"), new { winners = winners.Select(DescribeWinner), notes = _notes, stageSeconds = _stageSeconds });
-            foreach (var f in new[] { "latency.jsonl", "study.db" })
+            File.Copy(latencyPath, Path.Combine(staging, "latency.jsonl"));
+            foreach (var f in new[] { "measured.jsonl", "study.db" })
                 if (File.Exists(Path.Combine(work, f))) File.Copy(Path.Combine(work, f), Path.Combine(staging, f));
             foreach (var f in Directory.GetFiles(work, "predictor-*.json")) File.Copy(f, Path.Combine(staging, Path.GetFileName(f)));
             store.Dispose();
@@ -196,13 +199,13 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     }
 
     private SearchResult RunSearch(StudyStore store, Precision precision, IReadOnlyList<double> bounds, LatencyPredictor predictor,
-        CandidateEvaluator evaluator, LatencyProfiler profiler, string latencyPath, EncodedTask task, CancellationToken cancel)
+        CandidateEvaluator evaluator, LatencyProfiler profiler, string measuredPath, EncodedTask task, CancellationToken cancel)
     {
         var definition = new SearchDefinition(task.Task.Name, precision, options.Space, bounds, options.Seed, options.FineTune.Describe(), options.Search);
         var search = new EvolutionarySearch(predictor, evaluator, new OnnxLatencyMeasurer(profiler, precision))
         {
             Label = precision == Precision.Int8 ? "int8 search (SpeedLimit)" : "fp32 search (AutoTinyBERT-style)",
-            OnMeasured = r => { LatencyDataset.Append(latencyPath, r); predictor.AddMeasurements([r]); },
+            OnMeasured = r => { LatencyDataset.Append(measuredPath, r); predictor.AddMeasurements([r]); },
         };
         search.Progress = new SyncProgress<SearchProgress>(p =>
         {

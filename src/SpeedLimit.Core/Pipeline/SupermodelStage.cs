@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using SpeedLimit.Checkpoints;
+using SpeedLimit.Data;
 using SpeedLimit.Model;
 using SpeedLimit.Training;
 
@@ -8,48 +9,112 @@ namespace SpeedLimit.Pipeline;
 /// <summary>Supermodel training as a resumable stage: batches in a seeded order, a checkpoint (weights + AdamW state) every N steps.</summary>
 public static class SupermodelStage
 {
-    /// <summary>Trains (or resumes) the supermodel at the space's largest architecture, checkpointing as it goes.</summary>
+    /// <summary>
+    /// Trains (or resumes) the supermodel at the space's largest architecture on the task,
+    /// checkpointing as it goes; first pretrains it with masked-LM on <see cref="PipelineOptions.PretrainCorpus"/>
+    /// when given, and distils from <see cref="PipelineOptions.TeacherCheckpoint"/> when given.
+    /// </summary>
     public static ElasticSupermodel Train(PipelineOptions options, EncodedTask task, string checkpoint, IProgress<PipelineProgress>? progress, ICollection<string> notes, CancellationToken cancel)
     {
         var config = task.ConfigFor(options.Space.Largest, options.Space.Heads, options.LatencySequenceLength);
         int perEpoch = (task.Train.Count + options.SupermodelBatchSize - 1) / options.SupermodelBatchSize;
         long totalSteps = (long)options.SupermodelEpochs * perEpoch;
-        var training = new TrainingOptions { LearningRate = options.SupermodelLearningRate, Seed = options.Seed, Threads = options.TrainThreads, WarmupRatio = 0.1f };
+        var (model, resumed) = LoadOrCreate(checkpoint, config, options);
+        if (resumed is null && options.PretrainCorpus.Count > 0)
+        {
+            var pretrained = Pretrain(options, task, Path.ChangeExtension(checkpoint, ".pretrain.safetensors"), progress, notes, cancel);
+            CopyEncoder(pretrained, model);
+        }
+        var super = new ElasticSupermodel(model);
+        var trainer = new SupermodelTrainer(super, options.Space, Training(options), options.Supermodel, totalSteps);
+        if (options.TeacherCheckpoint is { } teacherPath) trainer.Teacher = LoadTeacher(teacherPath, task, options);
+        if (resumed is { HasOptimizerState: true }) resumed.RestoreOptimizer(trainer.Optimizer);
+        RunSteps("supermodel", trainer, checkpoint, config, model, totalSteps, perEpoch, options, progress, notes, cancel,
+            epoch => task.TrainBatches(options.SupermodelBatchSize, options.Seed, epoch), (t, b, rng) => t.Step(b, rng));
+        if (totalSteps == 0) progress?.Report(new PipelineProgress(PipelineStage.Supermodel, "no supermodel training requested (0 epochs)", 0, 0));
+        return super;
+    }
+
+    /// <summary>Masked-LM pretraining of a supermodel with the same encoder shape, on plain-text files.</summary>
+    private static BertModel Pretrain(PipelineOptions options, EncodedTask task, string checkpoint, IProgress<PipelineProgress>? progress, ICollection<string> notes, CancellationToken cancel)
+    {
+        foreach (var f in options.PretrainCorpus)
+            if (!File.Exists(f)) throw new FileNotFoundException($"pretraining corpus file '{f}' does not exist");
+        int segment = Math.Min(options.MaxSequenceLength, 128);
+        var config = new BertConfig(options.Space.Largest, options.Space.Heads, task.Encoder.VocabSize, HeadKind.MaskedLm,
+            maxPositions: Math.Max(options.LatencySequenceLength, options.MaxSequenceLength));
+        var corpus = new MaskedLmCorpus(options.PretrainCorpus, task.Encoder, new MaskedLmOptions { SegmentLength = segment, Seed = options.Seed });
+        int perEpoch = corpus.Batches(options.SupermodelBatchSize, 0).Count(); // one streaming pass to size the schedule
+        long totalSteps = (long)options.PretrainEpochs * perEpoch;
+        var (model, resumed) = LoadOrCreate(checkpoint, config, options);
+        var trainer = new SupermodelTrainer(new ElasticSupermodel(model), options.Space, Training(options), options.Supermodel, totalSteps);
+        if (resumed is { HasOptimizerState: true }) resumed.RestoreOptimizer(trainer.Optimizer);
+        RunSteps("masked-LM pretraining", trainer, checkpoint, config, model, totalSteps, perEpoch, options, progress, notes, cancel,
+            epoch => corpus.Batches(options.SupermodelBatchSize, epoch).Select(b => b.ToMaskedLmBatch()), (t, b, rng) => t.Step(b, rng));
+        return model;
+    }
+
+    /// <summary>The shared loop: seeded batch order, skip what a resumed checkpoint already did, checkpoint every N steps.</summary>
+    private static void RunSteps<TBatch>(string what, SupermodelTrainer trainer, string checkpoint, BertConfig config, BertModel model, long totalSteps, int perEpoch,
+        PipelineOptions options, IProgress<PipelineProgress>? progress, ICollection<string> notes, CancellationToken cancel,
+        Func<int, IEnumerable<TBatch>> epochBatches, Func<SupermodelTrainer, TBatch, Random, StepResult> step)
+    {
+        long done = trainer.Steps;
+        if (done > 0) notes.Add($"{what} resumed at step {done} of {totalSteps}");
+        if (totalSteps == 0 || perEpoch == 0) return;
+        long epochs = (totalSteps + perEpoch - 1) / perEpoch;
+        var clock = Stopwatch.StartNew();
+        long startStep = done, n = 0;
+        for (int epoch = 0; epoch < epochs; epoch++)
+            foreach (var batch in epochBatches(epoch))
+            {
+                if (n >= totalSteps) break;
+                if (n++ < done) continue; // already trained before a resume: same batches, same order
+                cancel.ThrowIfCancellationRequested();
+                var result = step(trainer, batch, new Random(Seeds.Combine(options.Seed, n, what.Length)));
+                if (result.SkippedNonFinite is { } bad) notes.Add($"{what} step {n}: non-finite value in {bad.TensorName}; step skipped");
+                if (n % options.CheckpointEverySteps == 0 || n == totalSteps)
+                    BertCheckpoint.SaveTraining(checkpoint, config, model.Parameters, trainer.Optimizer);
+                progress?.Report(new PipelineProgress(PipelineStage.Supermodel, $"{what}: epoch {epoch + 1}/{epochs}, loss {result.Loss:F4}",
+                    (int)n, (int)totalSteps, SpeedLimitPipeline.Eta(clock.Elapsed, (int)(n - startStep), (int)(totalSteps - startStep))));
+            }
+    }
+
+    private static (BertModel Model, BertCheckpointData? Resumed) LoadOrCreate(string checkpoint, BertConfig config, PipelineOptions options)
+    {
         BertModel model;
         BertCheckpointData? resumed = null;
         if (File.Exists(checkpoint))
         {
             resumed = BertCheckpoint.Load(checkpoint);
-            if (resumed.Config != config) throw new UserInputException($"supermodel checkpoint '{checkpoint}' is for {resumed.Config.Arch}, not {config.Arch}; delete it to retrain");
+            if (resumed.Config != config) throw new UserInputException($"checkpoint '{checkpoint}' is for {resumed.Config.Arch} ({resumed.Config.Head}), not {config.Arch} ({config.Head}); delete it to retrain");
             model = new BertModel(config, resumed.Parameters);
         }
         else model = BertModel.CreateRandom(config, options.Seed);
         model.Threads = options.TrainThreads;
-        var super = new ElasticSupermodel(model);
-        var trainer = new SupermodelTrainer(super, options.Space, training, options.Supermodel, totalSteps);
-        if (resumed is { HasOptimizerState: true }) resumed.RestoreOptimizer(trainer.Optimizer);
-        long done = trainer.Steps;
-        if (done > 0) notes.Add($"supermodel resumed at step {done} of {totalSteps}");
-        var clock = Stopwatch.StartNew();
-        long startStep = done, step = 0;
-        float lastLoss = float.NaN;
-        for (int epoch = 0; epoch < options.SupermodelEpochs; epoch++)
-            foreach (var batch in task.TrainBatches(options.SupermodelBatchSize, options.Seed, epoch))
-            {
-                if (step++ < done) continue; // already trained before a resume: same batches, same order
-                cancel.ThrowIfCancellationRequested();
-                var result = trainer.Step(batch, new Random(HashCode.Combine(options.Seed, step)));
-                lastLoss = result.Loss;
-                if (result.SkippedNonFinite is { } bad) notes.Add($"supermodel step {step}: non-finite value in {bad.TensorName}; step skipped");
-                if (step % options.CheckpointEverySteps == 0 || step == totalSteps)
-                    BertCheckpoint.SaveTraining(checkpoint, config, model.Parameters, trainer.Optimizer);
-                progress?.Report(new PipelineProgress(PipelineStage.Supermodel, $"epoch {epoch + 1}/{options.SupermodelEpochs}, loss {lastLoss:F4}",
-                    (int)step, (int)totalSteps, SpeedLimitPipeline.Eta(clock.Elapsed, (int)(step - startStep), (int)(totalSteps - startStep))));
-            }
-        if (totalSteps == 0) progress?.Report(new PipelineProgress(PipelineStage.Supermodel, "no supermodel training requested (0 epochs)", 0, 0));
-        return super;
+        return (model, resumed);
     }
 
+    private static TrainingOptions Training(PipelineOptions options) =>
+        new() { LearningRate = options.SupermodelLearningRate, Seed = options.Seed, Threads = options.TrainThreads, WarmupRatio = 0.1f };
+
+    /// <summary>Copies every encoder tensor (embeddings, layers) of a pretrained model into a task model of the same encoder shape.</summary>
+    internal static void CopyEncoder(BertModel from, BertModel to)
+    {
+        foreach (var t in to.Layout.Tensors)
+            if (t.Name.StartsWith("bert.embeddings.", StringComparison.Ordinal) || t.Name.StartsWith("bert.encoder.", StringComparison.Ordinal))
+                from.Tensor(t.Name).CopyTo(to.Tensor(t.Name));
+    }
+
+    private static BertModel LoadTeacher(string path, EncodedTask task, PipelineOptions options)
+    {
+        var data = BertCheckpoint.Load(path);
+        if (data.Config.VocabSize != task.Encoder.VocabSize)
+            throw new UserInputException($"teacher '{path}' has a vocabulary of {data.Config.VocabSize}, the task's tokenizer {task.Encoder.VocabSize}; use a teacher trained with the same vocabulary");
+        if (data.Config.MaxPositions < task.MaxLength)
+            throw new UserInputException($"teacher '{path}' handles {data.Config.MaxPositions} positions, the task uses up to {task.MaxLength}; lower --max-length");
+        return new BertModel(data.Config, data.Parameters) { Threads = options.TrainThreads };
+    }
 }
 
 /// <summary>An IProgress that reports on the caller's thread, in order (System.Progress posts to the thread pool).</summary>

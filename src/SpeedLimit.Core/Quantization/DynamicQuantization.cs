@@ -8,6 +8,20 @@ namespace SpeedLimit.Quantization;
 public sealed record QuantizedWeight(sbyte[] Values, float[] Scales, int OutDim, int InDim, bool PerChannel)
 {
     public float ScaleOf(int row) => Scales.Length == 1 ? Scales[0] : Scales[row];
+
+    private int[]? _widened;
+
+    /// <summary>The values as int32, made once, so repeated forwards reuse them for exact vectorized dot products.</summary>
+    internal int[] Widened
+    {
+        get
+        {
+            if (_widened is not null) return _widened;
+            var w = new int[Values.Length];
+            for (int i = 0; i < w.Length; i++) w[i] = Values[i];
+            return _widened = w;
+        }
+    }
 }
 
 /// <summary>
@@ -112,19 +126,25 @@ public static class DynamicQuantization
         // Integer operands widened to int32 so the dot products are exact and vectorized.
         var xq = new int[input.Length];
         for (int i = 0; i < input.Length; i++) xq[i] = QuantizeActivation(input[i], scale, zp) - zp;
-        var wq = new int[weight.Values.Length];
-        for (int i = 0; i < wq.Length; i++) wq[i] = weight.Values[i];
+        var wq = weight.Widened;
+        var multipliers = new float[outDim];
+        for (int o = 0; o < outDim; o++) multipliers[o] = scale * weight.ScaleOf(o);
+        var b = bias.IsEmpty ? null : bias.ToArray();
+        var output = new float[rows * outDim];
 
-        for (int r = 0; r < rows; r++)
+        void Row(int r)
         {
             var xr = new ReadOnlySpan<int>(xq, r * inDim, inDim);
             for (int o = 0; o < outDim; o++)
             {
                 int acc = TensorPrimitives.Dot<int>(xr, new ReadOnlySpan<int>(wq, o * inDim, inDim));
-                float multiplier = scale * weight.ScaleOf(o);
-                float v = acc * multiplier;
-                y[r * outDim + o] = bias.IsEmpty ? v : v + bias[o];
+                float v = acc * multipliers[o];
+                output[r * outDim + o] = b is null ? v : v + b[o];
             }
         }
+        // Rows are independent; large layers use the thread pool (results do not depend on the split).
+        if ((long)rows * outDim * inDim >= 1 << 22 && rows > 1) Parallel.For(0, rows, Row);
+        else for (int r = 0; r < rows; r++) Row(r);
+        output.CopyTo(y);
     }
 }

@@ -50,6 +50,22 @@ public sealed class SupermodelTrainer
     }
 
     public ElasticSupermodel Supermodel { get; }
+
+    /// <summary>
+    /// An external teacher (e.g. a fine-tuned larger model, same vocabulary and head). When set,
+    /// every sampled sub-model — the largest too — distils from its logits instead of from the largest's.
+    /// </summary>
+    public BertModel? Teacher
+    {
+        get => _teacher;
+        set
+        {
+            if (value is not null && (value.Config.Head != Supermodel.Config.Head || value.Config.Labels != Supermodel.Config.Labels || value.Config.VocabSize != Supermodel.Config.VocabSize))
+                throw new ArgumentException($"teacher {value.Config.Arch} ({value.Config.Head}, {value.Config.Labels} labels, vocabulary {value.Config.VocabSize}) does not match the supermodel's head, labels and vocabulary");
+            _teacher = value;
+        }
+    }
+    private BertModel? _teacher;
     public SearchSpace Space { get; }
     public AdamW Optimizer => _trainer.Optimizer;
     public long Steps => _trainer.OptimizerSteps;
@@ -67,9 +83,8 @@ public sealed class SupermodelTrainer
     public StepResult Step(LabeledBatch batch, Random rng)
     {
         var archs = SampleSandwich(rng);
-        var super = Supermodel.Supermodel;
         float gradScale = 1f / archs.Count;
-        float[]? teacher = null;
+        float[]? teacher = _teacher?.Forward(batch.Input).ToArray();
         float largestLoss = 0;
         for (int i = 0; i < archs.Count; i++)
         {
@@ -87,7 +102,7 @@ public sealed class SupermodelTrainer
                 if (model.Config.Head == HeadKind.Regression) Losses.MeanSquaredError(logits, teacher!, d, gradScale * _options.DistillWeight);
                 else Losses.SoftTargetDistillation(logits, teacher!, model.Config.Labels, _options.Temperature, d, gradScale * _options.DistillWeight);
             }
-            if (i == 0) { teacher = logits.ToArray(); largestLoss = loss; }
+            if (i == 0) { teacher ??= logits.ToArray(); largestLoss = loss; }
             RunBackward(model, d);
             _workspace = model.Workspace;
         }

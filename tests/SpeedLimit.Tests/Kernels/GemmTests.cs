@@ -13,7 +13,7 @@ public class GemmTests
     private const float Eps = 1.0f / (1 << 23);
 
     // Dimensions hitting every edge: 1, primes, tile sizes ±1 (MR 6/8, NR 16/32), 256, and above the
-    // cache blocks (MC 96, KC 256, NC 1024) in the dedicated large-shape test.
+    // cache blocks (MC 96, KC 384, NC 1024) in the dedicated large-shape test.
     private static readonly int[] EdgeDims = [1, 2, 3, 5, 6, 7, 8, 9, 13, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 97, 127, 128, 129, 255, 256];
 
     public static IEnumerable<object[]> SimdPaths() =>
@@ -65,9 +65,12 @@ public class GemmTests
     public void ShapesLargerThanCacheBlocksMatchScalarTwin(GemmPath path)
     {
         var rng = new Random(7);
-        // M > MC, K > 2·KC, N > NC: every block loop runs more than once, with ragged ends.
+        // M > MC, K > KC, N > NC: every block loop runs more than once, with ragged ends.
         CheckOne(path, false, true, 197, 1057, 531, accumulate: false, threads: 2, padLd: true, rng);
         CheckOne(path, true, false, 101, 1040, 300, accumulate: true, threads: 1, padLd: false, rng);
+        // Two threads over more chunks than threads, split along N and along M.
+        CheckOne(path, false, true, 64, 2000, 40, accumulate: true, threads: 2, padLd: true, rng);
+        CheckOne(path, true, true, 1300, 40, 50, accumulate: false, threads: 2, padLd: true, rng);
     }
 
     [Fact]

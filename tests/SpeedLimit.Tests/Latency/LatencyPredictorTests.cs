@@ -32,6 +32,7 @@ public class LatencyPredictorTests
             Assert.Equal(report.Predictor.RelativeMargin, back.RelativeMargin, 12);
             Assert.Equal(report.Predictor.Margin.Count, back.Margin.Count);
             Assert.Equal(report.Predictor.Shape, back.Shape);
+            Assert.Equal(report.Predictor.Statistic, back.Statistic);
             Assert.Equal(report.HeldOut, back.HeldOut);
             Assert.Equal(kind, back.Model.Kind);
             foreach (var a in SearchSpace.Paper.Enumerate().Where((_, i) => i % 997 == 0))
@@ -124,5 +125,34 @@ public class LatencyPredictorTests
         File.WriteAllText(bad, "{\"format\":\"something else\"}");
         try { Assert.Throws<InvalidDataException>(() => LatencyPredictor.Load(bad)); }
         finally { File.Delete(bad); }
+    }
+}
+
+public class LatencyFitModesTests
+{
+    [Fact]
+    public void WithoutCrossValidationTheMarginIsCalibratedOnTheHeldOutSet()
+    {
+        var records = new SyntheticLatency(0.02).Sample(SearchSpace.Paper, 100, new Random(9));
+        var options = new LatencyFitOptions { Model = LatencyModelKind.Features, Folds = 0, HoldoutFraction = 0.3 };
+        var report = LatencyPredictorFitter.Fit(records, options);
+        Assert.Empty(report.Candidates);
+        Assert.True(double.IsNaN(report.HeldOutCoverage));
+        Assert.Equal(30, report.Predictor.Margin.Count);
+        Assert.Equal(report.HeldOutPoints.Select(p => p.MeasuredMs / p.PredictedMs - 1).Order(), report.Predictor.Margin.Residuals.Order());
+        Assert.Throws<ArgumentException>(() => LatencyPredictorFitter.Fit(records, new LatencyFitOptions { Folds = 0, Model = LatencyModelKind.Auto }));
+    }
+
+    [Fact]
+    public void LearningTheMinimumStillBoundsTheMedian()
+    {
+        // Medians sit 10 % above minima: a model of the minimum needs a margin of at least ~10 %.
+        var records = new SyntheticLatency(0.01).Sample(SearchSpace.Paper, 120, new Random(10))
+            .Select(r => r with { MinMs = r.MedianMs / 1.1 }).ToList();
+        var report = LatencyPredictorFitter.Fit(records, new LatencyFitOptions { Model = LatencyModelKind.Features, Statistic = LatencyStatistic.Min });
+        Assert.Equal(LatencyStatistic.Min, report.Predictor.Statistic);
+        Assert.True(report.Predictor.RelativeMargin > 0.09, $"margin {report.Predictor.RelativeMargin:P2}");
+        Assert.True(report.HeldOut!.MapePercent < 3);
+        Assert.True(report.HeldOutCoverage >= 0.8);
     }
 }

@@ -14,9 +14,12 @@ public sealed class FeatureModelOptions
     /// <summary>Folds of the cross-validation that picks the padding.</summary>
     public int Folds { get; set; } = 5;
     public int Seed { get; set; } = 1;
+    /// <summary>Reweighting passes toward least absolute relative error (0: plain relative least squares).</summary>
+    public int RobustIterations { get; set; } = 15;
 
     public void Validate()
     {
+        if (RobustIterations < 0) throw new ArgumentException($"robust iterations {RobustIterations} must be ≥ 0");
         if (Paddings.Length == 0 || Paddings.Any(p => p < 1)) throw new ArgumentException("feature model paddings must be a non-empty list of positive integers");
         if (Folds < 2) throw new ArgumentException($"feature model folds {Folds} must be at least 2");
     }
@@ -92,14 +95,14 @@ public sealed class FeatureLatencyModel : ILatencyModel
             double best = double.PositiveInfinity;
             foreach (var p in options.Paddings.Distinct())
             {
-                double mape = CrossValidatedMape(archs, ms, shape, p, options.Folds, options.Seed);
+                double mape = CrossValidatedMape(archs, ms, shape, p, options);
                 if (mape < best - 1e-12) { best = mape; padding = p; }
             }
         }
-        return FitWithPadding(archs, ms, shape, padding);
+        return FitWithPadding(archs, ms, shape, padding, options.RobustIterations);
     }
 
-    internal static FeatureLatencyModel FitWithPadding(IReadOnlyList<Architecture> archs, IReadOnlyList<double> ms, LatencyShape shape, int padding)
+    internal static FeatureLatencyModel FitWithPadding(IReadOnlyList<Architecture> archs, IReadOnlyList<double> ms, LatencyShape shape, int padding, int robustIterations)
     {
         int n = archs.Count, p = OperatorFeatures.Count;
         var a = new double[n * p];
@@ -122,19 +125,37 @@ public sealed class FeatureLatencyModel : ILatencyModel
             for (int i = 0; i < n; i++) a[i * p + j] /= scale[j];
         }
         var w = Nnls.Solve(a, b, n, p);
+        // Iteratively reweighted least squares toward least absolute relative error (what MAPE
+        // scores): weighting row i by 1/√|rᵢ| turns Σ rᵢ² into Σ |rᵢ|, and a few measurements
+        // disturbed by other work on the machine pull the fit less than under squared error.
+        var aw = new double[a.Length];
+        var bw = new double[n];
+        for (int iter = 0; iter < robustIterations; iter++)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                double fit = 0;
+                for (int j = 0; j < p; j++) fit += a[i * p + j] * w[j];
+                double u = 1 / Math.Sqrt(Math.Max(Math.Abs(fit - 1), 2e-3));
+                for (int j = 0; j < p; j++) aw[i * p + j] = a[i * p + j] * u;
+                bw[i] = u;
+            }
+            w = Nnls.Solve(aw, bw, n, p);
+        }
         for (int j = 0; j < p; j++) w[j] /= scale[j];
         return new FeatureLatencyModel(shape, padding, w);
     }
 
-    private static double CrossValidatedMape(IReadOnlyList<Architecture> archs, IReadOnlyList<double> ms, LatencyShape shape, int padding, int folds, int seed)
+    private static double CrossValidatedMape(IReadOnlyList<Architecture> archs, IReadOnlyList<double> ms, LatencyShape shape, int padding, FeatureModelOptions options)
     {
-        var fold = CrossValidation.AssignFolds(archs.Count, folds, seed);
+        int folds = options.Folds;
+        var fold = CrossValidation.AssignFolds(archs.Count, folds, options.Seed);
         double sum = 0;
         for (int k = 0; k < folds; k++)
         {
             var trainA = new List<Architecture>(); var trainY = new List<double>();
             for (int i = 0; i < archs.Count; i++) if (fold[i] != k) { trainA.Add(archs[i]); trainY.Add(ms[i]); }
-            var model = FitWithPadding(trainA, trainY, shape, padding);
+            var model = FitWithPadding(trainA, trainY, shape, padding, options.RobustIterations);
             for (int i = 0; i < archs.Count; i++)
                 if (fold[i] == k) sum += Math.Abs(model.PredictOne(archs[i]) - ms[i]) / ms[i];
         }

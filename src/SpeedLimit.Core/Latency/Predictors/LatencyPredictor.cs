@@ -5,7 +5,7 @@ using SpeedLimit.Search;
 
 namespace SpeedLimit.Latency.Predictors;
 
-/// <summary>An <see cref="ILatencyPredictor"/> that can predict many architectures in one call.</summary>
+/// <summary>An <see cref="ILatencyPredictor"/> that can predict many architectures in one call (a batched forward pass).</summary>
 public interface IBatchLatencyPredictor : ILatencyPredictor
 {
     void PredictMs(ReadOnlySpan<Architecture> archs, Span<double> ms);
@@ -21,8 +21,9 @@ public sealed class LatencyPredictor : IBatchLatencyPredictor
     public const int FormatVersion = 1;
 
     public LatencyPredictor(ILatencyModel model, ConformalMargin margin, DeviceFingerprint device, Precision precision,
-        LatencyShape shape, PredictionMetrics? heldOut = null)
+        LatencyShape shape, PredictionMetrics? heldOut = null, LatencyStatistic statistic = LatencyStatistic.Median)
     {
+        Statistic = statistic;
         Model = model ?? throw new ArgumentNullException(nameof(model));
         Margin = margin ?? throw new ArgumentNullException(nameof(margin));
         Device = device ?? throw new ArgumentNullException(nameof(device));
@@ -36,6 +37,8 @@ public sealed class LatencyPredictor : IBatchLatencyPredictor
     public DeviceFingerprint Device { get; }
     public Precision Precision { get; }
     public LatencyShape Shape { get; }
+    /// <summary>The per-record latency the model learnt; the margin always bounds the measured median.</summary>
+    public LatencyStatistic Statistic { get; }
     /// <summary>Scores on records the model never saw when it was fitted (null if not evaluated).</summary>
     public PredictionMetrics? HeldOut { get; }
 
@@ -89,6 +92,7 @@ public sealed class LatencyPredictor : IBatchLatencyPredictor
         ["batch"] = Shape.Batch,
         ["sequenceLength"] = Shape.SequenceLength,
         ["device"] = new JsonObject { ["cpuModel"] = Device.CpuModel, ["threads"] = Device.Threads, ["runtimeVersion"] = Device.RuntimeVersion },
+        ["statistic"] = Statistic.ToString().ToLowerInvariant(),
         ["confidence"] = Margin.Confidence,
         ["relativeMargin"] = Margin.Margin,
         ["calibrationResiduals"] = new JsonArray(Margin.Residuals.Select(r => (JsonNode)r).ToArray()),
@@ -151,7 +155,8 @@ public sealed class LatencyPredictor : IBatchLatencyPredictor
             var margin = new ConformalMargin(json["confidence"]!.GetValue<double>(), residuals);
             var heldOut = json["heldOut"] is JsonNode h ? h.Deserialize<PredictionMetrics>(LatencyDataset.JsonOptions) : null;
             var model = LatencyModels.FromJson(json["model"]!.AsObject());
-            return new LatencyPredictor(model, margin, device, precision, shape, heldOut);
+            var statistic = Enum.Parse<LatencyStatistic>(json["statistic"]?.GetValue<string>() ?? "median", ignoreCase: true);
+            return new LatencyPredictor(model, margin, device, precision, shape, heldOut, statistic);
         }
         catch (Exception ex) when (ex is NullReferenceException or FormatException or InvalidOperationException or ArgumentException or JsonException)
         {
@@ -177,22 +182,6 @@ public static class DeviceCheck
             : $"the latency predictor was fitted on another device ({string.Join("; ", diffs)}); its predictions and margin may not hold here, so re-profile this machine and refit";
     }
 
-    /// <summary>This machine's fingerprint at <paramref name="threads"/> threads.</summary>
-    public static DeviceFingerprint Current(int threads) => new(CpuModel(), threads, RuntimeVersion());
-
-    public static string CpuModel()
-    {
-        try
-        {
-            if (File.Exists("/proc/cpuinfo"))
-                foreach (var line in File.ReadLines("/proc/cpuinfo"))
-                    if (line.StartsWith("model name", StringComparison.Ordinal))
-                        return line[(line.IndexOf(':') + 1)..].Trim();
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-        return $"{System.Runtime.InteropServices.RuntimeInformation.OSArchitecture} ({Environment.ProcessorCount} logical processors)";
-    }
-
-    public static string RuntimeVersion() => Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetVersionString();
+    /// <summary>This machine's fingerprint at <paramref name="threads"/> threads, as the profiler records it.</summary>
+    public static DeviceFingerprint Current(int threads) => new(LatencyProfiler.CpuModel(), threads, SpeedLimit.Onnx.OnnxRunner.RuntimeVersion);
 }

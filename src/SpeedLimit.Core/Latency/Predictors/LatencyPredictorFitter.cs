@@ -10,12 +10,22 @@ public sealed class LatencyFitOptions
     public int SequenceLength { get; set; } = 128;
     /// <summary>Thread count to keep; null keeps the dataset's only one (an error if it has several).</summary>
     public int? Threads { get; set; }
-    public LatencyModelKind Model { get; set; } = LatencyModelKind.Auto;
+    /// <summary>
+    /// The model to fit. Features by default: it is cheap, monotone and the better founded;
+    /// Auto cross-validates the MLP too, which at the paper's settings costs (folds + 1) MLP trainings.
+    /// </summary>
+    public LatencyModelKind Model { get; set; } = LatencyModelKind.Features;
+    /// <summary>The per-record latency to learn; the margin always bounds the median.</summary>
+    public LatencyStatistic Statistic { get; set; } = LatencyStatistic.Median;
     /// <summary>Share of architectures held out for the reported scores (never used for fitting or calibration).</summary>
     public double HoldoutFraction { get; set; } = 0.2;
     /// <summary>Fit on at most this many architectures; every architecture not fitted on is held out. Null: all but the hold-out share.</summary>
     public int? TrainCount { get; set; }
-    /// <summary>Cross-validation folds for model choice and the calibration residuals.</summary>
+    /// <summary>
+    /// Cross-validation folds for model choice and the calibration residuals. 0 skips cross-validation
+    /// (for a costly model named explicitly): the model is fitted once and the margin is calibrated on
+    /// the held-out residuals (plain split conformal), so held-out coverage is then not reported.
+    /// </summary>
     public int Folds { get; set; } = 5;
     public double Confidence { get; set; } = 0.9;
     public int Seed { get; set; } = 1;
@@ -28,7 +38,9 @@ public sealed class LatencyFitOptions
         if (Threads is < 1) throw new ArgumentException($"threads {Threads} must be positive");
         if (HoldoutFraction is < 0 or >= 1) throw new ArgumentException($"hold-out fraction {HoldoutFraction} must lie in [0, 1)");
         if (TrainCount is < 2) throw new ArgumentException($"training count {TrainCount} must be at least 2");
-        if (Folds < 2) throw new ArgumentException($"folds {Folds} must be at least 2");
+        if (Folds is 1 or < 0) throw new ArgumentException($"folds {Folds} must be 0 (no cross-validation) or at least 2");
+        if (Folds == 0 && Model == LatencyModelKind.Auto) throw new ArgumentException("choosing the model automatically needs cross-validation; set folds ≥ 2 or name the model");
+        if (Folds == 0 && HoldoutFraction == 0 && TrainCount is null) throw new ArgumentException("without cross-validation the margin is calibrated on held-out architectures; set a hold-out fraction above 0");
         if (!(Confidence > 0 && Confidence < 1)) throw new ArgumentException($"confidence {Confidence} must lie strictly between 0 and 1");
         Mlp.Validate();
         Features.Validate();
@@ -45,7 +57,7 @@ public sealed record PredictedPoint(Architecture Arch, double MeasuredMs, double
 public sealed record CandidateScore(LatencyModelKind Kind, PredictionMetrics CrossValidated, double FitSeconds);
 
 /// <summary>The fitted predictor and how well it did.</summary>
-/// <param name="HeldOutCoverage">Share of held-out architectures with measured ≤ predicted·(1+margin).</param>
+/// <param name="HeldOutCoverage">Share of held-out architectures whose measured median ≤ predicted·(1+margin).</param>
 public sealed record LatencyFitReport(
     LatencyPredictor Predictor, LatencyModelKind Chosen, IReadOnlyList<CandidateScore> Candidates,
     PredictionMetrics? HeldOut, double HeldOutCoverage, IReadOnlyList<PredictedPoint> HeldOutPoints,
@@ -63,7 +75,8 @@ public sealed record LearningCurvePoint(int TrainCount, int Repeats, double Mean
 public static class LatencyPredictorFitter
 {
     /// <summary>The records of one precision, shape and thread count, one per architecture (repeated measurements: their median).</summary>
-    public static (List<Architecture> Archs, List<double> Ms, DeviceFingerprint Device, int Heads, List<string> Warnings) Prepare(
+    /// <returns>Per architecture: the statistic to learn (Ms) and the median the bound is checked against (BoundMs).</returns>
+    public static (List<Architecture> Archs, List<double> Ms, List<double> BoundMs, DeviceFingerprint Device, int Heads, List<string> Warnings) Prepare(
         IReadOnlyList<LatencyRecord> records, LatencyFitOptions options)
     {
         var warnings = new List<string>();
@@ -88,17 +101,20 @@ public static class LatencyPredictorFitter
         }
         var byArch = kept.GroupBy(r => r.Arch).OrderBy(g => g.Key.Layers).ThenBy(g => g.Key.Hidden).ThenBy(g => g.Key.Ffn).ToList();
         var archs = byArch.Select(g => g.Key).ToList();
-        var ms = byArch.Select(g => Median(g.Select(r => r.MedianMs))).ToList();
-        return (archs, ms, devices[0].Key, heads[0], warnings);
+        var ms = byArch.Select(g => Median(g.Select(r => Pick(r, options.Statistic)))).ToList();
+        var bound = byArch.Select(g => Median(g.Select(r => r.MedianMs))).ToList();
+        return (archs, ms, bound, devices[0].Key, heads[0], warnings);
     }
 
     public static LatencyFitReport Fit(IReadOnlyList<LatencyRecord> records, LatencyFitOptions options)
     {
         options.Validate();
-        var (archs, ms, device, heads, warnings) = Prepare(records, options);
+        var (archs, ms, boundMs, device, heads, warnings) = Prepare(records, options);
         var shape = new LatencyShape(heads, options.Batch, options.SequenceLength);
         var (trainIdx, testIdx) = Split(archs.Count, options.HoldoutFraction, options.TrainCount, options.Seed);
-        int minTrain = Math.Max(2 * options.Folds, ConformalMargin.MinimumCount(options.Confidence) + 1);
+        int minTrain = options.Folds == 0 ? 3 : Math.Max(2 * options.Folds, ConformalMargin.MinimumCount(options.Confidence) + 1);
+        if (options.Folds == 0 && testIdx.Count < ConformalMargin.MinimumCount(options.Confidence))
+            throw new UserInputException($"only {testIdx.Count} held-out architectures to calibrate the margin on; need at least {ConformalMargin.MinimumCount(options.Confidence)} at {options.Confidence:P0} — raise --holdout or profile more");
         if (trainIdx.Count < minTrain)
             throw new UserInputException($"only {trainIdx.Count} architectures to fit on (of {archs.Count} measured); need at least {minTrain} for {options.Folds}-fold calibration at {options.Confidence:P0} — profile more or lower --holdout");
         var trainA = trainIdx.Select(i => archs[i]).ToList();
@@ -109,17 +125,17 @@ public static class LatencyPredictorFitter
             : new[] { options.Model };
         var candidates = new List<CandidateScore>();
         var residualsByKind = new Dictionary<LatencyModelKind, List<double>>();
-        foreach (var kind in kinds)
+        foreach (var kind in options.Folds == 0 ? [] : kinds)
         {
             long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
             var oof = OutOfFold(kind, trainA, trainY, shape, options);
             double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
             candidates.Add(new CandidateScore(kind, PredictionMetrics.From(trainY, oof), seconds));
-            residualsByKind[kind] = trainY.Select((y, i) => ConformalMargin.Residual(y, oof[i])).ToList();
+            // The margin bounds the median (what a bound is checked against), whatever statistic is learnt.
+            residualsByKind[kind] = trainIdx.Select((j, i) => ConformalMargin.Residual(boundMs[j], oof[i])).ToList();
         }
-        var best = candidates.MinBy(c => c.CrossValidated.MapePercent)!;
-        var model = LatencyModels.Fit(best.Kind, trainA, trainY, shape, options.Mlp, options.Features);
-        var margin = new ConformalMargin(options.Confidence, residualsByKind[best.Kind]);
+        var chosen = options.Folds == 0 ? options.Model : candidates.MinBy(c => c.CrossValidated.MapePercent)!.Kind;
+        var model = LatencyModels.Fit(chosen, trainA, trainY, shape, options.Mlp, options.Features);
 
         PredictionMetrics? heldOut = null;
         double coverage = double.NaN;
@@ -131,10 +147,21 @@ public static class LatencyPredictorFitter
             model.PredictMs(testA, pred);
             for (int i = 0; i < testA.Length; i++) points.Add(new PredictedPoint(testA[i], ms[testIdx[i]], pred[i]));
             heldOut = PredictionMetrics.From(points.Select(p => p.MeasuredMs).ToList(), pred);
-            coverage = points.Count(p => p.MeasuredMs <= p.PredictedMs * (1 + margin.Margin)) / (double)points.Count;
         }
-        var predictor = new LatencyPredictor(model, margin, device, options.Precision, shape, heldOut);
-        return new LatencyFitReport(predictor, best.Kind, candidates, heldOut, coverage, points, trainA.Count, archs.Count, warnings);
+        ConformalMargin margin;
+        if (options.Folds == 0)
+        {
+            // Split conformal on the held-out residuals; coverage on those same points would be in-sample.
+            margin = new ConformalMargin(options.Confidence, testIdx.Select((j, i) => ConformalMargin.Residual(boundMs[j], points[i].PredictedMs)));
+        }
+        else
+        {
+            margin = new ConformalMargin(options.Confidence, residualsByKind[chosen]);
+            if (points.Count > 0)
+                coverage = testIdx.Where((j, i) => boundMs[j] <= points[i].PredictedMs * (1 + margin.Margin)).Count() / (double)points.Count;
+        }
+        var predictor = new LatencyPredictor(model, margin, device, options.Precision, shape, heldOut, options.Statistic);
+        return new LatencyFitReport(predictor, chosen, candidates, heldOut, coverage, points, trainA.Count, archs.Count, warnings);
     }
 
     /// <summary>
@@ -146,7 +173,7 @@ public static class LatencyPredictorFitter
     {
         options.Validate();
         if (kind == LatencyModelKind.Auto) throw new ArgumentException("a learning curve needs one model kind (mlp or features)");
-        var (archs, ms, _, heads, _) = Prepare(records, options);
+        var (archs, ms, _, _, heads, _) = Prepare(records, options);
         var shape = new LatencyShape(heads, options.Batch, options.SequenceLength);
         var (poolIdx, testIdx) = Split(archs.Count, options.HoldoutFraction, null, options.Seed);
         if (testIdx.Count == 0) throw new UserInputException("a learning curve needs held-out records; set a hold-out fraction above 0");
@@ -207,6 +234,14 @@ public static class LatencyPredictorFitter
         }
         return (trainIdx, testIdx);
     }
+
+    public static double Pick(LatencyRecord r, LatencyStatistic statistic) => statistic switch
+    {
+        LatencyStatistic.Min => r.MinMs,
+        LatencyStatistic.TrimmedMean => r.TrimmedMeanMs,
+        LatencyStatistic.P90 => r.P90Ms,
+        _ => r.MedianMs,
+    };
 
     private static double Median(IEnumerable<double> xs)
     {

@@ -1,0 +1,66 @@
+using System.Diagnostics;
+using SpeedLimit.Data;
+using SpeedLimit.Latency;
+using SpeedLimit.Model;
+using SpeedLimit.Pipeline;
+using SpeedLimit.Search;
+
+namespace SpeedLimit.Bench;
+
+/// <summary>
+/// Candidate evaluations per hour on SST-2-sized data in a (4,256,1024)-class space: extract from
+/// a supermodel, fine-tune on the evaluation budget, int8-simulate, score the 872-example dev split.
+/// Uses GLUE SST-2 from ../shared/data when present, else a built-in task of the same size.
+/// </summary>
+public sealed class CandidateBench : IBenchSection
+{
+    public string Name => "search";
+    public string Description => "candidate evaluations per hour (SST-2-sized data, (4,256,1024)-class space)";
+
+    public void Run(BenchReport report, bool quick)
+    {
+        var space = new SearchSpace(new(1, 4, 1), new(64, 256, 64), new(256, 1024, 256), 4);
+        var (dataset, encoder, source) = LoadTask();
+        report.Note($"task: {source}; {dataset.Train.Count} train / {dataset.Dev.Count} dev; space {space}");
+        var task = new EncodedTask(dataset, encoder, 64);
+        var config = task.ConfigFor(space.Largest, space.Heads);
+        var model = BertModel.CreateRandom(config, 1);
+        model.Threads = Environment.ProcessorCount;
+        var super = new ElasticSupermodel(model);
+        var fineTune = new FineTuneOptions { Epochs = 1, MaxExamples = quick ? 256 : 2000, BatchSize = 32 };
+        var evaluator = new CandidateEvaluator(super, task, fineTune, Precision.Int8, Environment.ProcessorCount);
+        var random = new Random(3);
+        int n = quick ? 2 : 6;
+        var seconds = new List<double>();
+        for (int i = 0; i < n; i++)
+        {
+            var arch = space.Sample(random);
+            var clock = Stopwatch.StartNew();
+            evaluator.Evaluate(arch, i, CancellationToken.None);
+            seconds.Add(clock.Elapsed.TotalSeconds);
+            report.Note($"  {arch}: {clock.Elapsed.TotalSeconds:F1} s");
+        }
+        report.Figure($"candidate_seconds_median_finetune{fineTune.MaxExamples}", Timing.Median(seconds), "s");
+        report.Figure("candidates_per_hour", 3600 / Timing.Median(seconds), "candidates/h");
+    }
+
+    private static (TaskDataset, ITextEncoder, string) LoadTask()
+    {
+        var glue = FindShared("data/glue/SST-2");
+        var vocab = FindShared("data/vocab/bert-base-uncased/vocab.txt");
+        if (glue is not null && vocab is not null)
+            return (TaskCatalog.Load("sst2", glue), BertTextEncoder.FromVocabFile(vocab), "GLUE SST-2");
+        var builtin = BuiltinTask.Generate(new BuiltinTaskOptions { TrainSize = 67_349, DevSize = 872 });
+        return (builtin, BuiltinTask.Encoder, "built-in task at SST-2 size (../shared/data not found)");
+    }
+
+    private static string? FindShared(string relative)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "shared", relative);
+            if (File.Exists(candidate) || Directory.Exists(candidate)) return candidate;
+        }
+        return null;
+    }
+}

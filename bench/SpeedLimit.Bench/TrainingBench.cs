@@ -1,0 +1,71 @@
+using System.Diagnostics;
+using SpeedLimit.Model;
+using SpeedLimit.Training;
+
+namespace SpeedLimit.Bench;
+
+/// <summary>
+/// Training throughput of the engine at sequence length 128: tokens/s and model FLOPs utilisation
+/// (achieved matmul FLOP/s ÷ the FMA peak measured in the same run), plus peak memory of the
+/// supermodel-sized run.
+/// </summary>
+public sealed class TrainingBench : IBenchSection
+{
+    public string Name => "train";
+    public string Description => "training tokens/s, MFU vs measured FMA peak, peak memory (seq 128)";
+
+    public void Run(BenchReport report, bool quick)
+    {
+        const int T = 128, vocab = 30522;
+        int batch = quick ? 4 : 32, runs = quick ? 2 : 3;
+        // MFU reference: one core's FMA peak (CPU clock, the steadiest figure on a shared machine) × threads.
+        double corePeak = GemmBench.FmaPeakGflops(1, 5).Cpu;
+        report.Figure("fma_peak_per_core", corePeak, "GFLOP/s");
+        foreach (int threads in new[] { 1, 2 })
+        {
+            foreach (var arch in new[] { new Architecture(4, 256, 1024), new Architecture(5, 528, 1016) })
+            {
+                var config = new BertConfig(arch, arch.Hidden % 12 == 0 ? 12 : 4, vocab, HeadKind.Classification, labels: 2, maxPositions: T); // 256 is not a multiple of 12
+                var model = BertModel.CreateRandom(config, 1);
+                model.Threads = threads;
+                var trainer = new Trainer(model, new TrainingOptions { LearningRate = 1e-4f, Threads = threads }, 100, dropout: 0.1f);
+                var rng = new Random(2);
+                var ids = Enumerable.Range(0, batch * T).Select(_ => rng.Next(1000, vocab)).ToArray();
+                var labelled = new LabeledBatch(EncoderInput.Unpadded(batch, T, ids), Enumerable.Range(0, batch).Select(i => i % 2).ToArray());
+                trainer.Step(labelled); // warm-up (allocates activations, JIT)
+                var wall = new List<double>(); var cpu = new List<double>();
+                for (int r = 0; r < runs; r++)
+                {
+                    double c0 = GemmBench.ProcessCpuSeconds();
+                    var clock = Stopwatch.StartNew();
+                    trainer.Step(labelled);
+                    wall.Add(clock.Elapsed.TotalSeconds);
+                    cpu.Add(GemmBench.ProcessCpuSeconds() - c0);
+                }
+                double flops = TrainingFlops(config, batch, T);
+                double w = Timing.Median(wall), c = Timing.Median(cpu) / threads; // cpu per thread ≈ wall on an idle machine
+                string tag = $"{arch}_b{batch}_{threads}t";
+                report.Figure($"train_tokens_per_s_{tag}", batch * T / w, "tokens/s");
+                report.Figure($"train_gflops_{tag}_wall", flops / w / 1e9, "GFLOP/s");
+                report.Figure($"train_mfu_{tag}", flops / w / 1e9 / (corePeak * threads), "ratio");
+                report.Figure($"train_mfu_{tag}_cpu_clock", flops / c / 1e9 / (corePeak * threads), "ratio");
+            }
+        }
+        using var process = Process.GetCurrentProcess();
+        process.Refresh();
+        report.Figure($"peak_working_set_after_(5,528,1016)_b{batch}x128", process.PeakWorkingSet64 / 1048576.0, "MiB");
+        var big = new BertConfig(new Architecture(5, 528, 1016), 12, vocab, HeadKind.Classification, maxPositions: T);
+        long parameters = new BertParameterLayout(big).TotalLength;
+        report.Figure("model_state_(5,528,1016)_params+grads+adam", parameters * 4.0 * 4 / 1048576.0, "MiB");
+    }
+
+    /// <summary>Matmul FLOPs of one training step (forward ×3: the backward does two products per forward one).</summary>
+    internal static double TrainingFlops(BertConfig c, int batch, int T)
+    {
+        double tokens = (double)batch * T;
+        double perLayer = 2 * tokens * (4.0 * c.Hidden * c.Hidden + 2.0 * c.Hidden * c.Ffn) // QKV, output, FFN
+                          + 2 * 2.0 * batch * T * T * c.Hidden;                            // QKᵀ and P·V over all heads
+        double head = 2.0 * batch * c.Hidden * (c.Hidden + c.Labels);
+        return 3 * (c.Layers * perLayer + head);
+    }
+}

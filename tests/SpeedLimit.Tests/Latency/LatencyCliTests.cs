@@ -1,0 +1,36 @@
+using SpeedLimit.Cli;
+using SpeedLimit.Latency;
+using SpeedLimit.Latency.Predictors;
+using SpeedLimit.Search;
+
+namespace SpeedLimit.Tests.Latency;
+
+public class LatencyCliTests
+{
+    [Fact]
+    public void FitWritesPredictorAndPlotAndNarrowUsesIt()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"latcli-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var data = Path.Combine(dir, "data.jsonl");
+            foreach (var r in new SyntheticLatency(0.01).Sample(SearchSpace.Paper, 80, new Random(3))) LatencyDataset.Append(data, r);
+            var pred = Path.Combine(dir, "p.json");
+            Assert.Equal(0, Program.Run(["latency", "fit", "--data", data, "--output", pred, "--model", "features", "--learning-curve", "20,40"]));
+            Assert.True(File.Exists(pred));
+            var png = Path.Combine(dir, "p.png");
+            Assert.True(new FileInfo(png).Length > 1000);
+            Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(png).Take(4));
+
+            var loaded = LatencyPredictor.Load(pred);
+            Assert.Equal(LatencyModelKind.Features, loaded.Model.Kind);
+            Assert.Equal(0, Program.Run(["latency", "narrow", "--predictor", pred, "--bound-ms", "20"]));
+            // A bound below every architecture: a user error (exit 2), not a crash.
+            Assert.Equal(CliErrors.UserErrorExitCode, Program.Run(["latency", "narrow", "--predictor", pred, "--bound-ms", "0.01"]));
+            Assert.Equal(CliErrors.UserErrorExitCode, Program.Run(["latency", "fit", "--data", data, "--output", pred, "--model", "tree"]));
+            Assert.Equal(CliErrors.UserErrorExitCode, Program.Run(["latency", "fit", "--data", Path.Combine(dir, "missing.jsonl"), "--output", pred]));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+}

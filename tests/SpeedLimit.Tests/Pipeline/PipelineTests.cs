@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using SpeedLimit.Cli;
+using SpeedLimit.Reporting;
+using SpeedLimit.Search;
+
+namespace SpeedLimit.Tests.Pipeline;
+
+/// <summary>End-to-end runs of `speedlimit search` on the built-in task with a tiny space and budget.</summary>
+public class PipelineTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), $"sl-pipe-{Guid.NewGuid():N}");
+
+    public PipelineTests()
+    {
+        Directory.CreateDirectory(_dir);
+        var space = new SearchSpace(new(1, 2, 1), new(16, 48, 16), new(16, 64, 16), 2); // 24 architectures
+        File.WriteAllText(SpacePath, space.ToJson());
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+
+    private string SpacePath => Path.Combine(_dir, "space.json");
+
+    /// <summary>Flags of a small but complete run; the large bound makes every candidate feasible.</summary>
+    private string[] SearchArgs(string output, string bound = "50", params string[] extra) =>
+    [
+        "search", "--output", output, "--space", SpacePath, "--bound-ms", bound, "--latency-data", Path.Combine(_dir, "latency.jsonl"),
+        "--max-train-examples", "400", "--max-dev-examples", "150", "--max-length", "48", "--profile-count", "16",
+        "--supermodel-epochs", "2", "--finetune-epochs", "1", "--finetune-examples", "200", "--generations", "2", "--population", "3",
+        "--threads", "2", "--seed", "3", .. extra,
+    ];
+
+    [Fact]
+    public void SearchProducesAVerifiedDeployableRunFolder()
+    {
+        var output = Path.Combine(_dir, "run");
+        Assert.Equal(0, Program.Run(SearchArgs(output)));
+        foreach (var f in new[] { "best.onnx", "best.safetensors", "results.json", "report.md", "front.png", "deployment.json", "latency.jsonl", "study.db" })
+            Assert.True(File.Exists(Path.Combine(output, f)), $"{f} missing from the run folder");
+        Assert.False(Directory.Exists(output + ".partial"), "the work folder should be gone after a finished run");
+
+        var deployment = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "deployment.json")))!;
+        var winner = deployment["winners"]![0]!;
+        Assert.True(winner["meetsBound"]!.GetValue<bool>());
+        Assert.True(winner["measured"]!["medianMs"]!.GetValue<double>() <= 50);
+        // The exported int8 model scores the dev split like the engine's int8 simulation (a few examples may flip).
+        double engine = winner["engineInt8Metric"]!.GetValue<double>(), ort = winner["onnxRuntimeMetric"]!.GetValue<double>();
+        Assert.InRange(Math.Abs(engine - ort), 0, 0.03);
+
+        var results = RunResults.Load(Path.Combine(output, "results.json"));
+        var search = results.Searches[0];
+        var best = search.Bounds[0].Winner!;
+        var smallest = search.Candidates.Where(c => c.Arch == new SpeedLimit.Model.Architecture(1, 16, 16)).ToList();
+        if (smallest.Count == 1) Assert.True(best.Metric >= smallest[0].Metric, $"winner {best.Arch} {best.Metric} below the smallest's {smallest[0].Metric}");
+        Assert.Equal(search.Candidates.Max(c => c.Metric), best.Metric);
+    }
+
+    [Fact]
+    public void KilledSearchResumesWithoutRepeatingWorkAndMatchesAnUninterruptedRun()
+    {
+        // 1. Uninterrupted reference run (also profiles the shared latency dataset both runs then reuse).
+        var reference = Path.Combine(_dir, "reference");
+        Assert.Equal(0, Program.Run(SearchArgs(reference)));
+
+        // 2. The same run in a child process, killed once two candidates are committed.
+        var killed = Path.Combine(_dir, "killed");
+        var cli = typeof(Program).Assembly.Location;
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(cli);
+        foreach (var arg in SearchArgs(killed)) start.ArgumentList.Add(arg);
+        using (var child = Process.Start(start)!)
+        {
+            child.OutputDataReceived += (_, _) => { };
+            child.ErrorDataReceived += (_, _) => { };
+            child.BeginOutputReadLine();
+            child.BeginErrorReadLine();
+            var db = Path.Combine(killed + ".partial", "study.db");
+            var clock = Stopwatch.StartNew();
+            while (CommittedCandidates(db) < 2)
+            {
+                Assert.False(child.HasExited, "the child search finished before it could be killed; give it more candidates");
+                Assert.True(clock.Elapsed < TimeSpan.FromMinutes(4), "the child search made no progress");
+                Thread.Sleep(100);
+            }
+            child.Kill(entireProcessTree: true);
+            child.WaitForExit();
+        }
+        int before = CommittedCandidates(Path.Combine(killed + ".partial", "study.db"));
+        Assert.False(Directory.Exists(killed), "a killed run must not leave an output folder");
+
+        // 3. Resume: nothing finished is evaluated again and the result equals the reference.
+        Assert.Equal(0, Program.Run(SearchArgs(killed, "50", "--resume")));
+        var a = RunResults.Load(Path.Combine(reference, "results.json")).Searches[0];
+        var b = RunResults.Load(Path.Combine(killed, "results.json")).Searches[0];
+        Assert.True(b.Timings.Reused >= before, $"resume re-evaluated finished candidates: reused {b.Timings.Reused} of {before} committed");
+        Assert.Equal(a.Timings.Evaluations, b.Timings.Evaluations + b.Timings.Reused);
+        Assert.Equal(a.Candidates.Select(c => (c.Arch, c.Metric)), b.Candidates.OrderBy(c => c.Order).Select(c => (c.Arch, c.Metric)));
+        Assert.Equal(a.Bounds[0].Winner!.Arch, b.Bounds[0].Winner!.Arch);
+    }
+
+    private static int CommittedCandidates(string db)
+    {
+        if (!File.Exists(db)) return 0;
+        try
+        {
+            using var store = StudyStore.Open(db);
+            return store.Exists("search-int8") ? store.Candidates("search-int8").Count : 0;
+        }
+        catch (Exception ex) when (ex is InvalidDataException or IOException or Microsoft.Data.Sqlite.SqliteException)
+        {
+            return 0; // being created
+        }
+    }
+
+    [Fact]
+    public void BadRequestsFailWithOneLineAndLeaveNoRunFolder()
+    {
+        var output = Path.Combine(_dir, "bad");
+        var cases = new (string[] Args, string Expected)[]
+        {
+            (SearchArgs(output, "0.00001"), "raise the bound"),                       // infeasible bound
+            (SearchArgs(output, "-3"), "positive number of milliseconds"),
+            (["search", "--output", output, "--task", "sst2", "--data-dir", Path.Combine(_dir, "nowhere"), "--bound-ms", "5"], "nowhere"),
+            (["search", "--output", output, "--task", "nosuchtask", "--bound-ms", "5"], "unknown task"),
+            (["search", "--output", output, "--precision", "int4", "--bound-ms", "5"], "int4"),
+            (["search", "--output", output, "--space", Path.Combine(_dir, "missing.json"), "--bound-ms", "5"], "missing.json"),
+            (["search", "--output", output, "--baseline", "2,30", "--bound-ms", "5"], "e,h,f"),
+        };
+        foreach (var (args, expected) in cases)
+        {
+            var err = new StringWriter();
+            var saved = Console.Error;
+            Console.SetError(err);
+            int code;
+            try { code = Program.Run(args); }
+            finally { Console.SetError(saved); }
+            var text = err.ToString().Trim();
+            Assert.True(code != 0, $"{string.Join(' ', args)} should fail");
+            Assert.Contains(expected, text, StringComparison.OrdinalIgnoreCase);
+            Assert.StartsWith("error:", text);
+            Assert.DoesNotContain("   at ", text); // no stack trace
+            Assert.False(Directory.Exists(output), $"{string.Join(' ', args)} left a run folder");
+            if (Directory.Exists(output + ".partial")) Directory.Delete(output + ".partial", true);
+        }
+    }
+}
