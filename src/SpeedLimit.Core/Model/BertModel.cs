@@ -141,7 +141,7 @@ public sealed class BertModel
                 L.X1, L.Ln1Mean, L.Ln1Rstd, Ntok, H, Config.LayerNormEps);
             // FFN: u = x1·Wiᵀ + bi (B·T,F); g = gelu(u); r2 = x1 + dropout(g·Woᵀ + bo); out = LN(r2)
             Dense(N.Intermediate(l, "weight"), N.Intermediate(l, "bias"), L.X1, L.PreGelu, Ntok, H, F);
-            Gelu.Forward(L.PreGelu.AsSpan(0, Ntok * F), L.PostGelu);
+            Gelu.Forward(L.PreGelu, L.PostGelu, Ntok * F, threads);
             Dense(N.Output(l, "weight"), N.Output(l, "bias"), L.PostGelu, L.Residual2, Ntok, F, H);
             ApplyDropout(L.Residual2.AsSpan(0, nh), L.FfnDropMask, dropout, ref rng);
             TensorPrimitives.Add(L.Residual2.AsSpan(0, nh), L.X1.AsSpan(0, nh), L.Residual2.AsSpan(0, nh));
@@ -241,7 +241,7 @@ public sealed class BertModel
             Array.Clear(a.DFfn1, 0, Ntok * F);
             Linear.Backward(L.PostGelu, Tensor(N.Output(l, "weight")), dOther, a.DFfn1, Gradient(N.Output(l, "weight")), Gradient(N.Output(l, "bias")), Ntok, F, H, threads);
             Array.Clear(a.DFfn2, 0, Ntok * F);
-            Gelu.Backward(L.PreGelu.AsSpan(0, Ntok * F), a.DFfn1.AsSpan(0, Ntok * F), a.DFfn2);
+            Gelu.Backward(L.PreGelu, a.DFfn1, a.DFfn2, Ntok * F, threads);
             Linear.Backward(L.X1, Tensor(N.Intermediate(l, "weight")), a.DFfn2, dHidden, Gradient(N.Intermediate(l, "weight")), Gradient(N.Intermediate(l, "bias")), Ntok, H, F, threads);
             // x1 = LN(r1): dR1 (into dOther)
             Array.Clear(dOther, 0, nh);

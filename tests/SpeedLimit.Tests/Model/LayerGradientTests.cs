@@ -109,4 +109,20 @@ public class LayerGradientTests
         Assert.Equal(1f, probs[0], 1e-6f); // key 0 dominates: scores 14142 vs 12728 vs 11314
         Assert.Equal(1f, ctx[0], 1e-5f);
     }
+
+    [Fact]
+    public void ThreadedGeluMatchesSingleThreaded()
+    {
+        var rng = new Random(5);
+        int n = 100_003; // odd, several parts
+        var x = RandomArray(rng, n, 4f); var dy = RandomArray(rng, n);
+        var y1 = new float[n]; var y2 = new float[n];
+        Gelu.Forward(x, y1);
+        Gelu.Forward(x, y2, n, threads: 2);
+        Assert.Equal(y1, y2);
+        var d1 = new float[n]; var d2 = new float[n];
+        Gelu.Backward(x, dy, d1);
+        Gelu.Backward(x, dy, d2, n, threads: 2);
+        Assert.Equal(d1, d2);
+    }
 }

@@ -17,6 +17,28 @@ public static class Gelu
     private const float P = 0.3275911f;
     private const float A1 = 0.254829592f, A2 = -0.284496736f, A3 = 1.421413741f, A4 = -1.453152027f, A5 = 1.061405429f;
 
+    /// <summary>y[..count] = gelu(x[..count]), split over threads for large tensors (the FFN's (B·T, F)).</summary>
+    public static void Forward(float[] x, float[] y, int count, int threads) =>
+        Split(count, threads, (start, n) => Forward(x.AsSpan(start, n), y.AsSpan(start, n)));
+
+    /// <summary>dx[..count] += dy·gelu'(x), split over threads for large tensors.</summary>
+    public static void Backward(float[] x, float[] dy, float[] dx, int count, int threads) =>
+        Split(count, threads, (start, n) => Backward(x.AsSpan(start, n), dy.AsSpan(start, n), dx.AsSpan(start, n)));
+
+    /// <summary>Runs body over [0, count) in contiguous parts, one per thread, when the work is worth a thread.</summary>
+    private static void Split(int count, int threads, Action<int, int> body)
+    {
+        const int MinPerThread = 32 * 1024;
+        int parts = Math.Clamp(Math.Min(threads, count / MinPerThread), 1, 64);
+        if (parts == 1) { body(0, count); return; }
+        int per = (count + parts - 1) / parts;
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, i =>
+        {
+            int start = i * per;
+            body(start, Math.Min(per, count - start));
+        });
+    }
+
     /// <summary>y = gelu(x).</summary>
     public static void Forward(ReadOnlySpan<float> x, Span<float> y)
     {
