@@ -7,15 +7,22 @@ namespace SpeedLimit.Model.Layers;
 public static class Dropout
 {
     /// <summary>Fills <paramref name="mask"/> and writes y = x ⊙ mask (in place allowed).</summary>
+    /// <remarks>Each 64-bit draw gives four 16-bit uniforms (rate resolution 1/65536): the mask is
+    /// the hot part of dropout on a 2-core machine, and this quarters the generator calls.</remarks>
     public static void Forward(ReadOnlySpan<float> x, Span<float> y, Span<float> mask, float rate, ref SplitMix64 rng)
     {
         float keep = 1f / (1f - rate);
-        for (int i = 0; i < x.Length; i++)
+        uint threshold = (uint)MathF.Round(rate * 65536f);
+        ulong bits = 0;
+        int left = 0;
+        for (int i = 0; i < mask.Length; i++)
         {
-            float m = rng.NextFloat() < rate ? 0f : keep;
-            mask[i] = m;
-            y[i] = x[i] * m;
+            if (left == 0) { bits = rng.Next(); left = 4; }
+            mask[i] = (uint)(bits & 0xFFFF) < threshold ? 0f : keep;
+            bits >>= 16;
+            left--;
         }
+        System.Numerics.Tensors.TensorPrimitives.Multiply(x, mask, y);
     }
 }
 
