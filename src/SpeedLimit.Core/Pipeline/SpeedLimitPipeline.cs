@@ -99,11 +99,11 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             Stage(PipelineStage.Verification, () => { VerifyWinners(winners, profiler, staging); return 0; });
             AppendDeploymentSection(Path.Combine(staging, RunReport.ReportFile), winners);
             WriteJsonAtomically(Path.Combine(staging, "deployment.json"), new { winners = winners.Select(DescribeWinner), notes = _notes, stageSeconds = _stageSeconds });
+            store.Dispose(); // closing the only connection checkpoints the WAL into study.db before it is copied
             File.Copy(latencyPath, Path.Combine(staging, "latency.jsonl"));
             foreach (var f in new[] { "measured.jsonl", "study.db" })
                 if (File.Exists(Path.Combine(work, f))) File.Copy(Path.Combine(work, f), Path.Combine(staging, f));
             foreach (var f in Directory.GetFiles(work, "predictor-*.json")) File.Copy(f, Path.Combine(staging, Path.GetFileName(f)));
-            store.Dispose();
             Directory.Move(staging, output);
             Directory.Delete(work, recursive: true);
             return new PipelineResult(output, results, winners, _stageSeconds, _notes);

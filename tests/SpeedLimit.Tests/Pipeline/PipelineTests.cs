@@ -53,6 +53,9 @@ public class PipelineTests : IDisposable
 
         var results = RunResults.Load(Path.Combine(output, "results.json"));
         var search = results.Searches[0];
+        // The copied study store is complete on its own (its WAL was checkpointed before the copy).
+        using (var store = StudyStore.Open(Path.Combine(output, "study.db")))
+            Assert.Equal(search.Candidates.Count, store.Candidates("search-int8").Count);
         var best = search.Bounds[0].Winner!;
         // The smallest architecture, evaluated as an int8 baseline under the same budget, is beaten.
         var smallest = results.Baselines.Single(b => b.Definition.Precision == SpeedLimit.Latency.Precision.Int8).Entries.Single().Candidate;
