@@ -178,7 +178,7 @@ public static class SearchCommands
                 {
                     if (!tasks.TryGetValue(p.Stage, out var task))
                     {
-                        foreach (var t in tasks.Values) if (!t.IsFinished) { t.Value = t.MaxValue; t.StopTask(); }
+                        foreach (var t in tasks.Values) if (t.StopTime is null) { t.Value = t.MaxValue; t.StopTask(); } // freezes its elapsed time
                         tasks[p.Stage] = task = ctx.AddTask(p.Stage.ToString(), maxValue: Math.Max(1, p.Total));
                     }
                     task.MaxValue = Math.Max(1, p.Total);
@@ -186,7 +186,7 @@ public static class SearchCommands
                     task.Description = $"{p.Stage,-12} {Markup.Escape(Trim(p.Message, 70))}";
                 });
                 result = pipeline.Run(cancel);
-                foreach (var t in tasks.Values) { t.Value = t.MaxValue; t.StopTask(); }
+                foreach (var t in tasks.Values) if (t.StopTime is null) { t.Value = t.MaxValue; t.StopTask(); }
             });
         return result;
     }
