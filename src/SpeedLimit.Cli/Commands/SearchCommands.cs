@@ -37,11 +37,11 @@ public static class SearchCommands
         public readonly Option<int> LatencyThreads = new("--latency-threads") { Description = "ONNX Runtime threads of the deployed model (the latency the bound is about).", DefaultValueFactory = _ => 1 };
         public readonly Option<string?> LatencyData = new("--latency-data") { Description = "Profiled latencies (JSONL) to reuse and extend across runs on this machine." };
         public readonly Option<int> ProfileCount = new("--profile-count") { Description = "Architectures profiled to fit the latency predictor.", DefaultValueFactory = _ => 40 };
-        public readonly Option<int> SupermodelEpochs = new("--supermodel-epochs") { Description = "Epochs of weight-sharing supermodel training on the task.", DefaultValueFactory = _ => 4 };
+        public readonly Option<int> SupermodelEpochs = new("--supermodel-epochs") { Description = "Epochs of weight-sharing supermodel training on the task.", DefaultValueFactory = _ => 8 };
         public readonly Option<string[]> PretrainCorpus = new("--pretrain-corpus") { Description = "Plain-text file(s) for masked-LM pretraining of the supermodel before task training.", AllowMultipleArgumentsPerToken = true };
         public readonly Option<int> PretrainEpochs = new("--pretrain-epochs") { Description = "Masked-LM pretraining epochs.", DefaultValueFactory = _ => 1 };
         public readonly Option<string?> Teacher = new("--teacher") { Description = "Fine-tuned checkpoint to distil the supermodel from (default: in-place distillation from its largest sub-model)." };
-        public readonly Option<int> FineTuneEpochs = new("--finetune-epochs") { Description = "Fine-tuning epochs per candidate.", DefaultValueFactory = _ => 1 };
+        public readonly Option<int> FineTuneEpochs = new("--finetune-epochs") { Description = "Fine-tuning epochs per candidate.", DefaultValueFactory = _ => 2 };
         public readonly Option<int> FineTuneExamples = new("--finetune-examples") { Description = "Training examples per candidate fine-tune.", DefaultValueFactory = _ => 2000 };
         public readonly Option<int> Generations = new("--generations") { Description = "Evolutionary generations per bound (paper: 4; AutoTinyBERT: 25).", DefaultValueFactory = _ => 3 };
         public readonly Option<int> Population = new("--population") { Description = "Candidates per generation.", DefaultValueFactory = _ => 6 };

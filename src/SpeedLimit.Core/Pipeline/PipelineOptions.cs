@@ -47,7 +47,7 @@ public sealed class PipelineOptions
     // Stage budgets
     /// <summary>Architectures profiled to fit the latency predictor (besides the smallest and largest).</summary>
     public int ProfileCount { get; set; } = 40;
-    public int SupermodelEpochs { get; set; } = 4;
+    public int SupermodelEpochs { get; set; } = 8;
     public int SupermodelBatchSize { get; set; } = 32;
     public float SupermodelLearningRate { get; set; } = 1e-3f;
     public int CheckpointEverySteps { get; set; } = 50;
@@ -57,7 +57,7 @@ public sealed class PipelineOptions
     public int PretrainEpochs { get; set; } = 1;
     /// <summary>A fine-tuned model (safetensors checkpoint, same vocabulary and head) to distil from instead of in-place distillation.</summary>
     public string? TeacherCheckpoint { get; set; }
-    public FineTuneOptions FineTune { get; set; } = new() { Epochs = 1, MaxExamples = 2000, LearningRate = 5e-4f };
+    public FineTuneOptions FineTune { get; set; } = new() { Epochs = 2, MaxExamples = 2000, LearningRate = 5e-4f };
     public SearchOptions Search { get; set; } = new() { Generations = 3, CandidatesPerGeneration = 6, Parents = 3 };
 
     // Output
