@@ -33,7 +33,7 @@ public sealed class SupermodelTrainer
     private readonly SupermodelOptions _options;
     private readonly Trainer _trainer;          // owns AdamW/schedule/clipping over the supermodel buffer
     private readonly Dictionary<Architecture, BertModel> _subModels = new();
-    private float[] _dLogits = [];
+    private readonly LogitGradientBuffer _dLogits = new();
     private BertActivations? _workspace;
 
     public SupermodelTrainer(ElasticSupermodel supermodel, SearchSpace space, TrainingOptions training, SupermodelOptions options, long totalSteps)
@@ -80,53 +80,31 @@ public sealed class SupermodelTrainer
     }
 
     /// <summary>One sandwich step on a labelled batch. Returns the largest sub-model's loss and the step outcome.</summary>
-    public StepResult Step(LabeledBatch batch, Random rng)
-    {
-        var archs = SampleSandwich(rng);
-        float gradScale = 1f / archs.Count;
-        float[]? teacher = _teacher?.Forward(batch.Input).ToArray();
-        float largestLoss = 0;
-        for (int i = 0; i < archs.Count; i++)
-        {
-            var model = ModelFor(archs[i]);
-            model.Workspace = _workspace; // the largest runs first, so its buffers hold every later pass
-            var logits = model.Forward(batch.Input, _options.Dropout, (ulong)rng.NextInt64());
-            var d = Scratch(logits.Length);
-            bool distil = teacher is not null && _options.DistillWeight > 0;
-            float taskWeight = distil ? 1f - _options.DistillWeight : 1f;
-            float loss = model.Config.Head == HeadKind.Regression
-                ? Losses.MeanSquaredError(logits, batch.Targets!, d, gradScale * taskWeight)
-                : Losses.SoftmaxCrossEntropy(logits, batch.Labels!, model.Config.Labels, d, gradScale * taskWeight);
-            if (distil)
-            {
-                if (model.Config.Head == HeadKind.Regression) Losses.MeanSquaredError(logits, teacher!, d, gradScale * _options.DistillWeight);
-                else Losses.SoftTargetDistillation(logits, teacher!, model.Config.Labels, _options.Temperature, d, gradScale * _options.DistillWeight);
-            }
-            if (i == 0) { teacher ??= logits.ToArray(); largestLoss = loss; }
-            RunBackward(model, d);
-            _workspace = model.Workspace;
-        }
-        return _trainer.Finish(largestLoss);
-    }
+    public StepResult Step(LabeledBatch batch, Random rng) =>
+        Sandwich(batch.Input, null, Supermodel.Config.Labels, batch.Labels, batch.Targets, _teacher?.Forward(batch.Input).ToArray(), rng);
 
     /// <summary>One sandwich step of masked-LM pretraining.</summary>
-    public StepResult Step(MaskedLmBatch batch, Random rng)
+    public StepResult Step(MaskedLmBatch batch, Random rng) =>
+        Sandwich(batch.Input, batch.Positions, Supermodel.Config.VocabSize, batch.Labels, null, null, rng);
+
+    /// <summary>
+    /// Runs every sampled architecture on the batch, largest first; the others distil from the
+    /// external teacher's logits when there is one, else from the largest's.
+    /// </summary>
+    private StepResult Sandwich(EncoderInput input, int[]? positions, int classes, int[]? labels, float[]? targets, float[]? teacher, Random rng)
     {
         var archs = SampleSandwich(rng);
         float gradScale = 1f / archs.Count;
-        float[]? teacher = null;
         float largestLoss = 0;
-        int vocab = Supermodel.Config.VocabSize;
         for (int i = 0; i < archs.Count; i++)
         {
             var model = ModelFor(archs[i]);
             model.Workspace = _workspace; // the largest runs first, so its buffers hold every later pass
-            var logits = model.Forward(batch.Input, _options.Dropout, (ulong)rng.NextInt64(), batch.Positions);
-            var d = Scratch(logits.Length);
-            bool distil = teacher is not null && _options.DistillWeight > 0;
-            float loss = Losses.SoftmaxCrossEntropy(logits, batch.Labels, vocab, d, gradScale * (distil ? 1f - _options.DistillWeight : 1f));
-            if (distil) Losses.SoftTargetDistillation(logits, teacher!, vocab, _options.Temperature, d, gradScale * _options.DistillWeight);
-            if (i == 0) { teacher = logits.ToArray(); largestLoss = loss; }
+            var logits = model.Forward(input, _options.Dropout, (ulong)rng.NextInt64(), positions);
+            var d = _dLogits.Cleared(logits.Length);
+            var (loss, _) = LogitLoss.Accumulate(model.Config.Head, classes, logits, labels, targets,
+                teacher, _options.DistillWeight, _options.Temperature, d, gradScale);
+            if (i == 0) { teacher ??= logits.ToArray(); largestLoss = loss; }
             RunBackward(model, d);
             _workspace = model.Workspace;
         }
@@ -159,13 +137,5 @@ public sealed class SupermodelTrainer
         }
         Supermodel.Gather(sub);
         return sub;
-    }
-
-    private Span<float> Scratch(int length)
-    {
-        if (_dLogits.Length < length) _dLogits = new float[length];
-        var d = _dLogits.AsSpan(0, length);
-        d.Clear();
-        return d;
     }
 }

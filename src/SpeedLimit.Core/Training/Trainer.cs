@@ -19,7 +19,7 @@ public sealed class Trainer
     private readonly TrainingOptions _options;
     private readonly LearningRateSchedule _schedule;
     private readonly GradientAccumulator _accumulator;
-    private float[] _dLogits = [];
+    private readonly LogitGradientBuffer _dLogits = new();
     private ulong _dropoutCounter;
 
     /// <param name="totalOptimizerSteps">Length of the learning-rate schedule.</param>
@@ -49,27 +49,20 @@ public sealed class Trainer
     {
         batch.Validate(Model.Config);
         var logits = Model.Forward(batch.Input, Dropout, NextDropoutSeed());
-        var d = Scratch(logits.Length);
-        float scale = _accumulator.LossScale;
+        var d = _dLogits.Cleared(logits.Length);
+        var (task, distill) = LogitLoss.Accumulate(Model.Config.Head, Model.Config.Labels, logits, batch.Labels, batch.Targets,
+            teacherLogits, distillWeight, temperature, d, _accumulator.LossScale);
         float taskWeight = teacherLogits is null ? 1f : 1f - distillWeight;
-        float loss = Model.Config.Head == HeadKind.Regression
-            ? Losses.MeanSquaredError(logits, batch.Targets!, d, scale * taskWeight)
-            : Losses.SoftmaxCrossEntropy(logits, batch.Labels!, Model.Config.Labels, d, scale * taskWeight);
-        loss *= taskWeight;
-        if (teacherLogits is not null && distillWeight > 0)
-            loss += distillWeight * (Model.Config.Head == HeadKind.Regression
-                ? Losses.MeanSquaredError(logits, teacherLogits, d, scale * distillWeight)
-                : Losses.SoftTargetDistillation(logits, teacherLogits, Model.Config.Labels, temperature, d, scale * distillWeight));
         Model.Backward(d);
-        return Finish(loss);
+        return Finish(task * taskWeight + distillWeight * distill);
     }
 
     /// <summary>One micro-batch of masked-LM training.</summary>
     public StepResult Step(MaskedLmBatch batch)
     {
         var logits = Model.Forward(batch.Input, Dropout, NextDropoutSeed(), batch.Positions);
-        var d = Scratch(logits.Length);
-        float loss = Losses.SoftmaxCrossEntropy(logits, batch.Labels, Model.Config.VocabSize, d, _accumulator.LossScale);
+        var d = _dLogits.Cleared(logits.Length);
+        var (loss, _) = LogitLoss.Accumulate(HeadKind.MaskedLm, Model.Config.VocabSize, logits, batch.Labels, null, null, 0f, 1f, d, _accumulator.LossScale);
         Model.Backward(d);
         return Finish(loss);
     }
@@ -94,13 +87,4 @@ public sealed class Trainer
     }
 
     private ulong NextDropoutSeed() => ++_dropoutCounter;
-
-    /// <summary>A cleared gradient buffer for the logits, reused across steps.</summary>
-    private Span<float> Scratch(int length)
-    {
-        if (_dLogits.Length < length) _dLogits = new float[length];
-        var d = _dLogits.AsSpan(0, length);
-        d.Clear();
-        return d;
-    }
 }
