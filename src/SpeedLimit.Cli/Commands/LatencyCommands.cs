@@ -47,7 +47,7 @@ public static class LatencyCommands
         {
             var options = new LatencyFitOptions
             {
-                Precision = ParsePrecision(parse.GetValue(precision)!),
+                Precision = LatencyProfiler.ParsePrecision(parse.GetValue(precision)!),
                 Model = ParseModel(parse.GetValue(model)!),
                 Statistic = ParseStatistic(parse.GetValue(statistic)!),
                 Batch = parse.GetValue(batch),
@@ -171,13 +171,6 @@ public static class LatencyCommands
     private static string Name(LatencyModelKind kind) => kind.ToString().ToLowerInvariant();
 
     private static string F(double v) => v.ToString("0.00", CultureInfo.InvariantCulture);
-
-    private static Precision ParsePrecision(string text) => text.ToLowerInvariant() switch
-    {
-        "int8" => Precision.Int8,
-        "fp32" => Precision.Fp32,
-        _ => throw new UserInputException($"--precision '{text}' is not known; use int8 or fp32"),
-    };
 
     private static LatencyModelKind ParseModel(string text) => text.ToLowerInvariant() switch
     {

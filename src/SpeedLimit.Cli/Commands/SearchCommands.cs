@@ -53,12 +53,7 @@ public static class SearchCommands
 
         public PipelineOptions Bind(ParseResult parse, string output)
         {
-            var space = parse.GetValue(Space) switch
-            {
-                null => SearchSpace.Demo,
-                "paper" => SearchSpace.Paper,
-                var path => SearchSpace.Load(path),
-            };
+            var space = SearchSpace.FromOption(parse.GetValue(Space), SearchSpace.Demo);
             var options = new PipelineOptions
             {
                 Task = parse.GetValue(Task)!,

@@ -43,7 +43,7 @@ public static class TrainCommands
             var options = new PipelineOptions
             {
                 Task = parse.GetValue(task)!, DataDir = parse.GetValue(dataDir), VocabPath = parse.GetValue(vocab), MaxSequenceLength = parse.GetValue(maxLength),
-                Space = parse.GetValue(space) switch { null => SearchSpace.Demo, "paper" => SearchSpace.Paper, var p => SearchSpace.Load(p) },
+                Space = SearchSpace.FromOption(parse.GetValue(space), SearchSpace.Demo),
                 SupermodelEpochs = parse.GetValue(epochs), SupermodelBatchSize = parse.GetValue(batch), SupermodelLearningRate = parse.GetValue(lr),
                 CheckpointEverySteps = parse.GetValue(every), Seed = parse.GetValue(seed), TrainThreads = parse.GetValue(threads),
                 PretrainCorpus = (parse.GetValue(corpus) ?? []).ToList(), PretrainEpochs = parse.GetValue(pretrainEpochs), TeacherCheckpoint = parse.GetValue(teacher),
@@ -55,9 +55,7 @@ public static class TrainCommands
             var checkpoint = parse.GetValue(output)!;
             var dir = Path.GetDirectoryName(Path.GetFullPath(checkpoint))!;
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"folder '{dir}' for the checkpoint does not exist; create it first");
-            var dataset = Data.TaskCatalog.Load(options.Task, options.DataDir, options.Seed);
-            var encoder = Data.TaskCatalog.EncoderFor(dataset, options.VocabPath, options.DataDir, Environment.CurrentDirectory);
-            var encoded = new EncodedTask(dataset, encoder, options.MaxSequenceLength);
+            var encoded = EncodedTask.Load(options);
             var notes = new List<string>();
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(ctx =>

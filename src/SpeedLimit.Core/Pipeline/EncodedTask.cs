@@ -20,6 +20,31 @@ public sealed class EncodedTask
         Dev = TokenBatcher.Encode(task.Dev, encoder, maxLength);
     }
 
+    /// <summary>
+    /// The task a run's options name: read (or generated), cut to the example limits with a seeded
+    /// draw, and tokenized with its own vocabulary or the BERT vocabulary found from the options.
+    /// </summary>
+    public static EncodedTask Load(PipelineOptions options)
+    {
+        var dataset = Subsample(TaskCatalog.Load(options.Task, options.DataDir, options.Seed), options);
+        var encoder = TaskCatalog.EncoderFor(dataset, options.VocabPath, options.DataDir, AppContext.BaseDirectory, Environment.CurrentDirectory);
+        return new EncodedTask(dataset, encoder, options.MaxSequenceLength);
+    }
+
+    /// <summary>Applies the example limits with a seeded draw (order kept, so batching stays reproducible).</summary>
+    private static TaskDataset Subsample(TaskDataset d, PipelineOptions options)
+    {
+        static IReadOnlyList<TaskExample> Take(IReadOnlyList<TaskExample> list, int? max, int seed)
+        {
+            if (max is not int n || n >= list.Count) return list;
+            var rng = new Random(seed);
+            return Enumerable.Range(0, list.Count).OrderBy(_ => rng.Next()).Take(n).Order().Select(i => list[i]).ToList();
+        }
+        if (options.MaxTrainExamples is null && options.MaxDevExamples is null) return d;
+        return new TaskDataset(d.Name, d.Kind, d.LabelNames, d.PrimaryMetric, Take(d.Train, options.MaxTrainExamples, options.Seed),
+            Take(d.Dev, options.MaxDevExamples, options.Seed + 7919), d.Test, d.DevCarvedFromTrain, d.BuiltinEncoder);
+    }
+
     public TaskDataset Task { get; }
     public ITextEncoder Encoder { get; }
     public int MaxLength { get; }

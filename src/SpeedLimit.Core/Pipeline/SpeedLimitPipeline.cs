@@ -135,25 +135,9 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     private EncodedTask LoadTask()
     {
         Report(PipelineStage.Data, $"loading task '{options.Task}'", 0, 1);
-        var dataset = Subsample(TaskCatalog.Load(options.Task, options.DataDir, options.Seed));
-        var encoder = TaskCatalog.EncoderFor(dataset, options.VocabPath, options.DataDir, AppContext.BaseDirectory, Environment.CurrentDirectory);
-        var task = new EncodedTask(dataset, encoder, options.MaxSequenceLength);
-        Report(PipelineStage.Data, $"{dataset.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {encoder.VocabSize}", 1, 1);
+        var task = EncodedTask.Load(options);
+        Report(PipelineStage.Data, $"{task.Task.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {task.Encoder.VocabSize}", 1, 1);
         return task;
-    }
-
-    /// <summary>Applies the example limits with a seeded draw (order kept, so batching stays reproducible).</summary>
-    private TaskDataset Subsample(TaskDataset d)
-    {
-        static IReadOnlyList<TaskExample> Take(IReadOnlyList<TaskExample> list, int? max, int seed)
-        {
-            if (max is not int n || n >= list.Count) return list;
-            var rng = new Random(seed);
-            return Enumerable.Range(0, list.Count).OrderBy(_ => rng.Next()).Take(n).Order().Select(i => list[i]).ToList();
-        }
-        if (options.MaxTrainExamples is null && options.MaxDevExamples is null) return d;
-        return new TaskDataset(d.Name, d.Kind, d.LabelNames, d.PrimaryMetric, Take(d.Train, options.MaxTrainExamples, options.Seed),
-            Take(d.Dev, options.MaxDevExamples, options.Seed + 7919), d.Test, d.DevCarvedFromTrain, d.BuiltinEncoder);
     }
 
     private int Profile(LatencyProfiler profiler, IReadOnlyList<Precision> precisions, string datasetPath, CancellationToken cancel)

@@ -83,6 +83,15 @@ public sealed record SearchSpace
         }
     }
 
+    /// <summary>A command-line space: "paper", "demo", a JSON file, or <paramref name="fallback"/> when not given.</summary>
+    public static SearchSpace FromOption(string? value, SearchSpace fallback) => value switch
+    {
+        null => fallback,
+        "paper" => Paper,
+        "demo" => Demo,
+        _ => Load(value),
+    };
+
     public static SearchSpace Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"search space file '{path}' does not exist");
