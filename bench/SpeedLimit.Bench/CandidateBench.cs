@@ -47,7 +47,7 @@ public sealed class CandidateBench : IBenchSection
     private static (TaskDataset, ITextEncoder, string) LoadTask()
     {
         var glue = FindShared("data/glue/SST-2");
-        var vocab = FindShared("data/vocab/bert-base-uncased/vocab.txt");
+        var vocab = TaskCatalog.FindBertVocab([AppContext.BaseDirectory]);
         if (glue is not null && vocab is not null)
             return (TaskCatalog.Load("sst2", glue), BertTextEncoder.FromVocabFile(vocab), "GLUE SST-2");
         var builtin = BuiltinTask.Generate(new BuiltinTaskOptions { TrainSize = 67_349, DevSize = 872 });
