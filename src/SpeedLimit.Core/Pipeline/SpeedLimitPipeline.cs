@@ -65,8 +65,9 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var measuredPath = Path.Combine(work, "measured.jsonl");
         var precisions = options.CompareFp32Search || options.Baselines.Count > 0 ? new[] { Precision.Int8, Precision.Fp32 } : new[] { options.Precision };
         Stage(PipelineStage.Profiling, () => Profile(profiler, precisions, latencyPath, cancel));
-        var predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(latencyPath, p, work)));
-        var bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(latencyPath, options.Precision);
+        var profiled = LatencyDataset.Load(latencyPath);
+        var predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(profiled, p, work)));
+        var bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(profiled, options.Precision);
 
         var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(options, task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
 
@@ -154,9 +155,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         return 0;
     }
 
-    private LatencyPredictor FitPredictor(string datasetPath, Precision precision, string work)
+    private LatencyPredictor FitPredictor(IReadOnlyList<LatencyRecord> records, Precision precision, string work)
     {
-        var records = LatencyDataset.Load(datasetPath);
         var report = LatencyPredictorFitter.Fit(records, new LatencyFitOptions
         {
             Precision = precision, Batch = 1, SequenceLength = options.LatencySequenceLength, Threads = options.LatencyThreads, Seed = options.Seed,
@@ -172,9 +172,9 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         return report.Predictor;
     }
 
-    private List<double> AutoBounds(string datasetPath, Precision precision)
+    private List<double> AutoBounds(IReadOnlyList<LatencyRecord> records, Precision precision)
     {
-        var ms = LatencyDataset.Load(datasetPath)
+        var ms = records
             .Where(r => r.Precision == precision && r.Threads == options.LatencyThreads && r.SequenceLength == options.LatencySequenceLength)
             .Select(r => r.MedianMs).Order().ToArray();
         var bounds = options.AutoBoundQuantiles.Select(q => Math.Round(ms[(int)Math.Clamp(q * (ms.Length - 1), 0, ms.Length - 1)], 3)).Distinct().ToList();
