@@ -309,7 +309,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     internal static void WriteTextAtomically(string path, string text)
     {
         var temp = path + ".tmp";
-        File.WriteAllText(temp, text, Encoding.UTF8);
+        File.WriteAllText(temp, text, new UTF8Encoding(false)); // no BOM: JSON parsers reject one
         File.Move(temp, path, overwrite: true);
     }
 

@@ -16,6 +16,9 @@ public static class RunReport
     public const string ReportFile = "report.md";
     public const string PlotFile = "front.png";
 
+    /// <summary>UTF-8 without a byte-order mark: Python's json.load and Node's JSON.parse reject a BOM.</summary>
+    internal static readonly UTF8Encoding Utf8NoBom = new(encoderShouldEmitUTF8Identifier: false);
+
     /// <summary>Writes the run folder; an existing folder is replaced only with <paramref name="overwrite"/>.</summary>
     public static void Write(string runFolder, RunResults results, bool overwrite = false)
     {
@@ -32,9 +35,9 @@ public static class RunReport
         Directory.CreateDirectory(temp);
         try
         {
-            File.WriteAllText(Path.Combine(temp, ResultsFile), results.ToJson(), Encoding.UTF8);
+            File.WriteAllText(Path.Combine(temp, ResultsFile), results.ToJson(), Utf8NoBom);
             FrontPlot.Save(Path.Combine(temp, PlotFile), results);
-            File.WriteAllText(Path.Combine(temp, ReportFile), Markdown(results), Encoding.UTF8);
+            File.WriteAllText(Path.Combine(temp, ReportFile), Markdown(results), Utf8NoBom);
             if (Directory.Exists(target))
             {
                 var old = Path.Combine(parent, $".{Path.GetFileName(target)}.old-{Guid.NewGuid():N}");
