@@ -362,7 +362,8 @@ public static class OnnxBertImporter
             switch ((TensorProto.Types.DataType)t.DataType)
             {
                 case TensorProto.Types.DataType.Float:
-                    if (raw.Length > 0) { Expect(t, raw.Length, count * 4); for (int i = 0; i < count; i++) result[i] = BinaryPrimitives.ReadSingleLittleEndian(raw.Slice(i * 4)); }
+                    if (raw.Length > 0 && BitConverter.IsLittleEndian) { Expect(t, raw.Length, count * 4); System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(raw).CopyTo(result); }
+                    else if (raw.Length > 0) { Expect(t, raw.Length, count * 4); for (int i = 0; i < count; i++) result[i] = BinaryPrimitives.ReadSingleLittleEndian(raw.Slice(i * 4)); }
                     else { Expect(t, t.FloatData.Count, count); t.FloatData.CopyTo(result, 0); }
                     break;
                 case TensorProto.Types.DataType.Float16:

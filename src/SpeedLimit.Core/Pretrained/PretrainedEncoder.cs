@@ -72,14 +72,22 @@ public sealed class PretrainedEncoder
     public BertModel CreateModel(HeadKind head, int labels, int seed, out IReadOnlyList<string> randomInitialized)
     {
         var config = new BertConfig(Config.Arch, Config.Heads, Config.VocabSize, head, labels, Config.MaxPositions, Config.TypeVocabSize, Config.LayerNormEps);
-        var model = BertModel.CreateRandom(config, seed);
+        var model = new BertModel(config);
+        var rng = new Random(seed);
         var random = new List<string>();
         foreach (var t in model.Layout.Tensors)
         {
+            var span = model.Tensor(t.Name);
             if (Tensors.TryGetValue(t.Name, out var data) && data.LongLength == t.Length)
-                data.AsSpan().CopyTo(model.Tensor(t.Name));
-            else
-                random.Add(t.Name);
+            {
+                data.AsSpan().CopyTo(span);
+                continue;
+            }
+            // BERT's initialization, as BertModel.CreateRandom: N(0, 0.02) matrices, zero biases, unit LayerNorm scales.
+            random.Add(t.Name);
+            if (t.Name.Contains("LayerNorm.weight", StringComparison.Ordinal)) span.Fill(1f);
+            else if (t.Shape.Length == 1) span.Clear();
+            else for (int i = 0; i < span.Length; i++) span[i] = 0.02f * BertModel.NextGaussian(rng);
         }
         randomInitialized = random;
         return model;
