@@ -4,6 +4,7 @@ using System.Text.Json;
 using SpeedLimit.Latency;
 using SpeedLimit.Model;
 using SpeedLimit.Pipeline;
+using SpeedLimit.Reporting;
 using SpeedLimit.Search;
 using Spectre.Console;
 
@@ -53,38 +54,48 @@ public static class SearchCommands
 
         public PipelineOptions Bind(ParseResult parse, string output)
         {
-            var space = SearchSpace.FromOption(parse.GetValue(Space), SearchSpace.Demo);
-            var options = new PipelineOptions
+            int population = parse.GetValue(Population);
+            var defaults = new PipelineOptions();
+            return new PipelineOptions
             {
-                Task = parse.GetValue(Task)!,
-                DataDir = parse.GetValue(DataDir),
-                VocabPath = parse.GetValue(Vocab),
-                MaxSequenceLength = parse.GetValue(MaxLength),
-                MaxTrainExamples = parse.GetValue(MaxTrain),
-                MaxDevExamples = parse.GetValue(MaxDev),
-                Space = space,
-                BoundsMs = (parse.GetValue(Bounds) ?? []).ToList(),
-                Precision = LatencyProfiler.ParsePrecision(parse.GetValue(Precision)!),
+                Space = SearchSpace.FromOption(parse.GetValue(Space), SearchSpace.Demo),
+                BoundsMs = parse.GetValue(Bounds) ?? [],
+                Precision = Precisions.Parse(parse.GetValue(Precision)!),
                 CompareFp32Search = parse.GetValue(CompareFp32),
                 Baselines = (parse.GetValue(Baselines) ?? []).Select(Architecture.Parse).ToList(),
                 Seed = parse.GetValue(Seed),
                 TrainThreads = parse.GetValue(Threads),
-                LatencyThreads = parse.GetValue(LatencyThreads),
-                ProfileCount = parse.GetValue(ProfileCount),
-                LatencyDatasetPath = parse.GetValue(LatencyData),
-                SupermodelEpochs = parse.GetValue(SupermodelEpochs),
-                PretrainCorpus = (parse.GetValue(PretrainCorpus) ?? []).ToList(),
-                PretrainEpochs = parse.GetValue(PretrainEpochs),
-                TeacherCheckpoint = parse.GetValue(Teacher),
-                OutputFolder = output,
-                Resume = parse.GetValue(Resume),
+                Data = new DataOptions
+                {
+                    Task = parse.GetValue(Task)!,
+                    DataDir = parse.GetValue(DataDir),
+                    VocabPath = parse.GetValue(Vocab),
+                    MaxSequenceLength = parse.GetValue(MaxLength),
+                    MaxTrainExamples = parse.GetValue(MaxTrain),
+                    MaxDevExamples = parse.GetValue(MaxDev),
+                },
+                Profiling = new ProfilingOptions
+                {
+                    Threads = parse.GetValue(LatencyThreads),
+                    Count = parse.GetValue(ProfileCount),
+                    DatasetPath = parse.GetValue(LatencyData),
+                },
+                Supermodel = new SupermodelTrainingOptions
+                {
+                    Epochs = parse.GetValue(SupermodelEpochs),
+                    PretrainCorpus = parse.GetValue(PretrainCorpus) ?? [],
+                    PretrainEpochs = parse.GetValue(PretrainEpochs),
+                    TeacherCheckpoint = parse.GetValue(Teacher),
+                },
+                FineTune = defaults.FineTune with { Epochs = parse.GetValue(FineTuneEpochs), MaxExamples = parse.GetValue(FineTuneExamples) },
+                Search = defaults.Search with
+                {
+                    Generations = parse.GetValue(Generations),
+                    CandidatesPerGeneration = population,
+                    Parents = Math.Max(1, Math.Min(defaults.Search.Parents, population)),
+                },
+                Output = new OutputOptions { Folder = output, Resume = parse.GetValue(Resume) },
             };
-            options.FineTune.Epochs = parse.GetValue(FineTuneEpochs);
-            options.FineTune.MaxExamples = parse.GetValue(FineTuneExamples);
-            options.Search.Generations = parse.GetValue(Generations);
-            options.Search.CandidatesPerGeneration = parse.GetValue(Population);
-            options.Search.Parents = Math.Max(1, Math.Min(options.Search.Parents, options.Search.CandidatesPerGeneration));
-            return options;
         }
     }
 
@@ -121,7 +132,7 @@ public static class SearchCommands
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
         var console = json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
-        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.OutputFolder}[/]");
+        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.Output.Folder}[/]");
         PipelineResult result;
         if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);
         else
@@ -144,16 +155,19 @@ public static class SearchCommands
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 runFolder = result.RunFolder,
-                winners = result.Winners.Select(w => new { boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = Path.Combine(result.RunFolder, w.OnnxFile), metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measuredMedianMs = w.Measured.MedianMs, measuredP90Ms = w.Measured.P90Ms, meetsBound = w.MeetsBound }),
+                winners = result.Winners.Select(w => new { onnxPath = Path.Combine(result.RunFolder, w.OnnxFile), winner = w }),
                 stageSeconds = result.StageSeconds.ToDictionary(kv => kv.Key.ToString(), kv => Math.Round(kv.Value, 2)),
                 notes = result.Notes,
-            }, new JsonSerializerOptions { WriteIndented = true }));
+            }, SpeedLimit.Search.SearchJson.Indented));
             return 0;
         }
-        var table = new Table().Title("Deployable int8 models").AddColumns("bound (ms)", "architecture", "dev metric (engine / ORT)", "measured median / p90 (ms)", "meets bound", "file");
+        var table = new Table().Title("Deployable models").AddColumns(WinnerTable.Header);
         foreach (var w in result.Winners)
-            table.AddRow(w.BoundMs.ToString("G4", CultureInfo.InvariantCulture), w.Arch.ToString(), $"{w.EngineMetric:F4} / {w.OnnxMetric:F4}",
-                $"{w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3}", w.MeetsBound ? "[green]yes[/]" : "[red]no[/]", Markup.Escape(w.OnnxFile));
+        {
+            var cells = WinnerTable.Cells(w).Select(Markup.Escape).ToArray();
+            cells[^1] = w.MeetsBound ? "[green]yes[/]" : "[red]no[/]";
+            table.AddRow(cells);
+        }
         AnsiConsole.Write(table);
         foreach (var n in result.Notes) AnsiConsole.MarkupLineInterpolated($"[grey]note:[/] {n}");
         AnsiConsole.MarkupLineInterpolated($"report: [bold]{Path.Combine(result.RunFolder, "report.md")}[/]");
