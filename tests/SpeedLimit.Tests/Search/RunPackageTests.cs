@@ -3,7 +3,7 @@ using SpeedLimit.Data;
 using SpeedLimit.Reporting;
 using SpeedLimit.Tests.Data;
 
-namespace SpeedLimit.Tests.Reporting;
+namespace SpeedLimit.Tests.Search;
 
 public class RunPackageTests
 {
