@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SpeedLimit.Pipeline;
 using SpeedLimit.Search;
+using SpeedLimit.Tests.Pipeline;
 
 namespace SpeedLimit.Tests.Cli;
 
@@ -43,7 +44,7 @@ public sealed class ProcessFaultTests : IDisposable
             var stderr = child.StandardError.ReadToEndAsync();
             _ = child.StandardOutput.ReadToEndAsync();
             var clock = Stopwatch.StartNew();
-            while (CommittedCandidates(Path.Combine(work, "study.db")) < 1)
+            while (PipelineTests.CommittedCandidates(Path.Combine(work, "study.db")) < 1)
             {
                 if (child.HasExited) Assert.Fail($"the search finished before it could be signalled: {await stderr}");
                 Assert.True(clock.Elapsed < TimeSpan.FromMinutes(4), "the search made no progress");
@@ -64,7 +65,7 @@ public sealed class ProcessFaultTests : IDisposable
         }
         Assert.False(Directory.Exists(Path.Combine(_dir, "run")), "a stopped run must not leave an output folder");
         Assert.False(File.Exists(RunLock.PathFor(Path.Combine(_dir, "run"))), "the lock must be released");
-        int committed = CommittedCandidates(Path.Combine(work, "study.db"));
+        int committed = PipelineTests.CommittedCandidates(Path.Combine(work, "study.db"));
         Assert.True(committed >= 1);
 
         // What a kill -9 during export leaves: a staging folder in the work folder (and, from earlier versions, one beside the output).
@@ -80,19 +81,5 @@ public sealed class ProcessFaultTests : IDisposable
         Assert.Empty(Directory.GetDirectories(_dir, ".run.staging-*"));
         var results = Reporting.RunResults.Load(Path.Combine(_dir, "run", "results.json")).Searches[0];
         Assert.True(results.Timings.Reused >= committed, $"resume re-evaluated finished candidates: reused {results.Timings.Reused} of {committed}");
-    }
-
-    private static int CommittedCandidates(string db)
-    {
-        if (!File.Exists(db)) return 0;
-        try
-        {
-            using var store = StudyStore.Open(db);
-            return store.Exists("search-int8") ? store.Candidates("search-int8").Count : 0;
-        }
-        catch (Exception ex) when (ex is InvalidDataException or IOException or Microsoft.Data.Sqlite.SqliteException)
-        {
-            return 0; // being created
-        }
     }
 }

@@ -152,7 +152,8 @@ public class PipelineTests : IDisposable
         Assert.Equal(a.Bounds[0].Winner!.Arch, b.Bounds[0].Winner!.Arch);
     }
 
-    private static int CommittedCandidates(string db)
+    /// <summary>Candidates committed to the int8 search of a study file that may still be being written (0 while it is created).</summary>
+    internal static int CommittedCandidates(string db)
     {
         if (!File.Exists(db)) return 0;
         try
