@@ -83,7 +83,7 @@ public sealed class StudyWorkerOptions
 }
 
 /// <summary>What a worker did with one claim.</summary>
-public sealed record WorkerEvent(string Study, Model.Architecture Arch, int Attempt, string Outcome, double? Metric, double Seconds, string? ReclaimedFrom);
+public sealed record WorkerEvent(string Study, Architecture Arch, int Attempt, string Outcome, double? Metric, double Seconds, string? ReclaimedFrom);
 
 public sealed record WorkerSummary(int Evaluated, int LeasesLost, double BusySeconds, double TotalSeconds);
 

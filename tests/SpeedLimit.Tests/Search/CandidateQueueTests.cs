@@ -15,7 +15,7 @@ public sealed class CandidateQueueTests(PostgresCluster cluster) : IDisposable
     public void Dispose() => _stores.Dispose();
 
     private static SearchDefinition Def() =>
-        SearchTestData.Definition([1.5, 3.0], seed: 5, configure: o => { o.Generations = 4; o.CandidatesPerGeneration = 6; });
+        SearchTestData.Definition([1.5, 3.0], seed: 5, configure: o => o with { Generations = 4, CandidatesPerGeneration = 6 });
 
     private static long NewStudy(StudyStore store, string name, double leaseSeconds)
     {
