@@ -92,7 +92,7 @@ public sealed class CandidateQueue : IDisposable
             Waiting?.Invoke(entries);
             if (_options.EvaluateLocally && _store.Claim(_options.Owner + " (coordinator)", studyId) is { } claim)
             {
-                StudyWorker.Evaluate(_store, _store.Location, claim, evaluator, cancellation);
+                StudyWorker.Evaluate(_store, _store.Location, claim, () => evaluator, cancellation);
                 continue;
             }
             cancellation.WaitHandle.WaitOne(_options.PollMilliseconds);

@@ -129,15 +129,16 @@ public sealed class StudyWorker
                 cancellation.WaitHandle.WaitOne(_options.PollMilliseconds);
                 continue;
             }
-            var spec = store.LoadPackage(claim.StudyId)
-                ?? throw new InvalidDataException($"study '{claim.StudyName}' has queued candidates but no published package; restart its coordinator");
-            if (!evaluators.TryGetValue((claim.StudyId, spec), out var evaluator))
+            // The lease's heartbeat starts before the package is loaded: fetching a large supermodel
+            // must not look like a dead worker.
+            var outcome = Evaluate(store, _location, claim, () =>
             {
-                try { evaluator = _evaluatorFor(store, claim.StudyId, spec); }
-                catch { store.Release(claim); throw; }
-                evaluators[(claim.StudyId, spec)] = evaluator;
-            }
-            var outcome = Evaluate(store, _location, claim, evaluator, cancellation);
+                var spec = store.LoadPackage(claim.StudyId)
+                    ?? throw new InvalidDataException($"study '{claim.StudyName}' has queued candidates but no published package; restart its coordinator");
+                if (!evaluators.TryGetValue((claim.StudyId, spec), out var evaluator))
+                    evaluators[(claim.StudyId, spec)] = evaluator = _evaluatorFor(store, claim.StudyId, spec);
+                return evaluator;
+            }, cancellation);
             busy += outcome.Seconds;
             if (outcome.Committed) evaluated++;
             else lost++;
@@ -154,7 +155,7 @@ public sealed class StudyWorker
     /// Evaluates one claim under a heartbeat and commits it; shared by workers and the coordinator's
     /// own evaluation. A user cancel puts the candidate back; a lost lease drops the work.
     /// </summary>
-    internal static Outcome Evaluate(StudyStore store, string location, ClaimedCandidate claim, ICandidateEvaluator evaluator, CancellationToken cancellation)
+    internal static Outcome Evaluate(StudyStore store, string location, ClaimedCandidate claim, Func<ICandidateEvaluator> evaluator, CancellationToken cancellation)
     {
         var lease = TimeSpan.FromSeconds(claim.LeaseSeconds);
         var interval = TimeSpan.FromSeconds(Math.Max(0.05, claim.LeaseSeconds / 4));
@@ -167,7 +168,7 @@ public sealed class StudyWorker
         {
             try
             {
-                result = evaluator.Evaluate(claim.Arch, claim.Seed, linked.Token)
+                result = evaluator().Evaluate(claim.Arch, claim.Seed, linked.Token)
                     ?? throw new InvalidOperationException($"the candidate evaluator returned no result for {claim.Arch}");
             }
             catch (OperationCanceledException) when (keeper.Lost && !cancellation.IsCancellationRequested)
