@@ -23,7 +23,8 @@ public sealed class PostgresCluster : IDisposable
 
     public PostgresCluster()
     {
-        _root = Path.Combine(Path.GetTempPath(), $"speedlimit-pg-{Guid.NewGuid():N}");
+        // As root the server runs as 'postgres', which must reach the folder: /tmp, not a private TMPDIR.
+        _root = Path.Combine(Environment.UserName == "root" ? "/tmp" : Path.GetTempPath(), $"speedlimit-pg-{Guid.NewGuid():N}");
         _data = Path.Combine(_root, "data");
         // Where no server can be had the collection's tests are skipped; the fixture then starts nothing.
         if (SkipReason is not null || FindBinaries() is not { } bin) { BinDir = ""; return; }
