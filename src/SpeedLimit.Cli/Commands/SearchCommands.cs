@@ -36,6 +36,7 @@ public static class SearchCommands
         public readonly Option<int> Threads = new("--threads") { Description = "Training threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         public readonly Option<int> LatencyThreads = new("--latency-threads") { Description = "ONNX Runtime threads of the deployed model (the latency the bound is about).", DefaultValueFactory = _ => 1 };
         public readonly Option<string?> LatencyData = new("--latency-data") { Description = "Profiled latencies (JSONL) to reuse and extend across runs on this machine." };
+        public readonly Option<bool> AllowOtherDevices = new("--allow-other-devices") { Description = "Fit the latency predictor on --latency-data records measured on another CPU/runtime too (refused by default)." };
         public readonly Option<int> ProfileCount = new("--profile-count") { Description = "Architectures profiled to fit the latency predictor.", DefaultValueFactory = _ => 40 };
         public readonly Option<int> SupermodelEpochs = new("--supermodel-epochs") { Description = "Epochs of weight-sharing supermodel training on the task.", DefaultValueFactory = _ => 8 };
         public readonly Option<string[]> PretrainCorpus = new("--pretrain-corpus") { Description = "Plain-text file(s) for masked-LM pretraining of the supermodel before task training.", AllowMultipleArgumentsPerToken = true };
@@ -54,7 +55,7 @@ public static class SearchCommands
         public readonly Option<bool> NoLocalEvaluation = new("--no-local-evaluation") { Description = "With --study: leave every candidate to the workers (this process only coordinates and measures latency)." };
 
         public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
-            LatencyData, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json,
+            LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json,
             Study, StudyName, PublishDir, LeaseSeconds, NoLocalEvaluation];
 
         public PipelineOptions Bind(ParseResult parse, string output)
@@ -84,6 +85,7 @@ public static class SearchCommands
                     Threads = parse.GetValue(LatencyThreads),
                     Count = parse.GetValue(ProfileCount),
                     DatasetPath = parse.GetValue(LatencyData),
+                    AllowOtherDevices = parse.GetValue(AllowOtherDevices),
                 },
                 Supermodel = new SupermodelTrainingOptions
                 {
@@ -139,10 +141,10 @@ public static class SearchCommands
     {
         options.Validate();
         var pipeline = new SpeedLimitPipeline(options);
-        using var cancel = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        using var cancel = new CancelOnSignals();
         var console = json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
         console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.Output.Folder}[/]");
+        foreach (var w in RunPreflight.Warnings(options)) console.MarkupLineInterpolated($"[yellow]warning:[/] {w}");
         PipelineResult result;
         if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);
         else
