@@ -83,14 +83,16 @@ public static class StudyCommands
                 return 0;
             }
             var inv = CultureInfo.InvariantCulture;
-            AnsiConsole.MarkupLineInterpolated($"study store [bold]{store.Path}[/]: {status.Count} stud{(status.Count == 1 ? "y" : "ies")}");
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
+            if (Console.IsOutputRedirected) console.Profile.Width = 200; // logs: one line per row
+            console.MarkupLineInterpolated($"study store [bold]{store.Path}[/]: {status.Count} stud{(status.Count == 1 ? "y" : "ies")}");
             if (status.Count == 0) return 0;
             var table = new Table().AddColumns("study", "kind", "candidates", "done", "running", "queued", "dead leases", "redone", "coordinator");
             foreach (var s in status)
                 table.AddRow(Markup.Escape(s.Name), s.Kind, s.Candidates.ToString(inv), s.Done.ToString(inv), s.Running.ToString(inv), s.Queued.ToString(inv),
                     s.DeadLeases == 0 ? "0" : $"[red]{s.DeadLeases}[/]", s.Redone.ToString(inv),
                     s.Coordinator is { } c ? Markup.Escape(string.Create(inv, $"{c.Owner}, heartbeat {c.HeartbeatAgeSeconds:0.0} s ago{(c.Alive ? "" : " (dead)")}")) : "none");
-            AnsiConsole.Write(table);
+            console.Write(table);
             var running = status.SelectMany(s => s.RunningEntries.Select(e => (s, e))).ToList();
             if (running.Count > 0)
             {
@@ -100,9 +102,11 @@ public static class StudyCommands
                     bool dead = s.LeaseSeconds is double l && e.HeartbeatAgeSeconds > l;
                     rt.AddRow(Markup.Escape(s.Name), e.Arch.ToString(), Markup.Escape(e.Worker ?? "?"),
                         string.Create(inv, $"{e.ClaimedAgeSeconds:0} s ago ({DateTimeOffset.UtcNow.AddSeconds(-(e.ClaimedAgeSeconds ?? 0)):HH:mm:ss} UTC)"),
-                        string.Create(inv, $"{e.HeartbeatAgeSeconds:0.0} s ago"), e.Attempts.ToString(inv), dead ? "[red]dead: goes back to the queue[/]" : "alive");
+                        string.Create(inv, $"{e.HeartbeatAgeSeconds:0.0} s ago"), e.Attempts.ToString(inv), dead ? "[red]dead[/]" : "alive");
                 }
-                AnsiConsole.Write(rt);
+                console.Write(rt);
+                if (running.Any(x => x.s.LeaseSeconds is double l && x.e.HeartbeatAgeSeconds > l))
+                    console.MarkupLine("[grey]dead: the worker stopped heartbeating for longer than the lease; the next claim by any worker takes its candidate over[/]");
             }
             return 0;
         }));

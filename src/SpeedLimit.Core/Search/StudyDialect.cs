@@ -124,7 +124,7 @@ internal sealed class PostgresDialect : StudyDialect
         {
             _builder = new NpgsqlConnectionStringBuilder(FromUri(connectionString.Trim()));
         }
-        catch (ArgumentException ex)
+        catch (Exception ex) when (ex is ArgumentException or FormatException or InvalidCastException)
         {
             throw new UserInputException($"--study '{Redact(connectionString)}' is not a valid PostgreSQL connection string ({ex.Message}); use e.g. \"Host=db.local;Port=5432;Database=speedlimit;Username=speedlimit;Password=...\"", ex);
         }

@@ -159,7 +159,7 @@ public sealed class ScaleOutTests(PostgresCluster cluster) : IDisposable
     }
 
     [PostgresFact]
-    public void AStoppedCoordinatorResumesWhileWorkersKeepGoingAndNothingIsRedone()
+    public void AStoppedCoordinatorIsReplacedAfterItsLeaseAndResumesWhileWorkersKeepGoing()
     {
         var setup = Build(fineTuneExamples: 64);
         var def = Def(generations: 3, population: 3);
@@ -171,7 +171,7 @@ public sealed class ScaleOutTests(PostgresCluster cluster) : IDisposable
         using (var store = StudyStore.Open(db)) spec = Publish(store, setup);
         var workers = Enumerable.Range(0, 2).Select(k => StartWorker(db, $"w{k}", "--idle-exit", "30")).ToList();
 
-        // The first coordinator stops (as Ctrl+C would, or a crash between generations) once a generation is committed.
+        // The first coordinator stops mid-search (here by cancellation) once a generation is committed, with workers busy.
         using var stop = new CancellationTokenSource();
         (SearchResult?, Exception?) first = default;
         var t1 = Coordinate(db, spec, def, new SmoothEvaluator(), evaluateLocally: false, (r, e) => first = (r, e), stop.Token);
@@ -187,6 +187,15 @@ public sealed class ScaleOutTests(PostgresCluster cluster) : IDisposable
         Assert.IsAssignableFrom<OperationCanceledException>(first.Item2);
         int committed = watch.Candidates("s").Count;
         Assert.True(committed < reference.Candidates.Count, "the first coordinator finished before it was stopped");
+
+        // What a kill -9 leaves besides the queue: a coordinator lease that nobody renews. A new
+        // coordinator is refused while it looks alive and takes over once it has expired.
+        long id = watch.Require("s", null).Id;
+        watch.AcquireCoordinator(id, "s", "killed-coordinator", 3);
+        (SearchResult?, Exception?) refused = default;
+        Wait(Coordinate(db, spec, def, new SmoothEvaluator(), evaluateLocally: false, (r, e) => refused = (r, e)), () => (null, null));
+        Assert.Contains("already has a coordinator (killed-coordinator", Assert.IsType<UserInputException>(refused.Item2).Message);
+        Thread.Sleep(3500);
 
         // A second coordinator resumes the study; workers that were evaluating for the first carry on.
         (SearchResult?, Exception?) second = default;
@@ -223,5 +232,60 @@ public sealed class ScaleOutTests(PostgresCluster cluster) : IDisposable
         var other = package with { ProgramVersion = "0.0.1-other" };
         var version = Assert.Throws<UserInputException>(() => CandidatePackage.OpenEvaluator(store, other.ToJson(), Path.Combine(_dir, "cache")));
         Assert.Contains("run the same build on every machine", version.Message);
+    }
+
+    private static (int Code, string Out, string Err) Cli(params string[] args)
+    {
+        var (savedOut, savedErr) = (Console.Out, Console.Error);
+        var (o, e) = (new StringWriter(), new StringWriter());
+        Console.SetOut(o);
+        Console.SetError(e);
+        try { return (SpeedLimit.Cli.Program.Run(args), o.ToString(), e.ToString()); }
+        finally { Console.SetOut(savedOut); Console.SetError(savedErr); }
+    }
+
+    [PostgresFact]
+    public void StudyStatusAndWorkerReportStoreProblemsOnOneLine()
+    {
+        var db = cluster.NewDatabase();
+        using (var store = StudyStore.Open(db))
+        {
+            var row = store.Create("run/search-int8", StudyStore.SearchKind, "{}", 0, null);
+            store.PublishPackage(row.Id, "{}", 0.5);
+            store.Enqueue(row.Id, [(new Architecture(1, 16, 16), 1), (new Architecture(2, 32, 48), 2), (new Architecture(1, 32, 16), 3)]);
+            var c = store.Claim("gone-worker")!;
+            store.Complete(store.Claim("busy-worker")!, new CandidateResult(new Architecture(2, 32, 48), 0.5, 1), 1, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow);
+            store.Claim("busy-worker");
+            Thread.Sleep(700); // gone-worker's and busy-worker's leases are now stale
+            Assert.NotNull(c);
+        }
+        var (code, text, _) = Cli("study", "status", "--study", db, "--json");
+        Assert.Equal(0, code);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(text)!["studies"]![0]!;
+        Assert.Equal(("run/search-int8", 1, 2, 0, 2), (json["name"]!.GetValue<string>(), json["done"]!.GetValue<int>(), json["running"]!.GetValue<int>(),
+            json["queued"]!.GetValue<int>(), json["deadLeases"]!.GetValue<int>()));
+        (code, text, _) = Cli("study", "status", "--study", db);
+        Assert.Equal(0, code);
+        Assert.Contains("gone-worker", text);
+        Assert.Contains("the next claim by any worker takes its candidate over", text);
+
+        int closed;
+        using (var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0)) { l.Start(); closed = ((System.Net.IPEndPoint)l.LocalEndpoint).Port; l.Stop(); }
+        var cases = new (string Study, string Expected)[]
+        {
+            ($"Host=127.0.0.1;Port={closed};Username=u;Password=p;Database=d;Timeout=3", "cannot reach PostgreSQL at 127.0.0.1:"),
+            ($"Host=127.0.0.1;Port={cluster.Port};Username={PostgresCluster.User};Password=nope;Database=postgres", "fix Username/Password"),
+            ($"Host=127.0.0.1;Port={cluster.Port};Username={PostgresCluster.User};Password={PostgresCluster.Password};Database=missing_db", "has no database 'missing_db'"),
+            ("Host=127.0.0.1;Port=notaport", "is not a valid PostgreSQL connection string"),
+        };
+        foreach (var (study, expected) in cases)
+        {
+            var (c, _, err) = Cli("worker", "--study", study, "--idle-exit", "0");
+            Assert.Equal(2, c);
+            Assert.StartsWith("error: ", err);
+            Assert.Contains(expected, err);
+            Assert.Single(err.Trim().Split('\n'));
+            Assert.DoesNotContain("nope", err); // no password in messages
+        }
     }
 }
