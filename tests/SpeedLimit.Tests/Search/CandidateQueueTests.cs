@@ -83,7 +83,7 @@ public sealed class CandidateQueueTests(PostgresCluster cluster) : IDisposable
     {
         var db = _stores.New(kind);
         using var store = StudyStore.Open(db);
-        long id = NewStudy(store, "s", leaseSeconds: 0.6);
+        long id = NewStudy(store, "s", leaseSeconds: 1.2);
         var arch = new Architecture(2, 64, 128);
         store.Enqueue(id, [(arch, 11), (new Architecture(1, 32, 64), 12)]);
 
@@ -94,10 +94,10 @@ public sealed class CandidateQueueTests(PostgresCluster cluster) : IDisposable
         Assert.Null(store.Claim("alive"));
 
         // The live worker heartbeats past the lease and keeps its candidate; the dead one does not.
-        for (int i = 0; i < 5; i++) { Thread.Sleep(250); Assert.True(store.Heartbeat(other)); }
+        for (int i = 0; i < 6; i++) { Thread.Sleep(300); Assert.True(store.Heartbeat(other)); }
         var status = Assert.Single(store.Status());
         Assert.Equal((2, 1), (status.Running, status.DeadLeases));
-        Assert.Equal("dead", Assert.Single(status.RunningEntries, e => e.HeartbeatAgeSeconds > 0.6).Worker);
+        Assert.Equal("dead", Assert.Single(status.RunningEntries, e => e.HeartbeatAgeSeconds > 1.2).Worker);
 
         var taken = store.Claim("alive")!;
         Assert.Equal((arch, 2, "dead"), (taken.Arch, taken.Attempt, taken.ReclaimedFrom));
@@ -125,20 +125,20 @@ public sealed class CandidateQueueTests(PostgresCluster cluster) : IDisposable
         var db = _stores.New(kind);
         var predictor = new LinearPredictor();
         using var store = StudyStore.Open(db);
-        long id = NewStudy(store, "c", leaseSeconds: 0.6);
-        using (var first = new CandidateQueue(store, "{}", new CandidateQueueOptions { LeaseSeconds = 0.6, Owner = "first" }))
+        long id = NewStudy(store, "c", leaseSeconds: 2);
+        using (var first = new CandidateQueue(store, "{}", new CandidateQueueOptions { LeaseSeconds = 2, Owner = "first" }))
         {
             first.Attach(id, "c");
-            Thread.Sleep(900); // longer than the lease: the first coordinator's heartbeat keeps it
+            Thread.Sleep(2500); // longer than the lease: the first coordinator's heartbeat (every 0.5 s) keeps it
             using var other = StudyStore.Open(db);
-            using var second = new CandidateQueue(other, "{}", new CandidateQueueOptions { LeaseSeconds = 0.6, Owner = "second" });
+            using var second = new CandidateQueue(other, "{}", new CandidateQueueOptions { LeaseSeconds = 2, Owner = "second" });
             var ex = Assert.Throws<UserInputException>(() =>
                 new EvolutionarySearch(predictor, new SmoothEvaluator()) { Queue = second }.Resume(other, "c"));
             Assert.Contains("already has a coordinator (first", ex.Message);
             Assert.Contains("one coordinator per study", ex.Message);
         }
         // Released: another coordinator takes the study at once.
-        using var third = new CandidateQueue(store, "{}", new CandidateQueueOptions { LeaseSeconds = 0.6, Owner = "third" });
+        using var third = new CandidateQueue(store, "{}", new CandidateQueueOptions { LeaseSeconds = 2, Owner = "third" });
         third.Attach(id, "c");
         Assert.Equal("third", store.Coordinator(id)!.Owner);
     }
