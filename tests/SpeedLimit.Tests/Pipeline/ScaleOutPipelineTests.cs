@@ -57,6 +57,6 @@ public sealed class ScaleOutPipelineTests(PostgresCluster cluster) : IDisposable
         var notes = deployment["notes"]!.AsArray().Select(n => n!.GetValue<string>()).ToList();
         Assert.DoesNotContain(notes, n => n.Contains("differs from the searched", StringComparison.Ordinal));
         Assert.Contains(notes, n => n.Contains("ci/search-int8", StringComparison.Ordinal) && n.Contains("evaluated by workers only", StringComparison.Ordinal));
-        Assert.Equal(search.Bounds[0].Winner!.Metric, deployment["winners"]![0]!["engineInt8Metric"]!.GetValue<double>());
+        Assert.Equal(search.Bounds[0].Winner!.Metric, deployment["winners"]![0]!["engine"]!["metric"]!.GetValue<double>());
     }
 }
