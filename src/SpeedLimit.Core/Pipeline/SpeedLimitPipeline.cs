@@ -72,7 +72,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             Stage(PipelineStage.Profiling, () => Profile(profiler, precisions, latencyPath, cancel));
             var profiled = LatencyDataset.Load(latencyPath);
             predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(profiled, p, work)));
-            bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(profiled, options.Precision);
+            bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(profiled, options.Precision, predictors[options.Precision]);
             CheckFeasible(bounds, predictors);
         }
         catch (Exception ex) when (created && CliFacingError(ex))
@@ -228,13 +228,23 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         return report.Predictor;
     }
 
-    private List<double> AutoBounds(IReadOnlyList<LatencyRecord> records, Precision precision)
+    /// <summary>
+    /// Bounds at quantiles of the profiled latencies, each raised to what the predictor can promise for the
+    /// fastest architecture (its prediction with the margin), so an automatic bound is never infeasible — on a
+    /// noisy machine the margin is wide and the quantiles alone can fall below every upper prediction.
+    /// </summary>
+    private List<double> AutoBounds(IReadOnlyList<LatencyRecord> records, Precision precision, LatencyPredictor predictor)
     {
         var ms = records
             .Where(r => r.Precision == precision && r.Threads == options.Profiling.Threads && r.SequenceLength == options.Profiling.SequenceLength)
             .Select(r => r.MedianMs).Order().ToArray();
-        var bounds = options.AutoBoundQuantiles.Select(q => Math.Round(ms[(int)Math.Clamp(q * (ms.Length - 1), 0, ms.Length - 1)], 3)).Distinct().ToList();
+        double fastestUpperMs = options.Space.Enumerate().Min(a => predictor.PredictMs(a)) * (1 + predictor.RelativeMargin);
+        double floorMs = Math.Ceiling(fastestUpperMs * 1.02 * 1000) / 1000;
+        var quantiles = options.AutoBoundQuantiles.Select(q => Math.Round(ms[(int)Math.Clamp(q * (ms.Length - 1), 0, ms.Length - 1)], 3)).ToList();
+        var bounds = quantiles.Select(b => Math.Max(b, floorMs)).Distinct().ToList();
         _notes.Add($"bounds chosen at the {string.Join(", ", options.AutoBoundQuantiles.Select(q => q.ToString("P0", CultureInfo.InvariantCulture)))} quantiles of profiled {precision} latency: {string.Join(", ", bounds.Select(b => $"{b} ms"))}");
+        if (quantiles.Any(b => b < floorMs))
+            _notes.Add($"automatic bounds below {floorMs} ms were raised to it: the fastest architecture is predicted within {fastestUpperMs:0.###} ms only with the predictor's {predictor.RelativeMargin:P0} margin (noisy latencies widen it)");
         return bounds;
     }
 
