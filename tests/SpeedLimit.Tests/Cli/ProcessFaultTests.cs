@@ -29,9 +29,11 @@ public sealed class ProcessFaultTests : IDisposable
     [
         "search", "--output", "run", "--space", "space.json", "--bound-ms", "50", "--latency-data", "latency.jsonl",
         "--max-train-examples", "1500", "--max-dev-examples", "200", "--max-length", "32", "--profile-count", "14",
-        "--supermodel-epochs", "3", "--finetune-epochs", "1", "--finetune-examples", "300", "--generations", "2", "--population", "4",
+        "--supermodel-epochs", "3", "--finetune-epochs", "1", "--finetune-examples", "300", "--generations", "5", "--population", "4",
         "--threads", "2", "--seed", "5", .. extra,
     ];
+
+    private static int CommittedCandidatesAfter(string work) => PipelineTests.CommittedCandidates(Path.Combine(work, "study.db"));
 
     [Theory]
     [InlineData("TERM")]
@@ -57,6 +59,8 @@ public sealed class ProcessFaultTests : IDisposable
 
             CliProcess.Signal(child, signal);
             Assert.True(child.WaitForExit(TimeSpan.FromMinutes(2)), "the signalled run did not stop");
+            // Candidates are committed a generation at a time; five generations leave most of the run to interrupt.
+            Assert.True(child.ExitCode != 0 || CommittedCandidatesAfter(work) < 20, "the run finished before the signal reached it");
             Assert.Equal(130, child.ExitCode);
             var text = await stderr;
             var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
