@@ -53,38 +53,48 @@ public static class SearchCommands
 
         public PipelineOptions Bind(ParseResult parse, string output)
         {
-            var space = SearchSpace.FromOption(parse.GetValue(Space), SearchSpace.Demo);
-            var options = new PipelineOptions
+            int population = parse.GetValue(Population);
+            var defaults = new PipelineOptions();
+            return new PipelineOptions
             {
-                Task = parse.GetValue(Task)!,
-                DataDir = parse.GetValue(DataDir),
-                VocabPath = parse.GetValue(Vocab),
-                MaxSequenceLength = parse.GetValue(MaxLength),
-                MaxTrainExamples = parse.GetValue(MaxTrain),
-                MaxDevExamples = parse.GetValue(MaxDev),
-                Space = space,
-                BoundsMs = (parse.GetValue(Bounds) ?? []).ToList(),
-                Precision = LatencyProfiler.ParsePrecision(parse.GetValue(Precision)!),
+                Space = SearchSpace.FromOption(parse.GetValue(Space), SearchSpace.Demo),
+                BoundsMs = parse.GetValue(Bounds) ?? [],
+                Precision = Precisions.Parse(parse.GetValue(Precision)!),
                 CompareFp32Search = parse.GetValue(CompareFp32),
                 Baselines = (parse.GetValue(Baselines) ?? []).Select(Architecture.Parse).ToList(),
                 Seed = parse.GetValue(Seed),
                 TrainThreads = parse.GetValue(Threads),
-                LatencyThreads = parse.GetValue(LatencyThreads),
-                ProfileCount = parse.GetValue(ProfileCount),
-                LatencyDatasetPath = parse.GetValue(LatencyData),
-                SupermodelEpochs = parse.GetValue(SupermodelEpochs),
-                PretrainCorpus = (parse.GetValue(PretrainCorpus) ?? []).ToList(),
-                PretrainEpochs = parse.GetValue(PretrainEpochs),
-                TeacherCheckpoint = parse.GetValue(Teacher),
-                OutputFolder = output,
-                Resume = parse.GetValue(Resume),
+                Data = new DataOptions
+                {
+                    Task = parse.GetValue(Task)!,
+                    DataDir = parse.GetValue(DataDir),
+                    VocabPath = parse.GetValue(Vocab),
+                    MaxSequenceLength = parse.GetValue(MaxLength),
+                    MaxTrainExamples = parse.GetValue(MaxTrain),
+                    MaxDevExamples = parse.GetValue(MaxDev),
+                },
+                Profiling = new ProfilingOptions
+                {
+                    Threads = parse.GetValue(LatencyThreads),
+                    Count = parse.GetValue(ProfileCount),
+                    DatasetPath = parse.GetValue(LatencyData),
+                },
+                Supermodel = new SupermodelTrainingOptions
+                {
+                    Epochs = parse.GetValue(SupermodelEpochs),
+                    PretrainCorpus = parse.GetValue(PretrainCorpus) ?? [],
+                    PretrainEpochs = parse.GetValue(PretrainEpochs),
+                    TeacherCheckpoint = parse.GetValue(Teacher),
+                },
+                FineTune = defaults.FineTune with { Epochs = parse.GetValue(FineTuneEpochs), MaxExamples = parse.GetValue(FineTuneExamples) },
+                Search = defaults.Search with
+                {
+                    Generations = parse.GetValue(Generations),
+                    CandidatesPerGeneration = population,
+                    Parents = Math.Max(1, Math.Min(defaults.Search.Parents, population)),
+                },
+                Output = new OutputOptions { Folder = output, Resume = parse.GetValue(Resume) },
             };
-            options.FineTune.Epochs = parse.GetValue(FineTuneEpochs);
-            options.FineTune.MaxExamples = parse.GetValue(FineTuneExamples);
-            options.Search.Generations = parse.GetValue(Generations);
-            options.Search.CandidatesPerGeneration = parse.GetValue(Population);
-            options.Search.Parents = Math.Max(1, Math.Min(options.Search.Parents, options.Search.CandidatesPerGeneration));
-            return options;
         }
     }
 
@@ -121,7 +131,7 @@ public static class SearchCommands
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
         var console = json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
-        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.OutputFolder}[/]");
+        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.Output.Folder}[/]");
         PipelineResult result;
         if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);
         else

@@ -47,8 +47,8 @@ public sealed record LatencyStats(double MedianMs, double P90Ms, double TrimmedM
         if (timesMs.Count == 0) throw new ArgumentException("no timed runs");
         var s = timesMs.OrderBy(t => t).ToArray();
         int n = s.Length;
-        double median = n % 2 == 1 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-        double p90 = s[Math.Clamp((int)Math.Ceiling(0.9 * n) - 1, 0, n - 1)];
+        double median = Statistics.Median(s);
+        double p90 = Statistics.NearestRank(s, 0.9);
         int trim = n >= 3 ? Math.Max(1, n / 10) : 0;
         double trimmed = s.Skip(trim).Take(n - 2 * trim).Average();
         return new LatencyStats(median, p90, trimmed, s[0], n, warmupRuns);
@@ -110,7 +110,7 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options)
         {
             warm.Add(LatencyProfilerClock.TimeMs(run, options.Clock));
             if (warm.Count < Math.Max(options.MinWarmupRuns, 2 * w)) continue;
-            double last = Median(warm.Skip(warm.Count - w)), before = Median(warm.Skip(warm.Count - 2 * w).Take(w));
+            double last = Statistics.Median(warm.Skip(warm.Count - w)), before = Statistics.Median(warm.Skip(warm.Count - 2 * w).Take(w));
             if (Math.Abs(last - before) <= options.StableTolerance * before) break;
         }
         var times = new double[options.TimedRuns];
@@ -149,11 +149,6 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options)
     public static (int, int, int, Precision, int, int, int, string) Key(LatencyRecord r) =>
         (r.Layers, r.Hidden, r.Ffn, r.Precision, r.Threads, r.Batch, r.SequenceLength, r.Clock);
 
-    private static double Median(IEnumerable<double> xs)
-    {
-        var s = xs.OrderBy(x => x).ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
-    }
 
     private static string? _cpuModel;
 
@@ -173,12 +168,4 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options)
         catch (IOException) { }
         return _cpuModel = model;
     }
-
-    /// <summary>Parses "fp32" / "int8" (case-insensitive).</summary>
-    public static Precision ParsePrecision(string text) => text?.Trim().ToLowerInvariant() switch
-    {
-        "fp32" => Precision.Fp32,
-        "int8" => Precision.Int8,
-        _ => throw new UserInputException($"unknown precision '{text}'; use fp32 or int8"),
-    };
 }

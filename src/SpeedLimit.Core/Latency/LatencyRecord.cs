@@ -2,9 +2,6 @@ using SpeedLimit.Model;
 
 namespace SpeedLimit.Latency;
 
-/// <summary>Numeric precision of an exported/deployed model.</summary>
-public enum Precision { Fp32, Int8 }
-
 /// <summary>Where a latency was measured: enough to tell whether a predictor still applies.</summary>
 public sealed record DeviceFingerprint(string CpuModel, int Threads, string RuntimeVersion)
 {

@@ -50,17 +50,17 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     public PipelineResult Run(CancellationToken cancel = default)
     {
         options.Validate();
-        var output = Path.GetFullPath(options.OutputFolder).TrimEnd(Path.DirectorySeparatorChar);
+        var output = Path.GetFullPath(options.Output.Folder).TrimEnd(Path.DirectorySeparatorChar);
         var work = WorkFolderFor(output);
         PrepareFolders(output, work);
 
         var task = Stage(PipelineStage.Data, () => LoadTask());
         var profiler = new LatencyProfiler(new LatencyProfilerOptions
         {
-            Batch = 1, SequenceLength = options.LatencySequenceLength, Threads = options.LatencyThreads,
-            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, TimedRuns = options.LatencyTimedRuns, Seed = options.Seed,
+            Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads,
+            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, TimedRuns = options.Profiling.TimedRuns, Seed = options.Seed,
         });
-        var latencyPath = options.LatencyDatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
+        var latencyPath = options.Profiling.DatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
         // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.
         var measuredPath = Path.Combine(work, "measured.jsonl");
         var precisions = options.CompareFp32Search || options.Baselines.Count > 0 ? new[] { Precision.Int8, Precision.Fp32 } : new[] { options.Precision };
@@ -69,7 +69,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(profiled, p, work)));
         var bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(profiled, options.Precision);
 
-        var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(options, task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
+        var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(new SupermodelJob(options.Supermodel, options.Space, options.Seed, options.TrainThreads, options.Profiling.SequenceLength), task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
 
         using var store = StudyStore.Open(Path.Combine(work, "study.db"));
         var searches = new List<SearchResult>();
@@ -119,14 +119,14 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     private void PrepareFolders(string output, string work)
     {
         if (Directory.Exists(output) || File.Exists(output))
-            throw new UserInputException($"output '{options.OutputFolder}' already exists; choose another --output or remove it");
+            throw new UserInputException($"output '{options.Output.Folder}' already exists; choose another --output or remove it");
         var fingerprintPath = Path.Combine(work, "options.json");
         if (Directory.Exists(work))
         {
-            if (!options.Resume)
+            if (!options.Output.Resume)
                 throw new UserInputException($"an unfinished run is in '{work}'; pass --resume to continue it, or delete that folder to start over");
-            if (File.Exists(fingerprintPath) && File.ReadAllText(fingerprintPath) != options.Fingerprint())
-                throw new UserInputException($"the unfinished run in '{work}' used different settings; resume it with the same flags, or delete that folder");
+            if (File.Exists(fingerprintPath) && OptionsFingerprint.Differences(File.ReadAllText(fingerprintPath), options.Fingerprint()) is { Count: > 0 } diffs)
+                throw new UserInputException($"the unfinished run in '{work}' used different settings ({string.Join("; ", diffs.Take(4))}{(diffs.Count > 4 ? $"; and {diffs.Count - 4} more" : "")}); resume it with the same flags, or delete that folder to start over");
             _notes.Add("resumed an unfinished run");
         }
         Directory.CreateDirectory(work);
@@ -135,8 +135,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
 
     private EncodedTask LoadTask()
     {
-        Report(PipelineStage.Data, $"loading task '{options.Task}'", 0, 1);
-        var task = EncodedTask.Load(options);
+        Report(PipelineStage.Data, $"loading task '{options.Data.Task}'", 0, 1);
+        var task = EncodedTask.Load(options.Data, options.Seed);
         Report(PipelineStage.Data, $"{task.Task.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {task.Encoder.VocabSize}", 1, 1);
         return task;
     }
@@ -145,9 +145,9 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     {
         var rng = new Random(options.Seed);
         var all = options.Space.Enumerate().ToList();
-        IEnumerable<Architecture> sample = all.Count <= options.ProfileCount + 2
+        IEnumerable<Architecture> sample = all.Count <= options.Profiling.Count + 2
             ? all
-            : new[] { options.Space.Smallest, options.Space.Largest }.Concat(all.OrderBy(_ => rng.Next()).Take(options.ProfileCount)).Distinct();
+            : new[] { options.Space.Smallest, options.Space.Largest }.Concat(all.OrderBy(_ => rng.Next()).Take(options.Profiling.Count)).Distinct();
         var clock = Stopwatch.StartNew();
         profiler.ProfileAll(sample, precisions, datasetPath, (record, done, total) =>
             Report(PipelineStage.Profiling, record is null ? $"{total} measurements to take" : $"{record.Arch} {record.Precision}: {record.MedianMs:F3} ms",
@@ -159,10 +159,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     {
         var report = LatencyPredictorFitter.Fit(records, new LatencyFitOptions
         {
-            Precision = precision, Batch = 1, SequenceLength = options.LatencySequenceLength, Threads = options.LatencyThreads, Seed = options.Seed,
-            // The operator-feature model fits in milliseconds and beats the paper's MLP here (docs/latency-predictor.md);
-            // the MLP (minutes of training) stays available through 'speedlimit latency fit --model mlp'.
-            Model = LatencyModelKind.Features,
+            Precision = precision, Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads, Seed = options.Seed,
+            Model = options.Predictor.Model,
         });
         report.Predictor.Save(Path.Combine(work, $"predictor-{precision.ToString().ToLowerInvariant()}.json"));
         var held = report.HeldOut;
@@ -175,7 +173,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     private List<double> AutoBounds(IReadOnlyList<LatencyRecord> records, Precision precision)
     {
         var ms = records
-            .Where(r => r.Precision == precision && r.Threads == options.LatencyThreads && r.SequenceLength == options.LatencySequenceLength)
+            .Where(r => r.Precision == precision && r.Threads == options.Profiling.Threads && r.SequenceLength == options.Profiling.SequenceLength)
             .Select(r => r.MedianMs).Order().ToArray();
         var bounds = options.AutoBoundQuantiles.Select(q => Math.Round(ms[(int)Math.Clamp(q * (ms.Length - 1), 0, ms.Length - 1)], 3)).Distinct().ToList();
         _notes.Add($"bounds chosen at the {string.Join(", ", options.AutoBoundQuantiles.Select(q => q.ToString("P0", CultureInfo.InvariantCulture)))} quantiles of profiled {precision} latency: {string.Join(", ", bounds.Select(b => $"{b} ms"))}");
@@ -306,13 +304,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
 
     private static Precision Other(Precision p) => p == Precision.Int8 ? Precision.Fp32 : Precision.Int8;
 
-    internal static void WriteTextAtomically(string path, string text)
-    {
-        var temp = path + ".tmp";
-        File.WriteAllText(temp, text, Encoding.UTF8);
-        File.Move(temp, path, overwrite: true);
-    }
+    private static void WriteTextAtomically(string path, string text) => AtomicFile.WriteAllText(path, text);
 
     private static void WriteJsonAtomically(string path, object value) =>
-        WriteTextAtomically(path, JsonSerializer.Serialize(value, SearchJson.Indented));
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(value, SearchJson.Indented));
 }

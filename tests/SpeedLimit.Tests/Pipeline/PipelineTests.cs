@@ -58,8 +58,8 @@ public class PipelineTests : IDisposable
             Assert.Equal(search.Candidates.Count, store.Candidates("search-int8").Count);
         var best = search.Bounds[0].Winner!;
         // The smallest architecture, evaluated as an int8 baseline under the same budget, is beaten.
-        var smallest = results.Baselines.Single(b => b.Definition.Precision == SpeedLimit.Latency.Precision.Int8).Entries.Single().Candidate;
-        Assert.Equal(new SpeedLimit.Model.Architecture(1, 16, 16), smallest.Arch);
+        var smallest = results.Baselines.Single(b => b.Definition.Precision == SpeedLimit.Precision.Int8).Entries.Single().Candidate;
+        Assert.Equal(new SpeedLimit.Architecture(1, 16, 16), smallest.Arch);
         Assert.True(best.Metric > smallest.Metric, $"winner {best.Arch} {best.Metric:F3} does not beat the smallest architecture's {smallest.Metric:F3}");
         Assert.Equal(search.Candidates.Max(c => c.Metric), best.Metric);
     }

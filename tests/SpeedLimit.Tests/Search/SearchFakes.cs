@@ -62,10 +62,10 @@ internal static class SearchTestData
     /// <summary>The demo space: 4 × 7 × 8 = 224 architectures.</summary>
     public static SearchSpace Space => SearchSpace.Demo;
 
-    public static SearchDefinition Definition(double[] bounds, int seed = 7, Action<SearchOptions>? configure = null, SearchSpace? space = null)
+    public static SearchDefinition Definition(double[] bounds, int seed = 7, Func<SearchOptions, SearchOptions>? configure = null, SearchSpace? space = null)
     {
         var options = new SearchOptions { Generations = 4, CandidatesPerGeneration = 6, Parents = 3 };
-        configure?.Invoke(options);
+        if (configure is not null) options = configure(options);
         return new SearchDefinition("fake", Precision.Int8, space ?? Space, bounds, seed, "fake budget", options);
     }
 

@@ -101,8 +101,8 @@ public static class LatencyPredictorFitter
         }
         var byArch = kept.GroupBy(r => r.Arch).OrderBy(g => g.Key.Layers).ThenBy(g => g.Key.Hidden).ThenBy(g => g.Key.Ffn).ToList();
         var archs = byArch.Select(g => g.Key).ToList();
-        var ms = byArch.Select(g => Median(g.Select(r => Pick(r, options.Statistic)))).ToList();
-        var bound = byArch.Select(g => Median(g.Select(r => r.MedianMs))).ToList();
+        var ms = byArch.Select(g => Statistics.Median(g.Select(r => Pick(r, options.Statistic)))).ToList();
+        var bound = byArch.Select(g => Statistics.Median(g.Select(r => r.MedianMs))).ToList();
         return (archs, ms, bound, devices[0].Key, heads[0], warnings);
     }
 
@@ -243,9 +243,4 @@ public static class LatencyPredictorFitter
         _ => r.MedianMs,
     };
 
-    private static double Median(IEnumerable<double> xs)
-    {
-        var s = xs.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
-    }
 }
