@@ -35,6 +35,8 @@ public sealed record PipelineOptions
     public ProfilingOptions Profiling { get; init; } = new();
     public PredictorOptions Predictor { get; init; } = new();
     public SupermodelTrainingOptions Supermodel { get; init; } = new();
+    /// <summary>Start from a pretrained encoder (<c>--pretrained</c>): teacher, importance reordering, space from its shape. Null: train from scratch.</summary>
+    public PretrainedStartOptions? Pretrained { get; init; }
     public FineTuneOptions FineTune { get; init; } = new() { Epochs = 2, MaxExamples = 2000, LearningRate = 5e-4f };
     public SearchOptions Search { get; init; } = new() { Generations = 3, CandidatesPerGeneration = 6, Parents = 3 };
     /// <summary>Where the run folder goes; not part of the fingerprint.</summary>
@@ -71,6 +73,7 @@ public sealed record PipelineOptions
         FineTune.Validate();
         Search.Validate();
         Output.Validate();
+        Pretrained?.Validate();
     }
 
     /// <summary>The settings that decide a run's results as JSON, compared when a run is resumed.</summary>

@@ -8,6 +8,7 @@ using SpeedLimit.Latency;
 using SpeedLimit.Latency.Predictors;
 using SpeedLimit.Model;
 using SpeedLimit.Onnx;
+using SpeedLimit.Pretrained;
 using SpeedLimit.Reporting;
 using SpeedLimit.Search;
 using SpeedLimit.Training;
@@ -54,6 +55,17 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var work = WorkFolderFor(output);
         PrepareFolders(output, work);
 
+        PretrainedEncoder? encoder = null;
+        if (options.Pretrained is { } pre)
+        {
+            // The pretrained model decides the tokenizer (its vocabulary) and, unless --space was given, the search space.
+            encoder = Stage(PipelineStage.Data, () => LoadPretrained(pre, work));
+            var space = pre.DeriveSpace ? PretrainedSpace.Derive(encoder.Config, pre.SpaceSteps) : options.Space;
+            PretrainedSpace.Check(space, encoder.Config, $"pretrained model '{encoder.Source}'");
+            options = options with { Space = space, Data = options.Data with { VocabPath = Path.Combine(work, "vocab.txt") } };
+            options.Validate(); // baselines against the derived space
+            _notes.Add($"pretrained {encoder.Source} {encoder.Arch}, {encoder.Config.Heads} heads; search space {space}");
+        }
         var task = Stage(PipelineStage.Data, () => LoadTask());
         var profiler = new LatencyProfiler(new LatencyProfilerOptions
         {
@@ -69,7 +81,16 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(profiled, p, work)));
         var bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(profiled, options.Precision);
 
-        var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(new SupermodelJob(options.Supermodel, options.Space, options.Seed, options.TrainThreads, options.Profiling.SequenceLength), task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
+        var job = new SupermodelJob(options.Supermodel, options.Space, options.Seed, options.TrainThreads, options.Profiling.SequenceLength);
+        PretrainedSupermodel? fromPretrained = null;
+        var supermodel = Stage(PipelineStage.Supermodel, () =>
+        {
+            if (encoder is null) return SupermodelStage.Train(job, task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel);
+            var start = encoder.CreateModel(task.Head, task.ConfigFor(options.Space.Largest, options.Space.Heads).Labels, options.Seed, out var fresh);
+            if (fresh.Count > 0) _notes.Add($"initialized from scratch (not in the pretrained model): {string.Join(", ", fresh)}");
+            fromPretrained = SupermodelStage.TrainFromPretrained(job, options.Pretrained!, task, start, work, Progress, _notes, cancel);
+            return fromPretrained.Supermodel;
+        });
 
         using var store = StudyStore.Open(Path.Combine(work, "study.db"));
         var searches = new List<SearchResult>();
@@ -90,6 +111,9 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
                     baselines.Add(RunBaselines(store, p, predictors[p], evaluators[p], profiler, task, cancel));
                 return 0;
             });
+
+        if (fromPretrained is not null)
+            Stage(PipelineStage.Baselines, () => { baselines.AddRange(MeasureTeacher(fromPretrained, profiler, task, work)); return 0; });
 
         var staging = Path.Combine(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.staging-{Guid.NewGuid():N}");
         try
@@ -139,6 +163,38 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var task = EncodedTask.Load(options.Data, options.Seed);
         Report(PipelineStage.Data, $"{task.Task.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {task.Encoder.VocabSize}", 1, 1);
         return task;
+    }
+
+    /// <summary>Imports the pretrained model and writes its vocabulary into the work folder (the task's tokenizer).</summary>
+    private PretrainedEncoder LoadPretrained(PretrainedStartOptions pre, string work)
+    {
+        Report(PipelineStage.Data, $"importing pretrained model '{pre.Source}'", 0, 1);
+        var encoder = PretrainedLoader.Load(pre.Source, pre.VocabPath);
+        if (!encoder.LowerCase) _notes.Add($"{encoder.Source} is cased, but the task tokenizer lower-cases; accuracy may suffer");
+        AtomicFile.WriteAllText(Path.Combine(work, "vocab.txt"), string.Join('\n', encoder.Vocab) + "\n");
+        foreach (var n in encoder.Notes) _notes.Add(n);
+        Report(PipelineStage.Data, $"pretrained {encoder.Source}: {encoder.Arch}, {encoder.Config.Heads} heads, vocabulary {encoder.Config.VocabSize}", 1, 1);
+        return encoder;
+    }
+
+    /// <summary>The fine-tuned teacher as the paper's "Baseline BERT" (fp32) and "Quantized BERT" (int8): exported, measured, placed beside the searches.</summary>
+    private IEnumerable<BaselineResult> MeasureTeacher(PretrainedSupermodel built, LatencyProfiler profiler, EncodedTask task, string work)
+    {
+        var teacher = built.Teacher;
+        foreach (var (precision, metric) in new[] { (Precision.Fp32, built.TeacherMetricFp32), (Precision.Int8, built.TeacherMetricInt8) })
+        {
+            var path = Path.Combine(work, $"teacher-{precision.ToString().ToLowerInvariant()}.onnx");
+            Report(PipelineStage.Baselines, $"measuring the teacher at {precision}", 0, 1);
+            BertOnnxExporter.Save(teacher.Config, teacher.Layout, teacher.Parameters, path, new OnnxExportOptions { Precision = precision });
+            var started = DateTimeOffset.UtcNow;
+            var record = profiler.ProfileFile(path, teacher.Config.Arch, precision);
+            File.Delete(path);
+            var candidate = new CandidateRecord(teacher.Config.Arch, 0, task.Task.Name, precision, "fine-tuned teacher", options.Seed, metric, null,
+                built.TeacherSeconds, built.TeacherSeconds, started, DateTimeOffset.UtcNow, record.MedianMs, record);
+            var definition = new BaselineDefinition(task.Task.Name, precision, [new BaselineArchitecture(PaperComparison.TeacherLabel, teacher.Config.Arch)], options.Seed, "fine-tuned teacher");
+            yield return new BaselineResult($"{PaperComparison.TeacherLabel} (fine-tuned pretrained, {EvolutionarySearch.PrecisionName(precision)})", null, definition,
+                [new BaselineEntry(PaperComparison.TeacherLabel, candidate)]);
+        }
     }
 
     private int Profile(LatencyProfiler profiler, IReadOnlyList<Precision> precisions, string datasetPath, CancellationToken cancel)
@@ -292,7 +348,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     {
         var clock = Stopwatch.StartNew();
         var result = body();
-        _stageSeconds[stage] = clock.Elapsed.TotalSeconds;
+        _stageSeconds[stage] = _stageSeconds.GetValueOrDefault(stage) + clock.Elapsed.TotalSeconds; // a stage may run in parts (data: import, then task)
         return result;
     }
 
