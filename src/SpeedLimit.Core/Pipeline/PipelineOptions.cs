@@ -61,6 +61,7 @@ public sealed record PipelineOptions
         {
             if (a.Layers < 1 || a.Hidden < 1 || a.Ffn < 1)
                 throw new ArgumentException($"baseline {a} has a zero or negative dimension; give --baseline e,h,f with every value ≥ 1");
+            if (Pretrained is { DeriveSpace: true }) continue; // the space comes from the pretrained model; checked again once it is derived
             if (a.Hidden % Space.Heads != 0)
                 throw new ArgumentException($"baseline {a}: hidden size {a.Hidden} is not a multiple of the space's {Space.Heads} heads; pick a hidden size divisible by {Space.Heads}");
             if (!a.FitsIn(Space.Largest))
