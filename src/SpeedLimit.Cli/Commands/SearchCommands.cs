@@ -37,6 +37,7 @@ public static class SearchCommands
         public readonly Option<int> Threads = new("--threads") { Description = "Training threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         public readonly Option<int> LatencyThreads = new("--latency-threads") { Description = "ONNX Runtime threads of the deployed model (the latency the bound is about).", DefaultValueFactory = _ => 1 };
         public readonly Option<string?> LatencyData = new("--latency-data") { Description = "Profiled latencies (JSONL) to reuse and extend across runs on this machine." };
+        public readonly Option<bool> AllowOtherDevices = new("--allow-other-devices") { Description = "Fit the latency predictor on --latency-data records measured on another CPU/runtime too (refused by default)." };
         public readonly Option<int> ProfileCount = new("--profile-count") { Description = "Architectures profiled to fit the latency predictor.", DefaultValueFactory = _ => 40 };
         public readonly Option<int> SupermodelEpochs = new("--supermodel-epochs") { Description = "Epochs of weight-sharing supermodel training on the task.", DefaultValueFactory = _ => 8 };
         public readonly Option<string[]> PretrainCorpus = new("--pretrain-corpus") { Description = "Plain-text file(s) for masked-LM pretraining of the supermodel before task training.", AllowMultipleArgumentsPerToken = true };
@@ -56,13 +57,14 @@ public static class SearchCommands
         public readonly Option<int?> FfnStep = new("--ffn-step") { Description = "With --pretrained: FFN-size step of the derived space (default FFN/64)." };
         public readonly Option<int?> MinHidden = new("--min-hidden") { Description = "With --pretrained: smallest hidden size of the derived space (default hidden/4)." };
         public readonly Option<int?> MinFfn = new("--min-ffn") { Description = "With --pretrained: smallest FFN size of the derived space (default FFN/8)." };
+        public readonly Option<float> HiddenDistill = new("--hidden-distill") { Description = "With --pretrained: weight of hidden-state distillation from the (reordered) teacher besides its logits (0 = logits only).", DefaultValueFactory = _ => 0f };
         public readonly Option<double[]> BoundQuantiles = new("--bound-quantile") { Description = "Without --bound-ms: pick bounds at these quantiles of the profiled latencies (default 0.35 0.7).", AllowMultipleArgumentsPerToken = true };
         public readonly Option<bool> Resume = new("--resume") { Description = "Continue an unfinished run with the same --output (nothing finished is redone)." };
         public readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
 
         public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
-            LatencyData, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population,
-            Pretrained, Importance, TeacherEpochs, TeacherLr, SupermodelLr, FineTuneLr, HiddenStep, FfnStep, MinHidden, MinFfn, BoundQuantiles, Resume, Json];
+            LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population,
+            Pretrained, Importance, TeacherEpochs, TeacherLr, SupermodelLr, FineTuneLr, HiddenStep, FfnStep, MinHidden, MinFfn, HiddenDistill, BoundQuantiles, Resume, Json];
 
         public PipelineOptions Bind(ParseResult parse, string output)
         {
@@ -106,6 +108,7 @@ public static class SearchCommands
                     Threads = parse.GetValue(LatencyThreads),
                     Count = parse.GetValue(ProfileCount),
                     DatasetPath = parse.GetValue(LatencyData),
+                    AllowOtherDevices = parse.GetValue(AllowOtherDevices),
                 },
                 Supermodel = new SupermodelTrainingOptions
                 {
@@ -114,6 +117,7 @@ public static class SearchCommands
                     PretrainEpochs = parse.GetValue(PretrainEpochs),
                     TeacherCheckpoint = parse.GetValue(Teacher),
                     LearningRate = supermodelLr,
+                    Sandwich = defaults.Supermodel.Sandwich with { HiddenDistillWeight = parse.GetValue(HiddenDistill) },
                 },
                 FineTune = defaults.FineTune with { Epochs = parse.GetValue(FineTuneEpochs), MaxExamples = parse.GetValue(FineTuneExamples), LearningRate = fineTuneLr },
                 Search = defaults.Search with
@@ -157,10 +161,10 @@ public static class SearchCommands
     {
         options.Validate();
         var pipeline = new SpeedLimitPipeline(options);
-        using var cancel = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        using var cancel = new CancelOnSignals();
         var console = json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
         console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.Output.Folder}[/]");
+        foreach (var w in RunPreflight.Warnings(options)) console.MarkupLineInterpolated($"[yellow]warning:[/] {w}");
         PipelineResult result;
         if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);
         else

@@ -80,6 +80,8 @@ public static class SupermodelStage
         var checkpoint = Path.Combine(work, "supermodel.safetensors");
         var (model, resumed) = LoadOrCreate(checkpoint, config, job);
         bool sameShape = teacher.Config == config;
+        if (!sameShape && job.Options.Sandwich.HiddenDistillWeight > 0)
+            throw new UserInputException($"hidden-state distillation needs a teacher of the pretrained shape {config.Arch} (its channels are reordered with the supermodel's); the teacher is {teacher.Config.Arch}: drop --hidden-distill or --teacher");
         var importanceBatches = task.TrainBatches(job.Options.BatchSize, job.Seed, epoch: 0).Take(start.ImportanceBatches);
         string how = start.Importance == ImportanceKind.Gradient
             ? $"gradient importance (DynaBERT, |Σ w·g| over {start.ImportanceBatches} task batches)"
