@@ -9,15 +9,19 @@
 #
 # DATA_DIR defaults to ../shared/data/glue/SST-2. Budget: sized for 2 cores in under two hours
 # (a seeded subsample of SST-2's 67k training sentences; the full dev set). REDUCED=1 runs the
-# smaller budget docs/paper-comparison.md reports for a shared machine. Rerunning with the same
+# smaller budget docs/paper-comparison.md reports for a shared machine. SPEEDLIMIT=path uses a
+# prebuilt speedlimit executable. Rerunning with the same
 # RUN_FOLDER resumes an interrupted run (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/glue/SST-2}
 run=${2:-runs/paper-comparison}
 [ -f "$data/train.tsv" ] || { echo "error: no SST-2 train.tsv in '$data'; pass the GLUE SST-2 folder as the first argument" >&2; exit 2; }
-dotnet build src/SpeedLimit.Cli -c Release -v q -nologo
-cli=src/SpeedLimit.Cli/bin/Release/net10.0/speedlimit
+if [ -n "${SPEEDLIMIT:-}" ]; then cli=$SPEEDLIMIT   # a prebuilt speedlimit executable
+else
+  dotnet build src/SpeedLimit.Cli -c Release -v q -nologo
+  cli=src/SpeedLimit.Cli/bin/Release/net10.0/speedlimit
+fi
 
 if [ "${REDUCED:-0}" = 1 ]; then
   budget=(--max-train-examples 2400 --max-dev-examples 400 --teacher-epochs 2 --teacher-lr 1e-4
