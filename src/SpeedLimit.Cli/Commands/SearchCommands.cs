@@ -5,6 +5,7 @@ using SpeedLimit.Latency;
 using SpeedLimit.Model;
 using SpeedLimit.Pipeline;
 using SpeedLimit.Pretrained;
+using SpeedLimit.Reporting;
 using SpeedLimit.Search;
 using Spectre.Console;
 
@@ -163,7 +164,7 @@ public static class SearchCommands
         var pipeline = new SpeedLimitPipeline(options);
         using var cancel = new CancelOnSignals();
         var console = json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
-        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.Output.Folder}[/]");
+        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {(options.Pretrained is { DeriveSpace: true } p ? $"derived from {p.Source}" : options.Space.ToString())}, {options.Precision} → [bold]{options.Output.Folder}[/]");
         foreach (var w in RunPreflight.Warnings(options)) console.MarkupLineInterpolated($"[yellow]warning:[/] {w}");
         PipelineResult result;
         if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);
@@ -187,16 +188,19 @@ public static class SearchCommands
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 runFolder = result.RunFolder,
-                winners = result.Winners.Select(w => new { boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = Path.Combine(result.RunFolder, w.OnnxFile), metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measuredMedianMs = w.Measured.MedianMs, measuredP90Ms = w.Measured.P90Ms, meetsBound = w.MeetsBound }),
+                winners = result.Winners.Select(w => new { onnxPath = Path.Combine(result.RunFolder, w.OnnxFile), winner = w }),
                 stageSeconds = result.StageSeconds.ToDictionary(kv => kv.Key.ToString(), kv => Math.Round(kv.Value, 2)),
                 notes = result.Notes,
-            }, new JsonSerializerOptions { WriteIndented = true }));
+            }, SpeedLimit.Search.SearchJson.Indented));
             return 0;
         }
-        var table = new Table().Title("Deployable int8 models").AddColumns("bound (ms)", "architecture", "dev metric (engine / ORT)", "measured median / p90 (ms)", "meets bound", "file");
+        var table = new Table().Title("Deployable models").AddColumns(WinnerTable.Header);
         foreach (var w in result.Winners)
-            table.AddRow(w.BoundMs.ToString("G4", CultureInfo.InvariantCulture), w.Arch.ToString(), $"{w.EngineMetric:F4} / {w.OnnxMetric:F4}",
-                $"{w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3}", w.MeetsBound ? "[green]yes[/]" : "[red]no[/]", Markup.Escape(w.OnnxFile));
+        {
+            var cells = WinnerTable.Cells(w).Select(Markup.Escape).ToArray();
+            cells[^1] = w.MeetsBound ? "[green]yes[/]" : "[red]no[/]";
+            table.AddRow(cells);
+        }
         AnsiConsole.Write(table);
         foreach (var n in result.Notes) AnsiConsole.MarkupLineInterpolated($"[grey]note:[/] {n}");
         AnsiConsole.MarkupLineInterpolated($"report: [bold]{Path.Combine(result.RunFolder, "report.md")}[/]");
