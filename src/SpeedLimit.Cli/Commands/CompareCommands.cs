@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using SpeedLimit.Checkpoints;
+using SpeedLimit.Latency;
 using SpeedLimit.Onnx;
 using SpeedLimit.Reporting;
 using Spectre.Console;
@@ -15,10 +16,12 @@ public static class CompareCommands
     {
         var run = new Option<string>("--run") { Description = "A finished run folder of 'speedlimit search --compare-fp32' (results.json, best*.safetensors).", Required = true };
         var output = new Option<string>("--output") { Description = "Prefix of the files to write: PREFIX-results.md, PREFIX-accuracy.png, PREFIX-sizes.png.", Required = true };
+        var latency = new Option<string?>("--latency-data") { Description = "Place the models at these latencies instead (a 'speedlimit profile --arch ...' dataset, e.g. with --clock thread-cpu on a loaded machine)." };
+        var clock = new Option<string>("--clock") { Description = "With --latency-data: the records' clock (wall or thread-cpu).", DefaultValueFactory = _ => "thread-cpu" };
         var json = new Option<bool>("--json") { Description = "Print the headline figures as JSON lines {\"figure\", \"value\", \"unit\"}." };
         var cmd = new Command("compare", "Compare the int8 search with the fp32 search, uniform baselines and the teacher at measured latency, with model sizes (the paper's Figures 1 and 3).")
         {
-            run, output, json,
+            run, output, latency, clock, json,
         };
         cmd.SetAction(parse => CliErrors.Guard(() =>
         {
@@ -27,7 +30,16 @@ public static class CompareCommands
             var checkpoint = Directory.Exists(folder) ? Directory.GetFiles(folder, "best*.safetensors").Order(StringComparer.Ordinal).FirstOrDefault() : null;
             if (checkpoint is null) throw new UserInputException($"run folder '{folder}' holds no best*.safetensors; give the folder of a finished 'speedlimit search' run");
             var config = BertCheckpoint.Load(checkpoint).Config; // vocabulary, positions, heads and labels of every model of the run
-            var cmp = PaperComparison.From(results, (a, p) => OnnxModelSize.Bytes(config.WithArch(a), p), a => OnnxModelSize.Parameters(config.WithArch(a)));
+            Func<Architecture, Precision, double?>? remeasured = null;
+            if (parse.GetValue(latency) is { } data)
+            {
+                var wanted = parse.GetValue(clock)!;
+                var byArch = LatencyDataset.Load(data).Where(r => r.Clock == wanted && r.Batch == 1)
+                    .GroupBy(r => (new Architecture(r.Layers, r.Hidden, r.Ffn), r.Precision)).ToDictionary(g => g.Key, g => g.Last().MedianMs);
+                if (byArch.Count == 0) throw new UserInputException($"latency dataset '{data}' has no batch-1 records timed with the {wanted} clock; profile with --clock {wanted} or pass --clock");
+                remeasured = (a, p) => byArch.TryGetValue((a, p), out var ms) ? ms : null;
+            }
+            var cmp = PaperComparison.From(results, (a, p) => OnnxModelSize.Bytes(config.WithArch(a), p), a => OnnxModelSize.Parameters(config.WithArch(a)), remeasured);
             var prefix = parse.GetValue(output)!;
             var dir = Path.GetDirectoryName(Path.GetFullPath(prefix))!;
             Directory.CreateDirectory(dir);

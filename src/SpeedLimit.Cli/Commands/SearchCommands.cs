@@ -58,6 +58,7 @@ public static class SearchCommands
         public readonly Option<int?> FfnStep = new("--ffn-step") { Description = "With --pretrained: FFN-size step of the derived space (default FFN/64)." };
         public readonly Option<int?> MinHidden = new("--min-hidden") { Description = "With --pretrained: smallest hidden size of the derived space (default hidden/4)." };
         public readonly Option<int?> MinFfn = new("--min-ffn") { Description = "With --pretrained: smallest FFN size of the derived space (default FFN/8)." };
+        public readonly Option<string> LatencyClock = new("--latency-clock") { Description = "wall (default: what the deployment sees), or thread-cpu (the inference thread's CPU time; robust on a loaded machine, needs --latency-threads 1).", DefaultValueFactory = _ => "wall" };
         public readonly Option<float> HiddenDistill = new("--hidden-distill") { Description = "With --pretrained: weight of hidden-state distillation from the (reordered) teacher besides its logits (0 = logits only).", DefaultValueFactory = _ => 0f };
         public readonly Option<double[]> BoundQuantiles = new("--bound-quantile") { Description = "Without --bound-ms: pick bounds at these quantiles of the profiled latencies (default 0.35 0.7).", AllowMultipleArgumentsPerToken = true };
         public readonly Option<bool> Resume = new("--resume") { Description = "Continue an unfinished run with the same --output (nothing finished is redone)." };
@@ -65,7 +66,7 @@ public static class SearchCommands
 
         public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
             LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population,
-            Pretrained, Importance, TeacherEpochs, TeacherLr, SupermodelLr, FineTuneLr, HiddenStep, FfnStep, MinHidden, MinFfn, HiddenDistill, BoundQuantiles, Resume, Json];
+            Pretrained, Importance, TeacherEpochs, TeacherLr, SupermodelLr, FineTuneLr, HiddenStep, FfnStep, MinHidden, MinFfn, HiddenDistill, LatencyClock, BoundQuantiles, Resume, Json];
 
         public PipelineOptions Bind(ParseResult parse, string output)
         {
@@ -109,6 +110,7 @@ public static class SearchCommands
                     Threads = parse.GetValue(LatencyThreads),
                     Count = parse.GetValue(ProfileCount),
                     DatasetPath = parse.GetValue(LatencyData),
+                    Clock = LatencyProfilerClock.Parse(parse.GetValue(LatencyClock)!),
                     AllowOtherDevices = parse.GetValue(AllowOtherDevices),
                 },
                 Supermodel = new SupermodelTrainingOptions

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using SpeedLimit.Data;
+using SpeedLimit.Latency;
 using SpeedLimit.Latency.Predictors;
 using SpeedLimit.Search;
 using SpeedLimit.Training;
@@ -115,6 +116,8 @@ public sealed record ProfilingOptions
     /// <summary>Latency protocol input: batch 1 × this many tokens (paper: 128).</summary>
     public int SequenceLength { get; init; } = 128;
     public int TimedRuns { get; init; } = 10;
+    /// <summary>Wall time (what the deployment sees), or the inference thread's CPU time (robust on a loaded machine; 1 thread only).</summary>
+    public LatencyClock Clock { get; init; } = LatencyClock.Wall;
     /// <summary>Architectures profiled to fit the latency predictor (besides the smallest and largest).</summary>
     public int Count { get; init; } = 40;
     /// <summary>
@@ -127,6 +130,7 @@ public sealed record ProfilingOptions
 
     public void Validate()
     {
+        if (Clock == LatencyClock.ThreadCpu && Threads != 1) throw new ArgumentException($"--latency-clock thread-cpu times the one inference thread; use it with --latency-threads 1, not {Threads}");
         if (Threads < 1) throw new ArgumentException($"--latency-threads {Threads} must be at least 1");
         if (SequenceLength is < 1 or > DataOptions.MaxSupportedLength) throw new ArgumentException($"latency sequence length {SequenceLength} must be between 1 and {DataOptions.MaxSupportedLength}");
         if (TimedRuns < 3) throw new ArgumentException($"latency timed runs {TimedRuns} must be at least 3");

@@ -70,7 +70,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var profiler = new LatencyProfiler(new LatencyProfilerOptions
         {
             Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads,
-            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, TimedRuns = options.Profiling.TimedRuns, Seed = options.Seed,
+            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, TimedRuns = options.Profiling.TimedRuns, Seed = options.Seed, Clock = options.Profiling.Clock,
         });
         var latencyPath = options.Profiling.DatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
         // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.

@@ -40,11 +40,17 @@ public sealed record PaperComparison(string Title, IReadOnlyList<ComparisonRow> 
     }
 
     /// <summary>Collects the comparison; <paramref name="onnxBytes"/> and <paramref name="parameters"/> size an architecture as deployed.</summary>
-    public static PaperComparison From(RunResults results, Func<Architecture, Precision, long> onnxBytes, Func<Architecture, long> parameters)
+    /// <param name="remeasuredMs">
+    /// Optional latencies measured again (e.g. with the thread-CPU clock on a loaded machine): models are
+    /// placed at these instead of the run's own measurements, and a uniform baseline counts within a bound
+    /// by them. The searches' winners stay the ones each search verified.
+    /// </param>
+    public static PaperComparison From(RunResults results, Func<Architecture, Precision, long> onnxBytes, Func<Architecture, long> parameters,
+        Func<Architecture, Precision, double?>? remeasuredMs = null)
     {
         ArgumentNullException.ThrowIfNull(results);
         ComparedModel Model(string name, CandidateRecord c, Precision p) =>
-            new(name, c.Arch, p, c.Metric, c.MeasuredMs!.Value, onnxBytes(c.Arch, p), parameters(c.Arch));
+            new(name, c.Arch, p, c.Metric, remeasuredMs?.Invoke(c.Arch, p) ?? c.MeasuredMs!.Value, onnxBytes(c.Arch, p), parameters(c.Arch));
         var int8 = results.Searches.FirstOrDefault(s => s.Precision == Precision.Int8);
         var fp32 = results.Searches.FirstOrDefault(s => s.Precision == Precision.Fp32);
         var teacher = results.Baselines.Where(b => b.Label.StartsWith(TeacherLabel, StringComparison.Ordinal)).ToList();
