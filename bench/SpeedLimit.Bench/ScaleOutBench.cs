@@ -86,7 +86,7 @@ public sealed class ScaleOutBench : IBenchSection
             using var store = StudyStore.Open(pg.NewDatabase());
             var row = store.Create("overhead", StudyStore.SearchKind, "{}", 0, null);
             store.PublishPackage(row.Id, "{}", 30);
-            int m = quick ? 100 : 400;
+            int m = Math.Min(quick ? 100 : 400, all.Count);
             var items = all.Take(m).Select(a => (a, 1)).ToList();
             var enqueue = new List<double>();
             var claim = new List<double>();

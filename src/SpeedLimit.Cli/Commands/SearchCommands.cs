@@ -4,6 +4,7 @@ using System.Text.Json;
 using SpeedLimit.Latency;
 using SpeedLimit.Model;
 using SpeedLimit.Pipeline;
+using SpeedLimit.Pretrained;
 using SpeedLimit.Reporting;
 using SpeedLimit.Search;
 using Spectre.Console;
@@ -47,6 +48,19 @@ public static class SearchCommands
         public readonly Option<int> FineTuneExamples = new("--finetune-examples") { Description = "Training examples per candidate fine-tune.", DefaultValueFactory = _ => 2000 };
         public readonly Option<int> Generations = new("--generations") { Description = "Evolutionary generations per bound (paper: 4; AutoTinyBERT: 25).", DefaultValueFactory = _ => 3 };
         public readonly Option<int> Population = new("--population") { Description = "Candidates per generation.", DefaultValueFactory = _ => 6 };
+        public readonly Option<string?> Pretrained = new("--pretrained") { Description = "Start from a pretrained BERT: a Hugging Face folder (config.json, model.safetensors, vocab.txt), an ONNX export, or minilm-l6 (built in). The search space is derived from its shape unless --space is given." };
+        public readonly Option<string> Importance = new("--importance") { Description = "With --pretrained: how units are ranked before supermodel training: gradient (DynaBERT, from the task loss) or magnitude (L1, BootstrapNAS).", DefaultValueFactory = _ => "gradient" };
+        public readonly Option<int> TeacherEpochs = new("--teacher-epochs") { Description = "With --pretrained and no --teacher: epochs of fine-tuning the pretrained model on the task (the teacher).", DefaultValueFactory = _ => 3 };
+        public readonly Option<float?> TeacherLr = new("--teacher-lr") { Description = "Teacher fine-tuning learning rate (default 5e-5)." };
+        public readonly Option<float?> SupermodelLr = new("--supermodel-lr") { Description = "Supermodel learning rate (default 1e-3 from scratch, 5e-5 from a pretrained model)." };
+        public readonly Option<float?> FineTuneLr = new("--finetune-lr") { Description = "Candidate fine-tuning learning rate (default 5e-4 from scratch, 5e-5 from a pretrained model)." };
+        public readonly Option<int?> HiddenStep = new("--hidden-step") { Description = "With --pretrained: hidden-size step of the derived space (a multiple of the head count; default the head count)." };
+        public readonly Option<int?> FfnStep = new("--ffn-step") { Description = "With --pretrained: FFN-size step of the derived space (default FFN/64)." };
+        public readonly Option<int?> MinHidden = new("--min-hidden") { Description = "With --pretrained: smallest hidden size of the derived space (default hidden/4)." };
+        public readonly Option<int?> MinFfn = new("--min-ffn") { Description = "With --pretrained: smallest FFN size of the derived space (default FFN/8)." };
+        public readonly Option<string> LatencyClock = new("--latency-clock") { Description = "wall (default: what the deployment sees), or thread-cpu (the inference thread's CPU time; robust on a loaded machine, needs --latency-threads 1).", DefaultValueFactory = _ => "wall" };
+        public readonly Option<float> HiddenDistill = new("--hidden-distill") { Description = "With --pretrained: weight of hidden-state distillation from the (reordered) teacher besides its logits (0 = logits only).", DefaultValueFactory = _ => 0f };
+        public readonly Option<double[]> BoundQuantiles = new("--bound-quantile") { Description = "Without --bound-ms: pick bounds at these quantiles of the profiled latencies (default 0.35 0.7).", AllowMultipleArgumentsPerToken = true };
         public readonly Option<bool> Resume = new("--resume") { Description = "Continue an unfinished run with the same --output (nothing finished is redone)." };
         public readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
         public readonly Option<string?> Study = new("--study") { Description = "Study store shared with workers: a PostgreSQL connection string (or a SQLite file); this run then coordinates 'speedlimit worker' processes (docs/scale-out.md). Default: a SQLite file in the run's work folder." };
@@ -56,15 +70,31 @@ public static class SearchCommands
         public readonly Option<bool> NoLocalEvaluation = new("--no-local-evaluation") { Description = "With --study: leave every candidate to the workers (this process only coordinates and measures latency)." };
 
         public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
-            LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json,
+            LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population,
+            Pretrained, Importance, TeacherEpochs, TeacherLr, SupermodelLr, FineTuneLr, HiddenStep, FfnStep, MinHidden, MinFfn, HiddenDistill, LatencyClock, BoundQuantiles, Resume, Json,
             Study, StudyName, PublishDir, LeaseSeconds, NoLocalEvaluation];
 
         public PipelineOptions Bind(ParseResult parse, string output)
         {
             int population = parse.GetValue(Population);
             var defaults = new PipelineOptions();
+            var pretrained = parse.GetValue(Pretrained) is { } source ? new PretrainedStartOptions
+            {
+                Source = source,
+                VocabPath = parse.GetValue(Vocab),
+                Importance = ImportanceReordering.ParseKind(parse.GetValue(Importance)!),
+                TeacherEpochs = parse.GetValue(TeacherEpochs),
+                TeacherLearningRate = parse.GetValue(TeacherLr) ?? new PretrainedStartOptions().TeacherLearningRate,
+                DeriveSpace = parse.GetValue(Space) is null,
+                SpaceSteps = new PretrainedSpaceOptions { HiddenStep = parse.GetValue(HiddenStep), FfnStep = parse.GetValue(FfnStep), MinHidden = parse.GetValue(MinHidden), MinFfn = parse.GetValue(MinFfn) },
+            } : null;
+            // Pretrained weights want the small learning rates of fine-tuning, not those of training from scratch.
+            float supermodelLr = parse.GetValue(SupermodelLr) ?? (pretrained is null ? defaults.Supermodel.LearningRate : 5e-5f);
+            float fineTuneLr = parse.GetValue(FineTuneLr) ?? (pretrained is null ? defaults.FineTune.LearningRate : 5e-5f);
             return new PipelineOptions
             {
+                Pretrained = pretrained,
+                AutoBoundQuantiles = parse.GetValue(BoundQuantiles) is { Length: > 0 } q ? q : defaults.AutoBoundQuantiles,
                 Space = SearchSpace.FromOption(parse.GetValue(Space), SearchSpace.Demo),
                 BoundsMs = parse.GetValue(Bounds) ?? [],
                 Precision = Precisions.Parse(parse.GetValue(Precision)!),
@@ -86,6 +116,7 @@ public static class SearchCommands
                     Threads = parse.GetValue(LatencyThreads),
                     Count = parse.GetValue(ProfileCount),
                     DatasetPath = parse.GetValue(LatencyData),
+                    Clock = LatencyProfilerClock.Parse(parse.GetValue(LatencyClock)!),
                     AllowOtherDevices = parse.GetValue(AllowOtherDevices),
                 },
                 Supermodel = new SupermodelTrainingOptions
@@ -94,8 +125,10 @@ public static class SearchCommands
                     PretrainCorpus = parse.GetValue(PretrainCorpus) ?? [],
                     PretrainEpochs = parse.GetValue(PretrainEpochs),
                     TeacherCheckpoint = parse.GetValue(Teacher),
+                    LearningRate = supermodelLr,
+                    Sandwich = defaults.Supermodel.Sandwich with { HiddenDistillWeight = parse.GetValue(HiddenDistill) },
                 },
-                FineTune = defaults.FineTune with { Epochs = parse.GetValue(FineTuneEpochs), MaxExamples = parse.GetValue(FineTuneExamples) },
+                FineTune = defaults.FineTune with { Epochs = parse.GetValue(FineTuneEpochs), MaxExamples = parse.GetValue(FineTuneExamples), LearningRate = fineTuneLr },
                 Search = defaults.Search with
                 {
                     Generations = parse.GetValue(Generations),
@@ -144,7 +177,7 @@ public static class SearchCommands
         var pipeline = new SpeedLimitPipeline(options);
         using var cancel = new CancelOnSignals();
         var console = json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
-        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.Output.Folder}[/]");
+        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {(options.Pretrained is { DeriveSpace: true } p ? $"derived from {p.Source}" : options.Space.ToString())}, {options.Precision} → [bold]{options.Output.Folder}[/]");
         foreach (var w in RunPreflight.Warnings(options)) console.MarkupLineInterpolated($"[yellow]warning:[/] {w}");
         PipelineResult result;
         if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using SpeedLimit.Data;
+using SpeedLimit.Latency;
 using SpeedLimit.Latency.Predictors;
 using SpeedLimit.Search;
 using SpeedLimit.Training;
@@ -35,6 +36,8 @@ public sealed record PipelineOptions
     public ProfilingOptions Profiling { get; init; } = new();
     public PredictorOptions Predictor { get; init; } = new();
     public SupermodelTrainingOptions Supermodel { get; init; } = new();
+    /// <summary>Start from a pretrained encoder (<c>--pretrained</c>): teacher, importance reordering, space from its shape. Null: train from scratch.</summary>
+    public PretrainedStartOptions? Pretrained { get; init; }
     public FineTuneOptions FineTune { get; init; } = new() { Epochs = 2, MaxExamples = 2000, LearningRate = 5e-4f };
     public SearchOptions Search { get; init; } = new() { Generations = 3, CandidatesPerGeneration = 6, Parents = 3 };
     /// <summary>Where the run folder goes; not part of the fingerprint.</summary>
@@ -62,6 +65,7 @@ public sealed record PipelineOptions
         {
             if (a.Layers < 1 || a.Hidden < 1 || a.Ffn < 1)
                 throw new ArgumentException($"baseline {a} has a zero or negative dimension; give --baseline e,h,f with every value ≥ 1");
+            if (Pretrained is { DeriveSpace: true }) continue; // the space comes from the pretrained model; checked again once it is derived
             if (a.Hidden % Space.Heads != 0)
                 throw new ArgumentException($"baseline {a}: hidden size {a.Hidden} is not a multiple of the space's {Space.Heads} heads; pick a hidden size divisible by {Space.Heads}");
             if (!a.FitsIn(Space.Largest))
@@ -75,6 +79,7 @@ public sealed record PipelineOptions
         Search.Validate();
         Output.Validate();
         Study.Validate();
+        Pretrained?.Validate();
     }
 
     /// <summary>The settings that decide a run's results as JSON, compared when a run is resumed.</summary>
@@ -115,6 +120,8 @@ public sealed record ProfilingOptions
     /// <summary>Latency protocol input: batch 1 × this many tokens (paper: 128).</summary>
     public int SequenceLength { get; init; } = 128;
     public int TimedRuns { get; init; } = 10;
+    /// <summary>Wall time (what the deployment sees), or the inference thread's CPU time (robust on a loaded machine; 1 thread only).</summary>
+    public LatencyClock Clock { get; init; } = LatencyClock.Wall;
     /// <summary>Architectures profiled to fit the latency predictor (besides the smallest and largest).</summary>
     public int Count { get; init; } = 40;
     /// <summary>
@@ -127,6 +134,7 @@ public sealed record ProfilingOptions
 
     public void Validate()
     {
+        if (Clock == LatencyClock.ThreadCpu && Threads != 1) throw new ArgumentException($"--latency-clock thread-cpu times the one inference thread; use it with --latency-threads 1, not {Threads}");
         if (Threads < 1) throw new ArgumentException($"--latency-threads {Threads} must be at least 1");
         if (SequenceLength is < 1 or > DataOptions.MaxSupportedLength) throw new ArgumentException($"latency sequence length {SequenceLength} must be between 1 and {DataOptions.MaxSupportedLength}");
         if (TimedRuns < 3) throw new ArgumentException($"latency timed runs {TimedRuns} must be at least 3");

@@ -8,6 +8,7 @@ using SpeedLimit.Latency;
 using SpeedLimit.Latency.Predictors;
 using SpeedLimit.Model;
 using SpeedLimit.Onnx;
+using SpeedLimit.Pretrained;
 using SpeedLimit.Reporting;
 using SpeedLimit.Search;
 using SpeedLimit.Training;
@@ -53,13 +54,24 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         using var runLock = RunLock.Acquire(output);
         if (runLock.StalePid is int stale) _notes.Add($"took over the lock of run {stale}, which is no longer running");
         CheckFolders(output, work);
-        var task = Stage(PipelineStage.Data, () => LoadTask());
+        PretrainedEncoder? encoder = null;
+        if (options.Pretrained is { } pre)
+        {
+            // The pretrained model decides the tokenizer (its vocabulary) and, unless --space was given, the search space.
+            encoder = Stage(PipelineStage.Data, () => LoadPretrained(pre));
+            var space = pre.DeriveSpace ? PretrainedSpace.Derive(encoder.Config, pre.SpaceSteps) : options.Space;
+            PretrainedSpace.Check(space, encoder.Config, $"pretrained model '{encoder.Source}'");
+            options = options with { Space = space };
+            options.Validate(); // baselines against the derived space
+            _notes.Add($"pretrained {encoder.Source} {encoder.Arch}, {encoder.Config.Heads} heads; search space {space}");
+        }
+        var task = Stage(PipelineStage.Data, () => LoadTask(encoder));
         bool created = CreateWorkFolder(output, work);
 
         var profiler = new LatencyProfiler(new LatencyProfilerOptions
         {
             Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads,
-            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, TimedRuns = options.Profiling.TimedRuns, Seed = options.Seed,
+            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, TimedRuns = options.Profiling.TimedRuns, Seed = options.Seed, Clock = options.Profiling.Clock,
         });
         var latencyPath = options.Profiling.DatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
         // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.
@@ -82,7 +94,16 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             throw;
         }
 
-        var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(new SupermodelJob(options.Supermodel, options.Space, options.Seed, options.TrainThreads, options.Profiling.SequenceLength), task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
+        var job = new SupermodelJob(options.Supermodel, options.Space, options.Seed, options.TrainThreads, options.Profiling.SequenceLength);
+        PretrainedSupermodel? fromPretrained = null;
+        var supermodel = Stage(PipelineStage.Supermodel, () =>
+        {
+            if (encoder is null) return SupermodelStage.Train(job, task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel);
+            var start = encoder.CreateModel(task.Head, task.ConfigFor(options.Space.Largest, options.Space.Heads).Labels, options.Seed, out var fresh);
+            if (fresh.Count > 0) _notes.Add($"initialized from scratch (not in the pretrained model): {string.Join(", ", fresh)}");
+            fromPretrained = SupermodelStage.TrainFromPretrained(job, options.Pretrained!, task, start, work, Progress, _notes, cancel);
+            return fromPretrained.Supermodel;
+        });
 
         using var store = StudyStore.Open(options.Study.Location ?? Path.Combine(work, "study.db"));
         var searches = new List<SearchResult>();
@@ -115,6 +136,9 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
                     baselines.Add(RunBaselines(store, queues.GetValueOrDefault(p), p, predictors[p], evaluators[p], profiler, task, output, cancel));
                 return 0;
             });
+
+        if (fromPretrained is not null)
+            Stage(PipelineStage.Baselines, () => { baselines.AddRange(MeasureTeacher(fromPretrained, profiler, task, work)); return 0; });
 
         // The tail runs one way: export → verify → complete winner records → the report, written once from them.
         var staging = Path.Combine(work, StagingFolder);
@@ -190,13 +214,61 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
                 SpaceNarrowing.Narrow(options.Space, predictors[p], b); // throws naming the fastest architecture
     }
 
-    private EncodedTask LoadTask()
+    /// <param name="encoder">A pretrained model whose vocabulary tokenizes the task (null: the options' vocabulary).</param>
+    private EncodedTask LoadTask(PretrainedEncoder? encoder)
     {
         Report(PipelineStage.Data, $"loading task '{options.Data.Task}' and checking the request", 0, 1);
-        var (task, warnings) = RunPreflight.Run(options);
-        foreach (var w in warnings) _notes.Add($"warning: {w}");
-        Report(PipelineStage.Data, $"{task.Task.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {task.Encoder.VocabSize}", 1, 1);
-        return task;
+        string? vocab = null;
+        try
+        {
+            var checkedOptions = options;
+            if (encoder is not null)
+            {
+                // The tokenizer reads a vocab.txt; the model's goes to a temporary file (the work folder does not exist yet).
+                vocab = Path.Combine(Path.GetTempPath(), $"speedlimit-vocab-{Guid.NewGuid():N}.txt");
+                AtomicFile.WriteAllText(vocab, string.Join('\n', encoder.Vocab) + "\n");
+                checkedOptions = options with { Data = options.Data with { VocabPath = vocab } };
+            }
+            var (task, warnings) = RunPreflight.Run(checkedOptions);
+            foreach (var w in warnings) _notes.Add($"warning: {w}");
+            Report(PipelineStage.Data, $"{task.Task.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {task.Encoder.VocabSize}", 1, 1);
+            return task;
+        }
+        finally
+        {
+            if (vocab is not null) File.Delete(vocab);
+        }
+    }
+
+    /// <summary>Imports the pretrained model (nothing is written).</summary>
+    private PretrainedEncoder LoadPretrained(PretrainedStartOptions pre)
+    {
+        Report(PipelineStage.Data, $"importing pretrained model '{pre.Source}'", 0, 1);
+        var encoder = PretrainedLoader.Load(pre.Source, pre.VocabPath);
+        if (!encoder.LowerCase) _notes.Add($"{encoder.Source} is cased, but the task tokenizer lower-cases; accuracy may suffer");
+        foreach (var n in encoder.Notes) _notes.Add(n);
+        Report(PipelineStage.Data, $"pretrained {encoder.Source}: {encoder.Arch}, {encoder.Config.Heads} heads, vocabulary {encoder.Config.VocabSize}", 1, 1);
+        return encoder;
+    }
+
+    /// <summary>The fine-tuned teacher as the paper's "Baseline BERT" (fp32) and "Quantized BERT" (int8): exported, measured, placed beside the searches.</summary>
+    private IEnumerable<BaselineResult> MeasureTeacher(PretrainedSupermodel built, LatencyProfiler profiler, EncodedTask task, string work)
+    {
+        var teacher = built.Teacher;
+        foreach (var (precision, metric) in new[] { (Precision.Fp32, built.TeacherMetricFp32), (Precision.Int8, built.TeacherMetricInt8) })
+        {
+            var path = Path.Combine(work, $"teacher-{precision.ToString().ToLowerInvariant()}.onnx");
+            Report(PipelineStage.Baselines, $"measuring the teacher at {precision}", 0, 1);
+            BertOnnxExporter.Save(teacher.Config, teacher.Layout, teacher.Parameters, path, new OnnxExportOptions { Precision = precision });
+            var started = DateTimeOffset.UtcNow;
+            var record = profiler.ProfileFile(path, teacher.Config.Arch, precision);
+            File.Delete(path);
+            var candidate = new CandidateRecord(teacher.Config.Arch, 0, task.Task.Name, precision, "fine-tuned teacher", options.Seed, metric, null,
+                built.TeacherSeconds, built.TeacherSeconds, started, DateTimeOffset.UtcNow, record.MedianMs, record);
+            var definition = new BaselineDefinition(task.Task.Name, precision, [new BaselineArchitecture(PaperComparison.TeacherLabel, teacher.Config.Arch)], options.Seed, "fine-tuned teacher");
+            yield return new BaselineResult($"{PaperComparison.TeacherLabel} (fine-tuned pretrained, {EvolutionarySearch.PrecisionName(precision)})", null, definition,
+                [new BaselineEntry(PaperComparison.TeacherLabel, candidate)]);
+        }
     }
 
     private int Profile(LatencyProfiler profiler, IReadOnlyList<Precision> precisions, string datasetPath, CancellationToken cancel)
@@ -403,7 +475,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     {
         var clock = Stopwatch.StartNew();
         var result = body();
-        _stageSeconds[stage] = clock.Elapsed.TotalSeconds;
+        _stageSeconds[stage] = _stageSeconds.GetValueOrDefault(stage) + clock.Elapsed.TotalSeconds; // a stage may run in parts (data: import, then task)
         return result;
     }
 

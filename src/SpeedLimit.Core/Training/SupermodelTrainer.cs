@@ -12,12 +12,19 @@ public sealed record SupermodelOptions
     public float DistillWeight { get; init; } = 0.5f;
     public float Temperature { get; init; } = 1f;
     public float Dropout { get; init; } = 0.1f;
+    /// <summary>
+    /// Weight of hidden-state distillation from an external teacher (TinyBERT-style MSE, 0 = logits only):
+    /// sub-model layer l of e matches teacher layer round(l·E/e) on its leading h channels, so the
+    /// teacher's channels must be in the supermodel's order (the importance-reordered teacher).
+    /// </summary>
+    public float HiddenDistillWeight { get; init; }
 
     public void Validate()
     {
         if (RandomSubModels < 0) throw new ArgumentException($"random sub-models per step ({RandomSubModels}) must be ≥ 0");
         if (DistillWeight is < 0f or > 1f) throw new ArgumentException($"distillation weight {DistillWeight} must be in [0, 1]");
         if (!(Temperature > 0)) throw new ArgumentException($"distillation temperature {Temperature} must be positive");
+        if (HiddenDistillWeight < 0 || !float.IsFinite(HiddenDistillWeight)) throw new ArgumentException($"hidden-state distillation weight {HiddenDistillWeight} must be a finite number ≥ 0");
     }
 }
 
@@ -80,8 +87,18 @@ public sealed class SupermodelTrainer
     }
 
     /// <summary>One sandwich step on a labelled batch. Returns the largest sub-model's loss and the step outcome.</summary>
-    public StepResult Step(LabeledBatch batch, Random rng) =>
-        Sandwich(batch.Input, null, Supermodel.Config.Labels, batch.Labels, batch.Targets, _teacher?.Forward(batch.Input).ToArray(), rng);
+    public StepResult Step(LabeledBatch batch, Random rng)
+    {
+        float[]? teacherLogits = _teacher?.Forward(batch.Input).ToArray();
+        float[][]? teacherHidden = null;
+        if (_teacher is not null && _options.HiddenDistillWeight > 0)
+        {
+            if (_teacher.Config.Hidden < Space.Largest.Hidden)
+                throw new InvalidOperationException($"hidden-state distillation needs a teacher at least as wide as the space's largest hidden size {Space.Largest.Hidden}; the teacher has {_teacher.Config.Hidden}");
+            teacherHidden = Enumerable.Range(0, _teacher.Config.Layers + 1).Select(j => _teacher.HiddenState(j).ToArray()).ToArray();
+        }
+        return Sandwich(batch.Input, null, Supermodel.Config.Labels, batch.Labels, batch.Targets, teacherLogits, rng, teacherHidden);
+    }
 
     /// <summary>One sandwich step of masked-LM pretraining.</summary>
     public StepResult Step(MaskedLmBatch batch, Random rng) =>
@@ -91,7 +108,7 @@ public sealed class SupermodelTrainer
     /// Runs every sampled architecture on the batch, largest first; the others distil from the
     /// external teacher's logits when there is one, else from the largest's.
     /// </summary>
-    private StepResult Sandwich(EncoderInput input, int[]? positions, int classes, int[]? labels, float[]? targets, float[]? teacher, Random rng)
+    private StepResult Sandwich(EncoderInput input, int[]? positions, int classes, int[]? labels, float[]? targets, float[]? teacher, Random rng, float[][]? teacherHidden = null)
     {
         var archs = SampleSandwich(rng);
         float gradScale = 1f / archs.Count;
@@ -105,22 +122,43 @@ public sealed class SupermodelTrainer
             var (loss, _) = LogitLoss.Accumulate(model.Config.Head, classes, logits, labels, targets,
                 teacher, _options.DistillWeight, _options.Temperature, d, gradScale);
             if (i == 0) { teacher ??= logits.ToArray(); largestLoss = loss; }
-            RunBackward(model, d);
+            var hiddenGrads = teacherHidden is null ? null : HiddenDistillation(model, teacherHidden, input.Tokens, gradScale * _options.HiddenDistillWeight);
+            RunBackward(model, d, hiddenGrads);
             _workspace = model.Workspace;
         }
         return _trainer.Finish(largestLoss);
     }
 
-    private void RunBackward(BertModel model, Span<float> dLogits)
+    /// <summary>
+    /// d/d(hidden) of weight × mean over layers of MSE(student layer l, teacher layer round(l·E/e)[:, :h]) for
+    /// l = 1..e (the embeddings output is not matched), as hidden-state gradients for Backward.
+    /// </summary>
+    internal static float[]?[] HiddenDistillation(BertModel student, float[][] teacherHidden, int tokens, float weight)
+    {
+        int e = student.Config.Layers, h = student.Config.Hidden, E = teacherHidden.Length - 1, H = teacherHidden[0].Length / tokens;
+        var grads = new float[]?[e + 1];
+        var target = new float[tokens * h];
+        for (int l = 1; l <= e; l++)
+        {
+            var t = teacherHidden[(int)Math.Round(l * (double)E / e)];
+            for (int n = 0; n < tokens; n++) t.AsSpan(n * H, h).CopyTo(target.AsSpan(n * h, h)); // leading h channels, token by token
+            var g = new float[tokens * h];
+            Losses.HiddenStateMse(student.HiddenState(l), target, g, weight / e);
+            grads[l] = g;
+        }
+        return grads;
+    }
+
+    private void RunBackward(BertModel model, Span<float> dLogits, IReadOnlyList<float[]?>? hiddenGradients = null)
     {
         var super = Supermodel.Supermodel;
         if (ReferenceEquals(model, super))
         {
-            super.Backward(dLogits);
+            super.Backward(dLogits, hiddenGradients);
             return;
         }
         model.ZeroGradients();
-        model.Backward(dLogits);
+        model.Backward(dLogits, hiddenGradients);
         Supermodel.AccumulateGradients(model);
     }
 

@@ -56,3 +56,31 @@ public class SupermodelTrainerTests
         Assert.Throws<ArgumentException>(() => new SupermodelTrainer(super, wrongHeads, new TrainingOptions(), new SupermodelOptions(), 10));
     }
 }
+
+public class HiddenDistillationTests
+{
+    [Fact]
+    public void GradientsMatchTheMseOfLeadingChannelsOfTheMappedTeacherLayers()
+    {
+        var rng = new Random(5);
+        var student = BertModel.CreateRandom(new BertConfig(new Architecture(2, 8, 8), 2, 10, HeadKind.Classification, maxPositions: 4), 1, std: 0.3f);
+        var input = EncoderInput.Unpadded(2, 3, Enumerable.Range(0, 6).Select(_ => rng.Next(10)).ToArray());
+        student.Forward(input);
+        int tokens = 6, H = 12, E = 4; // teacher: 4 layers of width 12
+        var teacher = Enumerable.Range(0, E + 1).Select(_ => Enumerable.Range(0, tokens * H).Select(_ => (float)rng.NextDouble()).ToArray()).ToArray();
+        const float weight = 0.7f;
+        var grads = SupermodelTrainer.HiddenDistillation(student, teacher, tokens, weight);
+        Assert.Null(grads[0]); // the embeddings output is not matched
+        foreach (var (l, j) in new[] { (1, 2), (2, 4) }) // round(l·4/2)
+        {
+            var s = student.HiddenState(l);
+            for (int n = 0; n < tokens; n++)
+                for (int c = 0; c < 8; c++)
+                {
+                    // d/ds of (weight/e)·mean((s − t)²) over tokens × 8 values
+                    double expected = weight / 2.0 * 2 * (s[n * 8 + c] - teacher[j][n * H + c]) / (tokens * 8);
+                    Assert.Equal(expected, grads[l]![n * 8 + c], 6);
+                }
+        }
+    }
+}
