@@ -10,13 +10,18 @@ public static class CliProcess
 
     /// <param name="quickStart">Tiered JIT for runs that fail in their checks: starts 2–3× faster; the project's
     /// runtimeconfig turns tiering off for compute-bound runs.</param>
-    public static ProcessStartInfo StartInfo(string workingDirectory, IEnumerable<string> args, bool quickStart = false)
+    /// <param name="defaultSignals">Start through perl, which resets SIGINT/SIGTERM to their default disposition before
+    /// exec: a test host may run with SIGINT ignored, and an ignored signal stays ignored in its children.</param>
+    public static ProcessStartInfo StartInfo(string workingDirectory, IEnumerable<string> args, bool quickStart = false, bool defaultSignals = false)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(defaultSignals ? "perl" : "dotnet")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true,
             WorkingDirectory = workingDirectory, UseShellExecute = false,
         };
+        if (defaultSignals)
+            foreach (var a in new[] { "-e", "$SIG{INT} = 'DEFAULT'; $SIG{TERM} = 'DEFAULT'; exec @ARGV or die \"exec: $!\"", "dotnet" })
+                start.ArgumentList.Add(a);
         if (quickStart) start.Environment["DOTNET_TieredCompilation"] = "1";
         start.ArgumentList.Add(typeof(Program).Assembly.Location);
         foreach (var a in args) start.ArgumentList.Add(a);

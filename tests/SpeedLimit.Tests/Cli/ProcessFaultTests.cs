@@ -41,7 +41,7 @@ public sealed class ProcessFaultTests : IDisposable
     public async Task ASignalStopsTheRunCleanlyAndResumeFinishesIt(string signal)
     {
         var work = Path.Combine(_dir, "run.partial");
-        using (var child = Process.Start(CliProcess.StartInfo(_dir, SearchArgs()))!)
+        using (var child = Process.Start(CliProcess.StartInfo(_dir, SearchArgs(), defaultSignals: true))!)
         {
             var stderr = child.StandardError.ReadToEndAsync();
             _ = child.StandardOutput.ReadToEndAsync();
