@@ -4,7 +4,7 @@ using SpeedLimit.Model;
 namespace SpeedLimit.Latency;
 
 /// <summary>Which summary of a record's timed runs the analysis uses.</summary>
-public enum LatencyStatistic { Median, Min, TrimmedMean, P90 }
+public enum LatencyStatistic { Median, Min, TrimmedMean, P90, P99 }
 
 /// <summary>One architecture measured at both precisions under the same conditions.</summary>
 public sealed record LatencyPair(Architecture Arch, double Fp32Ms, double Int8Ms)
@@ -84,6 +84,7 @@ public static class LatencyProfilerFigure4
         LatencyStatistic.Min => r.MinMs,
         LatencyStatistic.TrimmedMean => r.TrimmedMeanMs,
         LatencyStatistic.P90 => r.P90Ms,
+        LatencyStatistic.P99 => LatencyBound.Estimate(r, BoundStatistic.P99),
         _ => throw new ArgumentException($"unknown latency statistic {statistic}"),
     };
 

@@ -5,17 +5,14 @@ namespace SpeedLimit.Latency;
 /// <summary>Numeric precision of an exported/deployed model.</summary>
 public enum Precision { Fp32, Int8 }
 
-/// <summary>Where a latency was measured: enough to tell whether a predictor still applies.</summary>
-public sealed record DeviceFingerprint(string CpuModel, int Threads, string RuntimeVersion)
-{
-    public override string ToString() => $"{CpuModel}, {Threads} thread(s), ONNX Runtime {RuntimeVersion}";
-}
-
 /// <summary>
 /// One profiled latency: an architecture run on ONNX Runtime at one precision and input shape.
 /// This is one line of the profiler's JSONL dataset. <see cref="Clock"/> says what was timed:
 /// "wall" (elapsed time) or "thread-cpu" (CPU time of the single inference thread, which
-/// leaves out time the thread was descheduled on a shared machine).
+/// leaves out time the thread was descheduled on a shared machine). Records of the measurement
+/// protocol (<see cref="LatencyProtocol"/>) also carry the <see cref="Summary"/> (quantiles and
+/// their confidence intervals), the full device <see cref="Fingerprint"/> and how it was measured
+/// (<see cref="Protocol"/>); older records have none of these and are judged on their point values.
 /// </summary>
 public sealed record LatencyRecord(
     int Layers, int Hidden, int Ffn, int Heads,
@@ -23,8 +20,12 @@ public sealed record LatencyRecord(
     int Batch, int SequenceLength,
     double MedianMs, double P90Ms, double TrimmedMeanMs, double MinMs, int Runs,
     string CpuModel, int Threads, string RuntimeVersion,
-    DateTimeOffset MeasuredAt, string Clock = "wall")
+    DateTimeOffset MeasuredAt, string Clock = "wall",
+    LatencySummary? Summary = null, DeviceFingerprint? Fingerprint = null, MeasurementNote? Protocol = null)
 {
     public Architecture Arch => new(Layers, Hidden, Ffn);
-    public DeviceFingerprint Device => new(CpuModel, Threads, RuntimeVersion);
+
+    /// <summary>The full fingerprint when the record has one (this build writes it), else the legacy fields.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public DeviceFingerprint Device => Fingerprint ?? new(CpuModel, Threads, RuntimeVersion);
 }

@@ -58,7 +58,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var profiler = new LatencyProfiler(new LatencyProfilerOptions
         {
             Batch = 1, SequenceLength = options.LatencySequenceLength, Threads = options.LatencyThreads,
-            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, TimedRuns = options.LatencyTimedRuns, Seed = options.Seed,
+            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, Seed = options.Seed,
+            Protocol = LatencyProtocol.Screening with { MinRuns = Math.Max(10, options.LatencyTimedRuns) },
         });
         var latencyPath = options.LatencyDatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
         // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.
@@ -189,7 +190,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var search = new EvolutionarySearch(predictor, evaluator, new OnnxLatencyMeasurer(profiler, precision))
         {
             Label = precision == Precision.Int8 ? "int8 search (SpeedLimit)" : "fp32 search (AutoTinyBERT-style)",
-            OnMeasured = r => { LatencyDataset.Append(measuredPath, r); predictor.AddMeasurements([r]); },
+            // The search recalibrates the predictor's margin from these measurements itself (bound by bound).
+            OnMeasured = r => LatencyDataset.Append(measuredPath, r),
         };
         search.Progress = new SyncProgress<SearchProgress>(p =>
         {
