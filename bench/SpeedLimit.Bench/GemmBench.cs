@@ -7,8 +7,8 @@ using SpeedLimit.Kernels;
 namespace SpeedLimit.Bench;
 
 /// <summary>
-/// fp32 GEMM throughput on BERT-shaped products beside the machine's FMA peak measured in the
-/// same run (a register-only Vector512 FMA loop), on 1 and 2 threads.
+/// fp32 GEMM throughput on BERT-shaped products beside the machine's FMA peak (<see cref="FmaPeak"/>)
+/// and OpenBLAS (<see cref="OpenBlas"/>, when installed) measured in the same run, on 1 and 2 threads.
 /// </summary>
 /// <remarks>
 /// Two clocks per figure: wall time (what a caller waits) and process CPU time (what the kernel
@@ -19,38 +19,58 @@ namespace SpeedLimit.Bench;
 public sealed class GemmBench : IBenchSection
 {
     public string Name => "gemm";
-    public string Description => "fp32 GEMM GFLOP/s (NN, NT, TN weight-gradient) vs measured FMA peak, 1 and 2 threads";
+    public string Description => "fp32 GEMM GFLOP/s (NN, NT, TN weight-gradient) vs measured FMA peak and OpenBLAS, 1 and 2 threads";
 
     private static readonly (int K, int N)[] LayerShapes = [(256, 1024), (1024, 256), (512, 2048), (768, 3072), (3072, 768), (768, 768)];
 
     public void Run(BenchReport report, bool quick)
     {
         int runs = quick ? 3 : 7;
-        report.Note($"  path: {Gemm.Path} (resolves to {Gemm.AutoPath}), processors: {Environment.ProcessorCount}; medians of {runs} runs.");
+        report.Note($"  load before: {Affinity.LoadAverage()} (/proc/loadavg); path: {Gemm.Path} (resolves to {Gemm.AutoPath}), processors: {Environment.ProcessorCount}; medians of {runs} runs.");
         report.Note("  'wall' = flops per elapsed second; 'cpu' = flops per second of process CPU time (per core busy, so a perfectly");
         report.Note("  scaling t2 run shows the t1 figure). On a shared machine wall figures fall with the share of the cores the bench gets;");
-        report.Note("  cpu figures mostly do not. % of peak is against the FMA peak measured on the same clock.");
+        report.Note("  cpu figures mostly do not. % of peak is against t × the one-core FMA peak on the thread-CPU clock (what t cores");
+        report.Note("  reach when they run; on a quiet machine the wall peak equals it). Ratios to OpenBLAS");
+        report.Note("  come from runs interleaved with ours (ours, theirs, ours, ...), so both see the same load.");
         int[] threadCounts = Environment.ProcessorCount >= 2 ? [1, 2] : [1];
+        if (Environment.ProcessorCount > 2) threadCounts = [1, 2, Environment.ProcessorCount];
 
         var peak = new Dictionary<int, (double Wall, double Cpu)>();
         foreach (int t in threadCounts)
         {
-            peak[t] = FmaPeakGflops(t, runs);
-            report.Figure($"fma peak t{t} wall", peak[t].Wall, "GFLOP/s");
-            report.Figure($"fma peak t{t} cpu", peak[t].Cpu, "GFLOP/s");
+            var p = FmaPeak.Measure(t, runs);
+            peak[t] = (p.WallGflops, p.CpuGflops);
+            report.Figure($"fma peak t{t} wall", p.WallGflops, "GFLOP/s");
+            report.Figure($"fma peak t{t} cpu", p.CpuGflops, "GFLOP/s"); // t cores × per-core rate on the thread-CPU clock
+            if (t > 1) report.Note($"  {p.Isa}, per thread: {string.Join(", ", p.PerThreadGflops.Select(g => g.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)))} GFLOP/s; t{t}/t1 wall = {p.WallGflops / peak[1].Wall:0.00}");
         }
+
+        var blas = OpenBlas.TryLoad(out string why);
+        if (blas is null) report.Note($"  OpenBLAS: skipped ({why}).");
+        else report.Note($"  OpenBLAS: {OpenBlas.LibraryName}, core by itself: {blas.ProbedCore}; running core: {blas.Core}"
+            + (blas.CoreTypeSet is { } ct ? $" (OPENBLAS_CORETYPE={ct} set for this process because it picked a generic kernel)" : ""));
 
         int[] ms = quick ? [128] : [128, 4096];
         var shapes = quick ? LayerShapes[..2] : LayerShapes;
+        var ratios = new List<(string Name, int Threads, double Ratio)>();
         foreach (int m in ms)
             foreach (var (k, n) in shapes)
                 foreach (int t in threadCounts)
                 {
-                    Measure(report, "NN", false, false, m, n, k, t, runs, peak[t]);
-                    Measure(report, "NT", false, true, m, n, k, t, runs, peak[t]);
+                    Measure(report, "NN", false, false, m, n, k, t, runs, peak[t], blas, ratios);
+                    Measure(report, "NT", false, true, m, n, k, t, runs, peak[t], blas, ratios);
                     // Weight gradient of the same layer: dW(N,K) = dYᵀ(N,M) · X(M,K), reported as (m,n,k) of the product.
-                    Measure(report, "TN dW", true, false, n, k, m, t, runs, peak[t]);
+                    Measure(report, "TN dW", true, false, n, k, m, t, runs, peak[t], blas, ratios);
                 }
+        if (blas is not null)
+            foreach (int t in threadCounts)
+            {
+                var r = ratios.Where(x => x.Threads == t).Select(x => x.Ratio).ToList();
+                if (r.Count == 0) continue;
+                report.Figure($"gemm ours/openblas t{t} min over shapes", r.Min(), "ratio");
+                report.Figure($"gemm ours/openblas t{t} geomean over shapes", Math.Exp(r.Average(Math.Log)), "ratio");
+                report.Note($"  t{t}: {r.Count(x => x >= 1.0)} of {r.Count} shapes at or above OpenBLAS");
+            }
 
         // Attention per (batch, head): scores Q·Kᵀ of 128×128×32, one alone (latency) and 12 heads batched.
         var small = Matrices(128, 128, 32);
@@ -68,20 +88,59 @@ public sealed class GemmBench : IBenchSection
             report.Figure($"attention scores 12 heads batched t{t} wall", flops / wall / 1e9, "GFLOP/s");
             report.Figure($"attention scores 12 heads batched t{t} cpu", flops / cpu / 1e9, "GFLOP/s");
         }
+        report.Note($"  load after: {Affinity.LoadAverage()}");
     }
 
-    private static void Measure(BenchReport report, string label, bool ta, bool tb, int m, int n, int k, int threads, int runs, (double Wall, double Cpu) peak)
+    private static void Measure(BenchReport report, string label, bool ta, bool tb, int m, int n, int k, int threads, int runs,
+        (double Wall, double Cpu) peak, OpenBlas? blas, List<(string, int, double)> ratios)
     {
         var x = Matrices(m, n, k);
         double flops = 2.0 * m * n * k;
         // Repeat small products inside one timed run so each run lasts a few milliseconds.
         int reps = (int)Math.Clamp(2e8 / flops, 1, 1000);
-        var (wall, cpu) = Time(() => Gemm.Multiply(ta, tb, m, n, k, x.A, ta ? m : k, x.B, tb ? k : n, x.C, n, threads: threads), 2, runs, reps);
-        double gWall = flops / wall / 1e9, gCpu = flops / cpu / 1e9;
+        int lda = ta ? m : k, ldb = tb ? k : n;
+        Action ours = () => Gemm.Multiply(ta, tb, m, n, k, x.A, lda, x.B, ldb, x.C, n, threads: threads);
         string name = $"gemm {label} M={m} K={k} N={n} t{threads}";
-        report.Figure($"{name} wall", gWall, "GFLOP/s");
-        report.Figure($"{name} cpu", gCpu, "GFLOP/s");
-        report.Note($"  {"",-60} {100 * gWall / peak.Wall,8:0.0}% / {100 * gCpu / peak.Cpu:0.0}% of wall / cpu peak");
+        if (blas is null)
+        {
+            var (wall, cpu) = Time(ours, 2, runs, reps);
+            double gWall = flops / wall / 1e9, gCpu = flops / cpu / 1e9;
+            report.Figure($"{name} wall", gWall, "GFLOP/s");
+            report.Figure($"{name} cpu", gCpu, "GFLOP/s");
+            report.Note($"  {"",-60} {100 * gWall / peak.Cpu,8:0.0}% / {100 * gCpu * threads / peak.Cpu:0.0}% of peak (wall / cpu clock); OpenBLAS skipped");
+            return;
+        }
+        var c2 = new float[m * n];
+        Action theirs = () =>
+        {
+            blas.SetThreads(threads);
+            blas.Sgemm(ta, tb, m, n, k, x.A, lda, x.B, ldb, c2, n);
+        };
+        for (int i = 0; i < 2; i++) { ours(); theirs(); }
+        var oursWall = new double[runs]; var oursCpu = new double[runs]; var theirsWall = new double[runs];
+        for (int r = 0; r < runs; r++)
+        {
+            // OpenBLAS's pthread workers spin for a while after a call; let them go to sleep before timing ours.
+            if (threads > 1) Thread.Sleep(120);
+            (oursWall[r], oursCpu[r]) = TimeOnce(ours, reps);
+            theirsWall[r] = TimeOnce(theirs, reps).Wall;
+        }
+        if (threads > 1) Thread.Sleep(120);
+        double ow = flops / Timing.Median(oursWall) / 1e9, oc = flops / Timing.Median(oursCpu) / 1e9, tw = flops / Timing.Median(theirsWall) / 1e9;
+        report.Figure($"{name} wall", ow, "GFLOP/s");
+        report.Figure($"{name} cpu", oc, "GFLOP/s");
+        report.Figure($"{name} openblas wall", tw, "GFLOP/s");
+        report.Figure($"{name} ours/openblas", ow / tw, "ratio");
+        report.Note($"  {"",-60} {100 * ow / peak.Cpu,8:0.0}% / {100 * oc * threads / peak.Cpu:0.0}% of peak (wall / cpu clock); OpenBLAS {100 * tw / peak.Cpu:0.0}% (wall)");
+        ratios.Add((name, threads, ow / tw));
+    }
+
+    private static (double Wall, double Cpu) TimeOnce(Action action, int reps)
+    {
+        double c0 = ProcessCpuSeconds();
+        long t0 = Stopwatch.GetTimestamp();
+        for (int i = 0; i < reps; i++) action();
+        return (Stopwatch.GetElapsedTime(t0).TotalSeconds / reps, (ProcessCpuSeconds() - c0) / reps);
     }
 
     /// <summary>Median wall seconds and median process-CPU seconds of one call (each run repeats it <paramref name="reps"/> times).</summary>
@@ -126,52 +185,4 @@ public sealed class GemmBench : IBenchSection
         return x;
     }
 
-    /// <summary>Measured FMA peak (wall and CPU clock): each thread runs a register-only loop of 10 independent Vector512 FMA chains.</summary>
-    internal static (double Wall, double Cpu) FmaPeakGflops(int threads, int runs)
-    {
-        const int iterations = 20_000_000;
-        double flops = iterations * FmaLoopFlopsPerIteration * threads;
-        FmaLoop(1000); // JIT
-        var (wall, cpu) = Time(() =>
-        {
-            if (threads == 1) FmaLoop(iterations);
-            else Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ => FmaLoop(iterations));
-        }, 1, runs, 1);
-        return (flops / wall / 1e9, flops / cpu / 1e9);
-    }
-
-    /// <summary>10 independent FMA chains (4-cycle latency, one zmm FMA per cycle: at least 4 needed) on registers only.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    internal static unsafe void FmaLoop(int iterations)
-    {
-        fixed (float* sink = s_sink) FmaLoop(iterations, sink);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void FmaLoop(int iterations, float* sink)
-    {
-        if (!Avx512F.IsSupported) throw new PlatformNotSupportedException("The FMA peak loop needs AVX-512F.");
-        var m = Vector512.Create(0.999999f);
-        var d = Vector512.Create(1e-7f);
-        var a0 = Vector512<float>.Zero; var a1 = Vector512<float>.Zero; var a2 = Vector512<float>.Zero;
-        var a3 = Vector512<float>.Zero; var a4 = Vector512<float>.Zero; var a5 = Vector512<float>.Zero;
-        var a6 = Vector512<float>.Zero; var a7 = Vector512<float>.Zero; var a8 = Vector512<float>.Zero;
-        var a9 = Vector512<float>.Zero;
-        for (int i = 0; i < iterations; i++)
-        {
-            a0 = Avx512F.FusedMultiplyAdd(m, d, a0); a1 = Avx512F.FusedMultiplyAdd(m, d, a1);
-            a2 = Avx512F.FusedMultiplyAdd(m, d, a2); a3 = Avx512F.FusedMultiplyAdd(m, d, a3);
-            a4 = Avx512F.FusedMultiplyAdd(m, d, a4); a5 = Avx512F.FusedMultiplyAdd(m, d, a5);
-            a6 = Avx512F.FusedMultiplyAdd(m, d, a6); a7 = Avx512F.FusedMultiplyAdd(m, d, a7);
-            a8 = Avx512F.FusedMultiplyAdd(m, d, a8); a9 = Avx512F.FusedMultiplyAdd(m, d, a9);
-        }
-        Avx512F.Store(sink, a0); Avx512F.Store(sink + 16, a1); Avx512F.Store(sink + 32, a2); Avx512F.Store(sink + 48, a3);
-        Avx512F.Store(sink + 64, a4); Avx512F.Store(sink + 80, a5); Avx512F.Store(sink + 96, a6); Avx512F.Store(sink + 112, a7);
-        Avx512F.Store(sink + 128, a8); Avx512F.Store(sink + 144, a9);
-    }
-
-    /// <summary>Flops of one FmaLoop iteration.</summary>
-    internal const double FmaLoopFlopsPerIteration = 10.0 * 16 * 2;
-
-    private static readonly float[] s_sink = new float[160];
 }

@@ -89,15 +89,7 @@ public sealed class GemmTuneBench : IBenchSection
         if (Enum.TryParse<GemmPath>(Environment.GetEnvironmentVariable("GEMM_PATH"), out var path)) Gemm.Path = path;
         report.Note($"  path={Gemm.Path} KC={GemmDriver.KC} MC={GemmDriver.MC} NC={GemmDriver.NC}");
         int runs = quick ? 5 : 15;
-        GemmBench.FmaLoop(1000);
-        var peakCpu = new List<double>();
-        for (int r = 0; r < 5; r++)
-        {
-            double c0 = ThreadCpuSeconds();
-            GemmBench.FmaLoop(10_000_000);
-            peakCpu.Add(10_000_000 * GemmBench.FmaLoopFlopsPerIteration / (ThreadCpuSeconds() - c0) / 1e9);
-        }
-        report.Figure("fma peak per-cpu-second t1", Timing.Median(peakCpu), "GFLOP/s");
+        report.Figure("fma peak per-cpu-second t1", FmaPeak.Measure(1, 5).CpuGflops, "GFLOP/s");
         KernelOnly(report, 64); KernelOnly(report, 128); KernelOnly(report, 256);
         MacroOnly(report, GemmDriver.KC, GemmDriver.MC, GemmDriver.NC, false);
         MacroOnly(report, GemmDriver.KC, GemmDriver.MC, GemmDriver.NC, true);

@@ -2,6 +2,7 @@ using SpeedLimit.Bench;
 
 // speedlimit-bench [section ...] [--json] [--quick]
 // Runs the named sections (all when none is named) and prints their figures.
+if (args.Contains(OpenBlas.ProbeArgument)) return OpenBlas.RunProbe(); // child of the gemm section
 var json = args.Contains("--json");
 var quick = args.Contains("--quick");
 var names = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToHashSet(StringComparer.OrdinalIgnoreCase);

@@ -19,7 +19,8 @@ public sealed class TrainingBench : IBenchSection
         const int T = 128, vocab = 30522;
         int batch = quick ? 4 : 32, runs = quick ? 2 : 3;
         // MFU reference: one core's FMA peak (CPU clock, the steadiest figure on a shared machine) × threads.
-        double corePeak = GemmBench.FmaPeakGflops(1, 5).Cpu;
+        report.Note($"  load before: {Affinity.LoadAverage()} (/proc/loadavg)");
+        double corePeak = FmaPeak.Measure(1, 5).CpuGflops;
         report.Figure("fma_peak_per_core", corePeak, "GFLOP/s");
         foreach (int threads in new[] { 1, 2 })
         {

@@ -36,7 +36,7 @@ public static class DeployCommands
         };
         command.SetAction(parse => CliErrors.Guard(() =>
         {
-            var p = LatencyProfiler.ParsePrecision(parse.GetValue(precision)!);
+            var p = Precisions.Parse(parse.GetValue(precision)!);
             var archText = parse.GetValue(arch);
             var checkpointPath = parse.GetValue(checkpoint);
             if ((archText is null) == (checkpointPath is null))
@@ -67,7 +67,7 @@ public static class DeployCommands
     {
         var archList = new Option<string[]>("--arch") { Description = "profile these architectures (e,h,f; repeatable) instead of a random sample", AllowMultipleArgumentsPerToken = true };
         var count = new Option<int>("--count") { Description = "architectures to sample from the space", DefaultValueFactory = _ => 120 };
-        var space = new Option<string?>("--space") { Description = "search space JSON (default: the paper's Table 1 space)" };
+        var space = new Option<string?>("--space") { Description = "Search space: 'paper' (Table 1, the default), 'demo', or a JSON file." };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads", DefaultValueFactory = _ => 1 };
         var seed = new Option<int>("--seed") { Description = "seed of the architecture sample, weights and inputs", DefaultValueFactory = _ => 0 };
         var batch = new Option<int>("--batch") { Description = "batch size", DefaultValueFactory = _ => 1 };
@@ -85,12 +85,12 @@ public static class DeployCommands
         command.Subcommands.Add(Fit());
         command.SetAction(parse => CliErrors.Guard(() =>
         {
-            var searchSpace = parse.GetValue(space) is { } file ? SearchSpace.Load(file) : SearchSpace.Paper;
+            var searchSpace = SearchSpace.FromOption(parse.GetValue(space), SearchSpace.Paper);
             int n = parse.GetValue(count);
             if (n < 1) throw new UserInputException($"--count {n} must be at least 1");
             if (n > searchSpace.Count) throw new UserInputException($"--count {n} exceeds the {searchSpace.Count} architectures of the space");
             var list = parse.GetValue(precisions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(LatencyProfiler.ParsePrecision).Distinct().ToList();
+                .Select(Precisions.Parse).Distinct().ToList();
             if (list.Count == 0) throw new UserInputException("--precision is empty; use fp32, int8 or fp32,int8");
             var random = new Random(parse.GetValue(seed));
             var archs = new List<Architecture>();
@@ -173,10 +173,7 @@ public static class DeployCommands
             }
             if (parse.GetValue(markdown) is { } md)
             {
-                var full = Path.GetFullPath(md);
-                var tmp = full + ".tmp";
-                File.WriteAllText(tmp, text);
-                File.Move(tmp, full, overwrite: true);
+                AtomicFile.WriteAllText(md, text);
                 AnsiConsole.MarkupLineInterpolated($"wrote [green]{md}[/]");
             }
             return 0;

@@ -57,7 +57,7 @@ public static class LatencyCommands
         {
             var options = new LatencyFitOptions
             {
-                Precision = LatencyProfiler.ParsePrecision(parse.GetValue(precision)!),
+                Precision = Precisions.Parse(parse.GetValue(precision)!),
                 Model = ParseModel(parse.GetValue(model)!),
                 Statistic = parse.GetValue(statistic) is string target ? ParseStatistic(target) : null,
                 BoundStatistic = LatencyBound.ParseStatistic(parse.GetValue(boundStatistic)!),
@@ -114,7 +114,7 @@ public static class LatencyCommands
     {
         var predictorPath = new Option<string>("--predictor") { Description = "A predictor written by 'speedlimit latency fit'.", Required = true };
         var bound = new Option<double>("--bound-ms") { Description = "Latency bound in milliseconds.", Required = true };
-        var spacePath = new Option<string?>("--space") { Description = "Search space JSON (default: the paper's 13,125 architectures)." };
+        var spacePath = new Option<string?>("--space") { Description = "Search space: 'paper' (Table 1, 13,125 architectures; the default), 'demo', or a JSON file." };
         var cmd = new Command("narrow", "List how many architectures of a search space meet a latency bound (with the predictor's margin).")
         {
             predictorPath, bound, spacePath,
@@ -124,7 +124,7 @@ public static class LatencyCommands
             var predictor = LatencyPredictor.Load(parse.GetValue(predictorPath)!);
             var warning = predictor.DeviceWarning(DeviceCheck.Current(predictor.Device.Threads));
             if (warning is not null) AnsiConsole.MarkupLineInterpolated($"[yellow]warning:[/] {warning}");
-            var space = parse.GetValue(spacePath) is string sp ? SearchSpace.Load(sp) : SearchSpace.Paper;
+            var space = SearchSpace.FromOption(parse.GetValue(spacePath), SearchSpace.Paper);
             if (space.Heads != predictor.Shape.Heads)
                 AnsiConsole.MarkupLineInterpolated($"[yellow]warning:[/] the space has {space.Heads} heads but the predictor was fitted on {predictor.Shape.Heads}-head models");
             long t0 = System.Diagnostics.Stopwatch.GetTimestamp();

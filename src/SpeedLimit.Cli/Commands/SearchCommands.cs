@@ -34,6 +34,9 @@ public static class SearchCommands
         public readonly Option<string[]> Baselines = new("--baseline") { Description = "Uniform baseline architecture e,h,f (repeatable), evaluated at fp32 and int8.", AllowMultipleArgumentsPerToken = true };
         public readonly Option<int> Seed = new("--seed") { Description = "Seed of everything random.", DefaultValueFactory = _ => 1 };
         public readonly Option<int> Threads = new("--threads") { Description = "Training threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        public readonly Option<string> BoundStatistic = new("--bound-statistic") { Description = "The latency quantile the bounds are on: p50, p90 (default, as MLPerf single-stream) or p99. A model meets a bound when the upper confidence limit of that quantile is within it.", DefaultValueFactory = _ => "p90" };
+        public readonly Option<string> LatencyProtocol = new("--latency-protocol") { Description = "Protocol for profiling and finalists: screening (≥ 100 runs & ≥ 1 s per model), verification, or one with overrides, e.g. screening:runs=200,seconds=2.", DefaultValueFactory = _ => "screening" };
+        public readonly Option<string> VerifyProtocol = new("--verify-protocol") { Description = "Protocol for each winner's final measurement: verification (≥ 1,000 runs & ≥ 10 s; uncertain verdicts up to 30 s), or with overrides.", DefaultValueFactory = _ => "verification" };
         public readonly Option<int> LatencyThreads = new("--latency-threads") { Description = "ONNX Runtime threads of the deployed model (the latency the bound is about).", DefaultValueFactory = _ => 1 };
         public readonly Option<string?> LatencyData = new("--latency-data") { Description = "Profiled latencies (JSONL) to reuse and extend across runs on this machine." };
         public readonly Option<int> ProfileCount = new("--profile-count") { Description = "Architectures profiled to fit the latency predictor.", DefaultValueFactory = _ => 40 };
@@ -49,42 +52,55 @@ public static class SearchCommands
         public readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
 
         public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
-            LatencyData, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json];
+            BoundStatistic, LatencyProtocol, VerifyProtocol, LatencyData, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json];
 
         public PipelineOptions Bind(ParseResult parse, string output)
         {
-            var space = SearchSpace.FromOption(parse.GetValue(Space), SearchSpace.Demo);
-            var options = new PipelineOptions
+            int population = parse.GetValue(Population);
+            var defaults = new PipelineOptions();
+            return new PipelineOptions
             {
-                Task = parse.GetValue(Task)!,
-                DataDir = parse.GetValue(DataDir),
-                VocabPath = parse.GetValue(Vocab),
-                MaxSequenceLength = parse.GetValue(MaxLength),
-                MaxTrainExamples = parse.GetValue(MaxTrain),
-                MaxDevExamples = parse.GetValue(MaxDev),
-                Space = space,
-                BoundsMs = (parse.GetValue(Bounds) ?? []).ToList(),
-                Precision = LatencyProfiler.ParsePrecision(parse.GetValue(Precision)!),
+                Space = SearchSpace.FromOption(parse.GetValue(Space), SearchSpace.Demo),
+                BoundsMs = parse.GetValue(Bounds) ?? [],
+                Precision = Precisions.Parse(parse.GetValue(Precision)!),
                 CompareFp32Search = parse.GetValue(CompareFp32),
                 Baselines = (parse.GetValue(Baselines) ?? []).Select(Architecture.Parse).ToList(),
                 Seed = parse.GetValue(Seed),
                 TrainThreads = parse.GetValue(Threads),
-                LatencyThreads = parse.GetValue(LatencyThreads),
-                ProfileCount = parse.GetValue(ProfileCount),
-                LatencyDatasetPath = parse.GetValue(LatencyData),
-                SupermodelEpochs = parse.GetValue(SupermodelEpochs),
-                PretrainCorpus = (parse.GetValue(PretrainCorpus) ?? []).ToList(),
-                PretrainEpochs = parse.GetValue(PretrainEpochs),
-                TeacherCheckpoint = parse.GetValue(Teacher),
-                OutputFolder = output,
-                Resume = parse.GetValue(Resume),
+                Data = new DataOptions
+                {
+                    Task = parse.GetValue(Task)!,
+                    DataDir = parse.GetValue(DataDir),
+                    VocabPath = parse.GetValue(Vocab),
+                    MaxSequenceLength = parse.GetValue(MaxLength),
+                    MaxTrainExamples = parse.GetValue(MaxTrain),
+                    MaxDevExamples = parse.GetValue(MaxDev),
+                },
+                Profiling = new ProfilingOptions
+                {
+                    Threads = parse.GetValue(LatencyThreads),
+                    Count = parse.GetValue(ProfileCount),
+                    DatasetPath = parse.GetValue(LatencyData),
+                    Protocol = SpeedLimit.Latency.LatencyProtocol.Parse(parse.GetValue(LatencyProtocol)!),
+                    VerificationProtocol = SpeedLimit.Latency.LatencyProtocol.Parse(parse.GetValue(VerifyProtocol)!),
+                },
+                Supermodel = new SupermodelTrainingOptions
+                {
+                    Epochs = parse.GetValue(SupermodelEpochs),
+                    PretrainCorpus = parse.GetValue(PretrainCorpus) ?? [],
+                    PretrainEpochs = parse.GetValue(PretrainEpochs),
+                    TeacherCheckpoint = parse.GetValue(Teacher),
+                },
+                FineTune = defaults.FineTune with { Epochs = parse.GetValue(FineTuneEpochs), MaxExamples = parse.GetValue(FineTuneExamples) },
+                Search = defaults.Search with
+                {
+                    Generations = parse.GetValue(Generations),
+                    VerifyStatistic = LatencyBound.ParseStatistic(parse.GetValue(BoundStatistic)!),
+                    CandidatesPerGeneration = population,
+                    Parents = Math.Max(1, Math.Min(defaults.Search.Parents, population)),
+                },
+                Output = new OutputOptions { Folder = output, Resume = parse.GetValue(Resume) },
             };
-            options.FineTune.Epochs = parse.GetValue(FineTuneEpochs);
-            options.FineTune.MaxExamples = parse.GetValue(FineTuneExamples);
-            options.Search.Generations = parse.GetValue(Generations);
-            options.Search.CandidatesPerGeneration = parse.GetValue(Population);
-            options.Search.Parents = Math.Max(1, Math.Min(options.Search.Parents, options.Search.CandidatesPerGeneration));
-            return options;
         }
     }
 
@@ -121,7 +137,7 @@ public static class SearchCommands
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
         var console = json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
-        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.OutputFolder}[/]");
+        console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.Output.Folder}[/]");
         PipelineResult result;
         if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);
         else
@@ -144,16 +160,18 @@ public static class SearchCommands
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 runFolder = result.RunFolder,
-                winners = result.Winners.Select(w => new { boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = Path.Combine(result.RunFolder, w.OnnxFile), metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measuredMedianMs = w.Measured.MedianMs, measuredP90Ms = w.Measured.P90Ms, meetsBound = w.MeetsBound }),
+                winners = result.Winners.Select(w => new { boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = Path.Combine(result.RunFolder, w.OnnxFile), metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measuredMedianMs = w.Measured.MedianMs, measuredP90Ms = w.Measured.P90Ms, meetsBound = w.MeetsBound, verdict = w.Judgement?.Describe() }),
                 stageSeconds = result.StageSeconds.ToDictionary(kv => kv.Key.ToString(), kv => Math.Round(kv.Value, 2)),
                 notes = result.Notes,
             }, new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }
-        var table = new Table().Title("Deployable int8 models").AddColumns("bound (ms)", "architecture", "dev metric (engine / ORT)", "measured median / p90 (ms)", "meets bound", "file");
+        var table = new Table().Title("Deployable int8 models").AddColumns("bound (ms)", "architecture", "dev metric (engine / ORT)", "measured p50 / p90 (ms)", "verdict", "file");
         foreach (var w in result.Winners)
             table.AddRow(w.BoundMs.ToString("G4", CultureInfo.InvariantCulture), w.Arch.ToString(), $"{w.EngineMetric:F4} / {w.OnnxMetric:F4}",
-                $"{w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3}", w.MeetsBound ? "[green]yes[/]" : "[red]no[/]", Markup.Escape(w.OnnxFile));
+                $"{w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3}", w.MeetsBound ? "[green]meets[/]" : $"[red]{(w.Judgement is { } j ? LatencyBound.Name(j.Verdict) : "fails")}[/]", Markup.Escape(w.OnnxFile));
+        foreach (var w in result.Winners.Where(w => w.Judgement is not null))
+            AnsiConsole.MarkupLineInterpolated($"[grey]{w.OnnxFile}:[/] {w.Judgement!.Describe()}");
         AnsiConsole.Write(table);
         foreach (var n in result.Notes) AnsiConsole.MarkupLineInterpolated($"[grey]note:[/] {n}");
         AnsiConsole.MarkupLineInterpolated($"report: [bold]{Path.Combine(result.RunFolder, "report.md")}[/]");

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SpeedLimit.Pipeline;
 using SpeedLimit.Search;
+using SpeedLimit.Training;
 using Spectre.Console;
 
 namespace SpeedLimit.Cli.Commands;
@@ -40,22 +41,22 @@ public static class TrainCommands
         };
         cmd.SetAction(parse => CliErrors.Guard(() =>
         {
-            var options = new PipelineOptions
+            var data = new DataOptions { Task = parse.GetValue(task)!, DataDir = parse.GetValue(dataDir), VocabPath = parse.GetValue(vocab), MaxSequenceLength = parse.GetValue(maxLength) };
+            var training = new SupermodelTrainingOptions
             {
-                Task = parse.GetValue(task)!, DataDir = parse.GetValue(dataDir), VocabPath = parse.GetValue(vocab), MaxSequenceLength = parse.GetValue(maxLength),
-                Space = SearchSpace.FromOption(parse.GetValue(space), SearchSpace.Demo),
-                SupermodelEpochs = parse.GetValue(epochs), SupermodelBatchSize = parse.GetValue(batch), SupermodelLearningRate = parse.GetValue(lr),
-                CheckpointEverySteps = parse.GetValue(every), Seed = parse.GetValue(seed), TrainThreads = parse.GetValue(threads),
-                PretrainCorpus = (parse.GetValue(corpus) ?? []).ToList(), PretrainEpochs = parse.GetValue(pretrainEpochs), TeacherCheckpoint = parse.GetValue(teacher),
-                BoundsMs = [1], // unused here; satisfies validation
+                Epochs = parse.GetValue(epochs), BatchSize = parse.GetValue(batch), LearningRate = parse.GetValue(lr), CheckpointEverySteps = parse.GetValue(every),
+                PretrainCorpus = parse.GetValue(corpus) ?? [], PretrainEpochs = parse.GetValue(pretrainEpochs), TeacherCheckpoint = parse.GetValue(teacher),
+                Sandwich = new SupermodelOptions { RandomSubModels = parse.GetValue(randomSubModels), DistillWeight = parse.GetValue(distill) },
             };
-            options.Supermodel.RandomSubModels = parse.GetValue(randomSubModels);
-            options.Supermodel.DistillWeight = parse.GetValue(distill);
-            options.Validate();
+            var job = new SupermodelJob(training, SearchSpace.FromOption(parse.GetValue(space), SearchSpace.Demo), parse.GetValue(seed), parse.GetValue(threads),
+                MaxPositions: new ProfilingOptions().SequenceLength);
+            data.Validate();
+            training.Validate();
+            if (job.Threads < 1) throw new ArgumentException($"--threads {job.Threads} must be at least 1");
             var checkpoint = parse.GetValue(output)!;
             var dir = Path.GetDirectoryName(Path.GetFullPath(checkpoint))!;
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"folder '{dir}' for the checkpoint does not exist; create it first");
-            var encoded = EncodedTask.Load(options);
+            var encoded = EncodedTask.Load(data, job.Seed);
             var notes = new List<string>();
             AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                 .Start(ctx =>
@@ -67,10 +68,10 @@ public static class TrainCommands
                         bar.Value = Math.Min(p.Completed, bar.MaxValue);
                         bar.Description = Markup.Escape(p.Message);
                     });
-                    SupermodelStage.Train(options, encoded, checkpoint, progress, notes, CancellationToken.None);
+                    SupermodelStage.Train(job, encoded, checkpoint, progress, notes, CancellationToken.None);
                 });
             foreach (var n in notes) AnsiConsole.MarkupLineInterpolated($"[grey]note:[/] {n}");
-            AnsiConsole.MarkupLineInterpolated($"supermodel {options.Space.Largest} written to [bold]{checkpoint}[/]");
+            AnsiConsole.MarkupLineInterpolated($"supermodel {job.Space.Largest} written to [bold]{checkpoint}[/]");
             return 0;
         }));
         return cmd;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 
 namespace SpeedLimit.Kernels;
@@ -9,23 +10,42 @@ internal interface IGemmWork
 }
 
 /// <summary>
-/// A small pool of dedicated background threads for GEMM parts. The calling thread runs part 0
-/// and workers 1..parts-1 run the rest, so a 2-thread call wakes exactly one worker (no task
+/// A small pool of dedicated background threads for GEMM parts (and the engine's other parallel
+/// loops, so they never compete with a second pool for the same cores). The calling thread runs
+/// part 0 and workers 1..parts-1 run the rest, so a 2-thread call wakes exactly one worker (no task
 /// scheduling, no allocation per call). One call at a time owns the pool; a concurrent caller
 /// (or a nested one) is told to run on its own thread instead.
 /// </summary>
+/// <remarks>
+/// After a part, a worker spins for <see cref="SpinMicroseconds"/> before it blocks: waking a
+/// blocked thread costs tens of microseconds (more on a VM, where the idle vCPU has to be
+/// rescheduled), which at M = 128 is a large share of a whole product, and with work handed out first
+/// come first served the caller used to finish every chunk itself before the worker was awake, so two
+/// threads ran at one thread's speed. Back-to-back calls (a forward pass) now find the worker awake.
+/// </remarks>
 internal static class GemmWorkers
 {
+    /// <summary>How long an idle worker (and a caller waiting for its workers) spins before blocking.</summary>
+    internal static double SpinMicroseconds = 150;
+
     private static int s_busy; // 1 while a call owns the pool (not a Monitor: that would let a nested call on the same thread re-enter)
     private static Worker[] s_workers = [];
     private static IGemmWork? s_work;
     private static int s_pending;
     private static Exception? s_error;
-    private static readonly ManualResetEventSlim Done = new(false, spinCount: 200);
+    private static readonly ManualResetEventSlim Done = new(false, spinCount: 1);
+
+    /// <summary>Parts of the last call run by worker threads (diagnostics for tests and benches).</summary>
+    internal static long PartsRunByWorkers;
 
     /// <summary>Runs work.Execute(0..parts-1) in parallel and returns true, or returns false at once when the pool is busy.</summary>
     public static bool TryRun(IGemmWork work, int parts)
     {
+        if (parts <= 1)
+        {
+            work.Execute(0);
+            return true;
+        }
         if (Interlocked.CompareExchange(ref s_busy, 1, 0) != 0) return false;
         try
         {
@@ -34,14 +54,14 @@ internal static class GemmWorkers
             s_error = null;
             Volatile.Write(ref s_pending, parts - 1);
             Done.Reset();
-            for (int i = 1; i < parts; i++) s_workers[i - 1].Start.Set();
+            for (int i = 1; i < parts; i++) s_workers[i - 1].Post();
             try
             {
                 work.Execute(0);
             }
             finally
             {
-                Done.Wait();
+                WaitForWorkers();
                 s_work = null;
             }
             if (s_error is { } e) ExceptionDispatchInfo.Capture(e).Throw();
@@ -50,6 +70,21 @@ internal static class GemmWorkers
         finally
         {
             Volatile.Write(ref s_busy, 0);
+        }
+    }
+
+    private static void WaitForWorkers()
+    {
+        long limit = Stopwatch.GetTimestamp() + (long)(SpinMicroseconds * 1e-6 * Stopwatch.Frequency);
+        int spins = 0;
+        while (Volatile.Read(ref s_pending) != 0)
+        {
+            if ((++spins & 63) == 0 && Stopwatch.GetTimestamp() > limit)
+            {
+                Done.Wait();
+                return;
+            }
+            Thread.SpinWait(8);
         }
     }
 
@@ -64,23 +99,35 @@ internal static class GemmWorkers
 
     private sealed class Worker
     {
-        public readonly ManualResetEventSlim Start = new(false, spinCount: 200);
+        private readonly ManualResetEventSlim _start = new(false, spinCount: 1);
+        private int _sleeping;
+        private readonly int _part;
+        private long _posted, _seen; // jobs posted to this worker / taken by it
 
         public Worker(int part)
         {
-            var thread = new Thread(() => Loop(part)) { IsBackground = true, Name = $"gemm-worker-{part}" };
+            _part = part;
+            var thread = new Thread(Loop) { IsBackground = true, Name = $"gemm-worker-{part}" };
             thread.Start();
         }
 
-        private void Loop(int part)
+        /// <summary>Hands this worker a part of the current job; sets its event only when it stopped spinning.</summary>
+        public void Post()
+        {
+            Interlocked.Increment(ref _posted); // full fence: the job fields are visible before the post
+            if (Volatile.Read(ref _sleeping) == 1) _start.Set();
+        }
+
+        private void Loop()
         {
             while (true)
             {
-                Start.Wait();
-                Start.Reset();
+                AwaitPost();
+                _seen++;
                 try
                 {
-                    s_work!.Execute(part);
+                    s_work!.Execute(_part);
+                    Interlocked.Increment(ref PartsRunByWorkers);
                 }
                 catch (Exception e)
                 {
@@ -88,6 +135,67 @@ internal static class GemmWorkers
                 }
                 if (Interlocked.Decrement(ref s_pending) == 0) Done.Set();
             }
+        }
+
+        private void AwaitPost()
+        {
+            while (true)
+            {
+                long limit = Stopwatch.GetTimestamp() + (long)(SpinMicroseconds * 1e-6 * Stopwatch.Frequency);
+                int spins = 0;
+                while (Volatile.Read(ref _posted) == _seen)
+                {
+                    if ((++spins & 63) == 0 && Stopwatch.GetTimestamp() > limit) break;
+                    Thread.SpinWait(8);
+                }
+                if (Volatile.Read(ref _posted) != _seen) return;
+                // Block: announce it, then re-check so a post made meanwhile is not missed.
+                _start.Reset();
+                Interlocked.Exchange(ref _sleeping, 1);
+                if (Volatile.Read(ref _posted) == _seen) _start.Wait();
+                Interlocked.Exchange(ref _sleeping, 0);
+                if (Volatile.Read(ref _posted) != _seen) return;
+            }
+        }
+    }
+}
+
+/// <summary>
+/// Parallel loops of the engine's layers (attention heads, GELU chunks) on the GEMM worker pool,
+/// so layers and products share one set of threads instead of two pools competing for the cores.
+/// </summary>
+internal static class EngineParallel
+{
+    /// <summary>Runs body(i) for i in [0, count) on up to <paramref name="threads"/> threads, items first come first served.</summary>
+    public static void For(int count, int threads, Action<int> body)
+    {
+        int parts = Math.Min(threads, count);
+        if (parts > 1)
+        {
+            var job = Interlocked.Exchange(ref s_spare, null) ?? new ForJob();
+            job.Body = body;
+            job.Count = count;
+            job.Next = 0;
+            bool ran = GemmWorkers.TryRun(job, parts);
+            job.Body = null;
+            s_spare = job;
+            if (ran) return;
+        }
+        for (int i = 0; i < count; i++) body(i);
+    }
+
+    private static ForJob? s_spare;
+
+    private sealed class ForJob : IGemmWork
+    {
+        public Action<int>? Body;
+        public int Count, Next;
+
+        public void Execute(int part)
+        {
+            var body = Body!;
+            int i;
+            while ((i = Interlocked.Increment(ref Next) - 1) < Count) body(i);
         }
     }
 }

@@ -59,11 +59,14 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options, ILatencyDevi
     }
 
     /// <summary>Times an exported model file (e.g. the deliverable best.onnx) with the same protocol.</summary>
+    /// <param name="protocol">Another protocol than the options' (e.g. the final verification's).</param>
     public LatencyRecord ProfileFile(string onnxPath, Architecture arch, Precision precision, LatencyBound? bound = null, int? vocabSize = null,
-        CancellationToken cancel = default)
+        CancellationToken cancel = default, LatencyProtocol? protocol = null)
     {
         Options.Validate();
-        return Device.Measure([new ModelToMeasure(onnxPath, arch, Options.Heads, precision)], Options.Settings(bound, vocabSize), cancel)[0];
+        var settings = Options.Settings(bound, vocabSize);
+        if (protocol is not null) settings = settings with { Protocol = protocol };
+        return Device.Measure([new ModelToMeasure(onnxPath, arch, Options.Heads, precision)], settings, cancel)[0];
     }
 
     /// <summary>Exports the architectures to a temporary folder and times them in one interleaved session.</summary>
@@ -132,12 +135,4 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options, ILatencyDevi
 
     /// <summary>The CPU's model name from /proc/cpuinfo (or the OS description elsewhere).</summary>
     public static string CpuModel() => DeviceFingerprint.Current(1).CpuModel;
-
-    /// <summary>Parses "fp32" / "int8" (case-insensitive).</summary>
-    public static Precision ParsePrecision(string text) => text?.Trim().ToLowerInvariant() switch
-    {
-        "fp32" => Precision.Fp32,
-        "int8" => Precision.Int8,
-        _ => throw new UserInputException($"unknown precision '{text}'; use fp32 or int8"),
-    };
 }

@@ -121,16 +121,7 @@ public static class LatencyProfilerFigure4
         plot.Title($"fp32 vs int8 latency, batch {result.Batch} × {result.SequenceLength} tokens, {result.Threads} thread(s)");
         plot.Axes.SetLimits(0, x1, 0, Math.Max(ys.Max(), result.Slope * x1 + result.InterceptMs) * 1.05);
         plot.ShowLegend(ScottPlot.Alignment.UpperLeft);
-        var tmp = Path.Combine(dir, $".{Path.GetFileNameWithoutExtension(full)}.{Environment.ProcessId}.tmp.png");
-        try
-        {
-            plot.SavePng(tmp, width, height);
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+        AtomicFile.WriteVia(full, tmp => plot.SavePng(tmp, width, height));
     }
 
     public static string StatisticName(LatencyStatistic s) => s switch

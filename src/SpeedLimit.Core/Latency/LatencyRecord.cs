@@ -2,8 +2,6 @@ using SpeedLimit.Model;
 
 namespace SpeedLimit.Latency;
 
-/// <summary>Numeric precision of an exported/deployed model.</summary>
-public enum Precision { Fp32, Int8 }
 
 /// <summary>
 /// One profiled latency: an architecture run on ONNX Runtime at one precision and input shape.

@@ -55,39 +55,12 @@ public static class OnnxProtoWriter
     /// <summary>Writes the model to <paramref name="path"/> via a temporary file and a rename, so a reader never sees half a model.</summary>
     public static void Save(OnnxModel model, string path)
     {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir))
-            throw new DirectoryNotFoundException($"cannot write '{path}': directory '{dir}' does not exist; create it or choose another --output");
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        try
+        AtomicFile.Write(path, stream =>
         {
-            using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                using (var output = new CodedOutputStream(stream, leaveOpen: true))
-                {
-                    Model(model).WriteTo(output);
-                    output.Flush();
-                }
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch (UnauthorizedAccessException ex)
-        {
-            TryDelete(tmp);
-            throw new UserInputException($"cannot write '{path}': permission denied; choose a writable --output", ex);
-        }
-        catch
-        {
-            TryDelete(tmp);
-            throw;
-        }
-    }
-
-    private static void TryDelete(string path)
-    {
-        try { if (File.Exists(path)) File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            using var output = new CodedOutputStream(stream, leaveOpen: true);
+            Model(model).WriteTo(output);
+            output.Flush();
+        });
     }
 
     private static ProtoMessage Model(OnnxModel m)

@@ -8,14 +8,14 @@ using SpeedLimit.Training;
 namespace SpeedLimit.Pipeline;
 
 /// <summary>How much one candidate is fine-tuned before it is scored.</summary>
-public sealed class FineTuneOptions
+public sealed record FineTuneOptions
 {
-    public int Epochs { get; set; } = 1;
+    public int Epochs { get; init; } = 1;
     /// <summary>Fine-tune on at most this many training examples (the first ones), to bound the cost per candidate.</summary>
-    public int? MaxExamples { get; set; }
-    public int BatchSize { get; set; } = 32;
-    public float LearningRate { get; set; } = 1e-4f;
-    public float Dropout { get; set; } = 0.1f;
+    public int? MaxExamples { get; init; }
+    public int BatchSize { get; init; } = 32;
+    public float LearningRate { get; init; } = 1e-4f;
+    public float Dropout { get; init; } = 0.1f;
 
     public void Validate()
     {

@@ -24,15 +24,15 @@ public sealed class EncodedTask
     /// The task a run's options name: read (or generated), cut to the example limits with a seeded
     /// draw, and tokenized with its own vocabulary or the BERT vocabulary found from the options.
     /// </summary>
-    public static EncodedTask Load(PipelineOptions options)
+    public static EncodedTask Load(DataOptions options, int seed)
     {
-        var dataset = Subsample(TaskCatalog.Load(options.Task, options.DataDir, options.Seed), options);
+        var dataset = Subsample(TaskCatalog.Load(options.Task, options.DataDir, seed), options, seed);
         var encoder = TaskCatalog.EncoderFor(dataset, options.VocabPath, options.DataDir, AppContext.BaseDirectory, Environment.CurrentDirectory);
         return new EncodedTask(dataset, encoder, options.MaxSequenceLength);
     }
 
     /// <summary>Applies the example limits with a seeded draw (order kept, so batching stays reproducible).</summary>
-    private static TaskDataset Subsample(TaskDataset d, PipelineOptions options)
+    private static TaskDataset Subsample(TaskDataset d, DataOptions options, int seed)
     {
         static IReadOnlyList<TaskExample> Take(IReadOnlyList<TaskExample> list, int? max, int seed)
         {
@@ -41,8 +41,8 @@ public sealed class EncodedTask
             return Enumerable.Range(0, list.Count).OrderBy(_ => rng.Next()).Take(n).Order().Select(i => list[i]).ToList();
         }
         if (options.MaxTrainExamples is null && options.MaxDevExamples is null) return d;
-        return new TaskDataset(d.Name, d.Kind, d.LabelNames, d.PrimaryMetric, Take(d.Train, options.MaxTrainExamples, options.Seed),
-            Take(d.Dev, options.MaxDevExamples, options.Seed + 7919), d.Test, d.DevCarvedFromTrain, d.BuiltinEncoder);
+        return new TaskDataset(d.Name, d.Kind, d.LabelNames, d.PrimaryMetric, Take(d.Train, options.MaxTrainExamples, seed),
+            Take(d.Dev, options.MaxDevExamples, seed + 7919), d.Test, d.DevCarvedFromTrain, d.BuiltinEncoder);
     }
 
     public TaskDataset Task { get; }

@@ -19,9 +19,12 @@ public enum PipelineStage { Data, Profiling, Predictor, Supermodel, Search, Base
 /// <summary>Progress of one stage: <paramref name="Completed"/> of <paramref name="Total"/> units.</summary>
 public sealed record PipelineProgress(PipelineStage Stage, string Message, int Completed, int Total, TimeSpan? Eta = null);
 
-/// <summary>A bound's winner as deployed: its int8 ONNX file, measured latency and dev metric on both runtimes.</summary>
+/// <summary>
+/// A bound's winner as deployed: its int8 ONNX file, its measurement with the verification protocol, the verdict on
+/// the bound (<see cref="LatencyBound"/>), and its dev metric on both runtimes.
+/// </summary>
 public sealed record DeployedWinner(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile,
-    double EngineMetric, double OnnxMetric, LatencyRecord Measured, bool MeetsBound);
+    double EngineMetric, double OnnxMetric, LatencyRecord Measured, bool MeetsBound, BoundJudgement? Judgement = null);
 
 public sealed record PipelineResult(string RunFolder, RunResults Results, IReadOnlyList<DeployedWinner> Winners,
     IReadOnlyDictionary<PipelineStage, double> StageSeconds, IReadOnlyList<string> Notes);
@@ -50,18 +53,17 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     public PipelineResult Run(CancellationToken cancel = default)
     {
         options.Validate();
-        var output = Path.GetFullPath(options.OutputFolder).TrimEnd(Path.DirectorySeparatorChar);
+        var output = Path.GetFullPath(options.Output.Folder).TrimEnd(Path.DirectorySeparatorChar);
         var work = WorkFolderFor(output);
         PrepareFolders(output, work);
 
         var task = Stage(PipelineStage.Data, () => LoadTask());
         var profiler = new LatencyProfiler(new LatencyProfilerOptions
         {
-            Batch = 1, SequenceLength = options.LatencySequenceLength, Threads = options.LatencyThreads,
-            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, Seed = options.Seed,
-            Protocol = LatencyProtocol.Screening with { MinRuns = Math.Max(10, options.LatencyTimedRuns) },
+            Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads,
+            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, Seed = options.Seed, Protocol = options.Profiling.Protocol,
         });
-        var latencyPath = options.LatencyDatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
+        var latencyPath = options.Profiling.DatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
         // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.
         var measuredPath = Path.Combine(work, "measured.jsonl");
         var precisions = options.CompareFp32Search || options.Baselines.Count > 0 ? new[] { Precision.Int8, Precision.Fp32 } : new[] { options.Precision };
@@ -70,7 +72,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(profiled, p, work)));
         var bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(profiled, options.Precision);
 
-        var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(options, task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
+        var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(new SupermodelJob(options.Supermodel, options.Space, options.Seed, options.TrainThreads, options.Profiling.SequenceLength), task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
 
         using var store = StudyStore.Open(Path.Combine(work, "study.db"));
         var searches = new List<SearchResult>();
@@ -120,14 +122,14 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     private void PrepareFolders(string output, string work)
     {
         if (Directory.Exists(output) || File.Exists(output))
-            throw new UserInputException($"output '{options.OutputFolder}' already exists; choose another --output or remove it");
+            throw new UserInputException($"output '{options.Output.Folder}' already exists; choose another --output or remove it");
         var fingerprintPath = Path.Combine(work, "options.json");
         if (Directory.Exists(work))
         {
-            if (!options.Resume)
+            if (!options.Output.Resume)
                 throw new UserInputException($"an unfinished run is in '{work}'; pass --resume to continue it, or delete that folder to start over");
-            if (File.Exists(fingerprintPath) && File.ReadAllText(fingerprintPath) != options.Fingerprint())
-                throw new UserInputException($"the unfinished run in '{work}' used different settings; resume it with the same flags, or delete that folder");
+            if (File.Exists(fingerprintPath) && OptionsFingerprint.Differences(File.ReadAllText(fingerprintPath), options.Fingerprint()) is { Count: > 0 } diffs)
+                throw new UserInputException($"the unfinished run in '{work}' used different settings ({string.Join("; ", diffs.Take(4))}{(diffs.Count > 4 ? $"; and {diffs.Count - 4} more" : "")}); resume it with the same flags, or delete that folder to start over");
             _notes.Add("resumed an unfinished run");
         }
         Directory.CreateDirectory(work);
@@ -136,8 +138,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
 
     private EncodedTask LoadTask()
     {
-        Report(PipelineStage.Data, $"loading task '{options.Task}'", 0, 1);
-        var task = EncodedTask.Load(options);
+        Report(PipelineStage.Data, $"loading task '{options.Data.Task}'", 0, 1);
+        var task = EncodedTask.Load(options.Data, options.Seed);
         Report(PipelineStage.Data, $"{task.Task.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {task.Encoder.VocabSize}", 1, 1);
         return task;
     }
@@ -146,9 +148,9 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     {
         var rng = new Random(options.Seed);
         var all = options.Space.Enumerate().ToList();
-        IEnumerable<Architecture> sample = all.Count <= options.ProfileCount + 2
+        IEnumerable<Architecture> sample = all.Count <= options.Profiling.Count + 2
             ? all
-            : new[] { options.Space.Smallest, options.Space.Largest }.Concat(all.OrderBy(_ => rng.Next()).Take(options.ProfileCount)).Distinct();
+            : new[] { options.Space.Smallest, options.Space.Largest }.Concat(all.OrderBy(_ => rng.Next()).Take(options.Profiling.Count)).Distinct();
         var clock = Stopwatch.StartNew();
         profiler.ProfileAll(sample, precisions, datasetPath, (record, done, total) =>
             Report(PipelineStage.Profiling, record is null ? $"{total} measurements to take" : $"{record.Arch} {record.Precision}: {record.MedianMs:F3} ms",
@@ -160,15 +162,13 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     {
         var report = LatencyPredictorFitter.Fit(records, new LatencyFitOptions
         {
-            Precision = precision, Batch = 1, SequenceLength = options.LatencySequenceLength, Threads = options.LatencyThreads, Seed = options.Seed,
-            // The operator-feature model fits in milliseconds and beats the paper's MLP here (docs/latency-predictor.md);
-            // the MLP (minutes of training) stays available through 'speedlimit latency fit --model mlp'.
-            Model = LatencyModelKind.Features,
+            Precision = precision, Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads, Seed = options.Seed,
+            Model = options.Predictor.Model, BoundStatistic = options.Search.VerifyStatistic,
         });
         report.Predictor.Save(Path.Combine(work, $"predictor-{precision.ToString().ToLowerInvariant()}.json"));
         var held = report.HeldOut;
         Report(PipelineStage.Predictor, $"{precision} predictor: {report.Chosen}" + (held is null ? "" : $", held-out MAPE {held.MapePercent:F2} %") +
-            $", margin {report.Predictor.RelativeMargin:P1}", 1, 1);
+            $", margin {report.Predictor.RelativeMargin:P1} on {LatencyBound.Name(options.Search.VerifyStatistic)}", 1, 1);
         foreach (var w in report.Warnings) _notes.Add(w);
         return report.Predictor;
     }
@@ -176,10 +176,10 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     private List<double> AutoBounds(IReadOnlyList<LatencyRecord> records, Precision precision)
     {
         var ms = records
-            .Where(r => r.Precision == precision && r.Threads == options.LatencyThreads && r.SequenceLength == options.LatencySequenceLength)
-            .Select(r => r.MedianMs).Order().ToArray();
+            .Where(r => r.Precision == precision && r.Threads == options.Profiling.Threads && r.SequenceLength == options.Profiling.SequenceLength)
+            .Select(r => LatencyBound.Estimate(r, options.Search.VerifyStatistic)).Order().ToArray();
         var bounds = options.AutoBoundQuantiles.Select(q => Math.Round(ms[(int)Math.Clamp(q * (ms.Length - 1), 0, ms.Length - 1)], 3)).Distinct().ToList();
-        _notes.Add($"bounds chosen at the {string.Join(", ", options.AutoBoundQuantiles.Select(q => q.ToString("P0", CultureInfo.InvariantCulture)))} quantiles of profiled {precision} latency: {string.Join(", ", bounds.Select(b => $"{b} ms"))}");
+        _notes.Add($"bounds chosen at the {string.Join(", ", options.AutoBoundQuantiles.Select(q => q.ToString("P0", CultureInfo.InvariantCulture)))} quantiles of profiled {precision} {LatencyBound.Name(options.Search.VerifyStatistic)} latency: {string.Join(", ", bounds.Select(b => $"{b} ms"))}");
         return bounds;
     }
 
@@ -250,15 +250,22 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     /// <summary>Measures each exported file with the profiler protocol; the bound is checked against this measurement.</summary>
     private void VerifyWinners(List<DeployedWinner> winners, LatencyProfiler profiler, string folder)
     {
+        var protocol = options.Profiling.VerificationProtocol;
         for (int i = 0; i < winners.Count; i++)
         {
             var w = winners[i];
-            Report(PipelineStage.Verification, $"measuring {w.OnnxFile}", i, winners.Count);
-            var record = profiler.ProfileFile(Path.Combine(folder, w.OnnxFile), w.Arch, options.Precision);
-            winners[i] = w with { Measured = record, MeetsBound = record.MedianMs <= w.BoundMs };
-            if (!winners[i].MeetsBound)
-                _notes.Add($"{w.OnnxFile}: measured {record.MedianMs:F3} ms exceeds the {w.BoundMs} ms bound on re-measurement (machine noise?); the search's own verification had it within");
-            Report(PipelineStage.Verification, $"{w.OnnxFile}: median {record.MedianMs:F3} ms, p90 {record.P90Ms:F3} ms (bound {w.BoundMs} ms)", i + 1, winners.Count);
+            var bound = new LatencyBound(w.BoundMs, options.Search.VerifyStatistic);
+            Report(PipelineStage.Verification, $"measuring {w.OnnxFile} ({protocol.Name} protocol, {bound})", i, winners.Count);
+            var record = profiler.ProfileFile(Path.Combine(folder, w.OnnxFile), w.Arch, options.Precision, bound, protocol: protocol);
+            var judgement = bound.Judge(record);
+            winners[i] = w with { Measured = record, MeetsBound = judgement.Meets, Judgement = judgement };
+            if (judgement.Verdict == BoundVerdict.Fails)
+                _notes.Add($"{w.OnnxFile}: the final measurement fails the bound ({judgement.Describe()}), although the search's screening measurement had it within; the machine is slower now or noisy (see the reference model's latency in deployment.json): re-measure with 'speedlimit profile', or choose a model for a tighter bound");
+            else if (judgement.Verdict == BoundVerdict.Uncertain)
+                _notes.Add($"{w.OnnxFile}: uncertain after the verification protocol's limit ({judgement.Describe()}): the bound lies inside the confidence interval of its {LatencyBound.Name(bound.Statistic)}");
+            if (record.Protocol is { Drifted: true } note)
+                _notes.Add($"{w.OnnxFile}: the reference model drifted {note.DriftPercent:F0} % during the final measurement (after {note.Attempts} attempt(s)); the machine's speed changed while measuring");
+            Report(PipelineStage.Verification, $"{w.OnnxFile}: {judgement.Describe()}", i + 1, winners.Count);
         }
     }
 
@@ -266,6 +273,9 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     {
         boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = w.OnnxFile, checkpoint = w.CheckpointFile,
         engineInt8Metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measured = w.Measured, meetsBound = w.MeetsBound,
+        verdict = w.Judgement is { } j ? LatencyBound.Name(j.Verdict) : null,
+        statistic = w.Judgement is { } k ? LatencyBound.Name(k.Bound.Statistic) : null,
+        intervalMs = w.Judgement is { } l ? new { estimate = l.EstimateMs, lower = l.LowerMs, upper = l.UpperMs, confidence = l.Confidence } : null,
     };
 
     private void AppendDeploymentSection(string reportPath, IReadOnlyList<DeployedWinner> winners)
@@ -273,14 +283,25 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var inv = CultureInfo.InvariantCulture;
         var sb = new StringBuilder(File.ReadAllText(reportPath));
         sb.AppendLine().AppendLine("## Deployable models").AppendLine();
-        sb.AppendLine("| bound (ms) | architecture | file | dev metric (engine int8) | dev metric (ONNX Runtime) | measured median / p90 (ms) | meets bound |");
-        sb.AppendLine("|---|---|---|---|---|---|---|");
+        string stat = LatencyBound.Name(options.Search.VerifyStatistic);
+        sb.AppendLine($"| bound (ms) | architecture | file | dev metric (engine int8) | dev metric (ONNX Runtime) | measured p50 / p90 / p99 (ms) | {stat} confidence interval (ms) | runs | verdict |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
         foreach (var w in winners)
-            sb.AppendLine(string.Create(inv, $"| {w.BoundMs:G4} | {w.Arch} | `{w.OnnxFile}` | {w.EngineMetric:F4} | {w.OnnxMetric:F4} | {w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3} | {(w.MeetsBound ? "yes" : "**no**")} |"));
+        {
+            var s = w.Measured.Summary;
+            string quantiles = s is null ? string.Create(inv, $"{w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3} / –") : string.Create(inv, $"{s.P50Ms:F3} / {s.P90Ms:F3} / {s.P99Ms:F3}");
+            string interval = w.Judgement is { Confidence: double c } j
+                ? string.Create(inv, $"[{(j.LowerMs is double lo ? lo.ToString("F3", inv) : "open")}, {(j.UpperMs is double up ? up.ToString("F3", inv) : "open")}] at {c:P0}")
+                : "–";
+            string verdict = w.Judgement is { } jj ? (jj.Meets ? "meets" : $"**{LatencyBound.Name(jj.Verdict)}**") : (w.MeetsBound ? "meets" : "**fails**");
+            sb.AppendLine(string.Create(inv, $"| {w.BoundMs:G4} | {w.Arch} | `{w.OnnxFile}` | {w.EngineMetric:F4} | {w.OnnxMetric:F4} | {quantiles} | {interval} | {w.Measured.Runs:N0} | {verdict} |"));
+        }
         if (winners.Count > 0)
         {
             var m = winners[0].Measured;
-            sb.AppendLine().AppendLine(string.Create(inv, $"Measured with ONNX Runtime {m.RuntimeVersion} on {m.CpuModel}, {m.Threads} thread(s), batch {m.Batch} × {m.SequenceLength} tokens, {m.Runs} timed runs after warm-up."));
+            sb.AppendLine().AppendLine(string.Create(inv, $"The bound is on the **{stat}** latency. A model **meets** it when the upper limit of the distribution-free (order-statistic) confidence interval of its {stat} is within the bound, **fails** when the lower limit exceeds it, and is **uncertain** otherwise (then it was sampled longer, up to the protocol's limit)."));
+            sb.AppendLine().AppendLine(string.Create(inv, $"Measured on {m.Device}, batch {m.Batch} × {m.SequenceLength} tokens, {m.Clock} clock; {(m.Protocol is { } note ? $"{note.Isolation}; protocol {note.Protocol}; the fixed reference model's median was {note.ReferenceP50Ms:F3} ms with {note.DriftPercent:F1} % drift across rounds{(note.Drifted ? " (**drifted**)" : "")}" : $"{m.Runs} timed runs")}."));
+            sb.AppendLine().AppendLine("Same seed, same result: a rerun with the same flags, seed and latency dataset (`--latency-data`) repeats the search; measurements on a noisy machine can differ between runs, so a fresh dataset can pick a different winner.");
         }
         if (_notes.Count > 0)
         {
@@ -308,13 +329,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
 
     private static Precision Other(Precision p) => p == Precision.Int8 ? Precision.Fp32 : Precision.Int8;
 
-    internal static void WriteTextAtomically(string path, string text)
-    {
-        var temp = path + ".tmp";
-        File.WriteAllText(temp, text, Encoding.UTF8);
-        File.Move(temp, path, overwrite: true);
-    }
+    private static void WriteTextAtomically(string path, string text) => AtomicFile.WriteAllText(path, text);
 
     private static void WriteJsonAtomically(string path, object value) =>
-        WriteTextAtomically(path, JsonSerializer.Serialize(value, SearchJson.Indented));
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(value, SearchJson.Indented));
 }

@@ -239,25 +239,25 @@ public sealed class EvolutionarySearch
             var bounds = _def.BoundsMs;
             _totalSteps = bounds.Sum(b => (int)Math.Min((long)_opt.Generations * _opt.CandidatesPerGeneration, Feasible(b, _margin).Count(x => x)));
 
-            // Bound by bound: search A* (with the margin as recalibrated by the measurements so far), then verify
-            // its winner; the finalists' measurements recalibrate the margin the next bound narrows with.
+            // Search every bound's A* with the stored margin (the candidates are shared: a looser bound's search can
+            // find a tighter bound's winner). Then verify bound by bound: each bound ranks its candidates with the margin
+            // recalibrated by the measurements verification has taken so far.
             var searches = new BoundSearch[bounds.Count];
+            var searchWatch = Stopwatch.StartNew();
+            for (int b = 0; b < bounds.Count; b++) searches[b] = SearchBound(b, Feasible(bounds[b], _margin));
+            searchWatch.Stop();
+
             var verifications = new Verification[bounds.Count];
             var margins = new double[bounds.Count];
-            var searchWatch = new Stopwatch();
-            var verifyWatch = new Stopwatch();
+            var verifyWatch = Stopwatch.StartNew();
             for (int b = 0; b < bounds.Count; b++)
             {
                 margins[b] = CurrentMargin();
-                searchWatch.Start();
-                searches[b] = SearchBound(b, Feasible(bounds[b], margins[b]));
-                searchWatch.Stop();
-                verifyWatch.Start();
                 verifications[b] = Verify(b, margins[b]);
-                verifyWatch.Stop();
                 _measuredEarlier.UnionWith(_thisBound);
                 _thisBound.Clear();
             }
+            verifyWatch.Stop();
 
             var all = _book.All();
             var byArch = all.ToDictionary(c => c.Arch);
@@ -266,9 +266,9 @@ public sealed class EvolutionarySearch
             {
                 var s = searches[b];
                 var v = verifications[b];
-                results.Add(new BoundResult(bounds[b], margins[b], s.NarrowedCount, s.Exhausted,
+                results.Add(new BoundResult(bounds[b], _margin, s.NarrowedCount, s.Exhausted,
                     s.Visited.Select(i => _archs[i]).ToList(), s.Generations, Ranked(bounds[b], margins[b]).Select(c => c.Arch).ToList(),
-                    v.Winner is null ? null : byArch[v.Winner], v.Verified, v.Rank, v.Note, s.Seconds, v.Seconds));
+                    v.Winner is null ? null : byArch[v.Winner], v.Verified, v.Rank, v.Note, s.Seconds, v.Seconds, margins[b]));
             }
             var front = ParetoFront.Compute(all, c => c.PredictedMs!.Value, c => c.Metric);
             var measuredFront = ParetoFront.Compute(all.Where(c => c.MeasuredMs is not null), c => c.MeasuredMs!.Value, c => c.Metric);

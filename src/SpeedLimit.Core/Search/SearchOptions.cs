@@ -7,45 +7,43 @@ namespace SpeedLimit.Search;
 /// Defaults are sized for the demo; AutoTinyBERT used 25 generations and an explore rate of 0.5,
 /// the SpeedLimit paper four rounds per latency target.
 /// </summary>
-public sealed class SearchOptions
+public sealed record SearchOptions
 {
     /// <summary>T: generations (rounds). Paper: 4; AutoTinyBERT: 25.</summary>
-    public int Generations { get; set; } = 4;
+    public int Generations { get; init; } = 4;
 
     /// <summary>S: new candidates per generation.</summary>
-    public int CandidatesPerGeneration { get; set; } = 8;
+    public int CandidatesPerGeneration { get; init; } = 8;
 
     /// <summary>k: the best candidates seen so far (by metric) that seed the next generation.</summary>
-    public int Parents { get; set; } = 4;
+    public int Parents { get; init; } = 4;
 
     /// <summary>p_m: chance a slot mutates a parent rather than drawing fresh from A* (AutoTinyBERT: 0.5).</summary>
-    public double MutationProbability { get; set; } = 0.5;
+    public double MutationProbability { get; init; } = 0.5;
 
     /// <summary>Chance each of (e, h, f) moves in a mutation; at least one always moves.</summary>
-    public double DimensionMutationProbability { get; set; } = 0.5;
+    public double DimensionMutationProbability { get; init; } = 0.5;
 
     /// <summary>Largest move of the layer count, in grid steps (AutoTinyBERT: ±1).</summary>
-    public int LayerMaxSteps { get; set; } = 1;
+    public int LayerMaxSteps { get; init; } = 1;
 
     /// <summary>Largest move of the hidden size, in grid steps (AutoTinyBERT: ±1).</summary>
-    public int HiddenMaxSteps { get; set; } = 1;
+    public int HiddenMaxSteps { get; init; } = 1;
 
     /// <summary>Largest move of the FFN size, in grid steps (AutoTinyBERT: ±2).</summary>
-    public int FfnMaxSteps { get; set; } = 2;
+    public int FfnMaxSteps { get; init; } = 2;
 
     /// <summary>Mutation tries per slot before falling back to a fresh sample from A*.</summary>
-    public int MutationAttempts { get; set; } = 10;
+    public int MutationAttempts { get; init; } = 10;
 
     /// <summary>New measurements verification may take per bound (best metric first) before giving up; candidates already measured (for another bound) are always considered.</summary>
-    public int MaxVerifications { get; set; } = 5;
+    public int MaxVerifications { get; init; } = 5;
 
     /// <summary>The quantile the bounds are on (<see cref="LatencyBound"/> decides what meets them); MLPerf single-stream uses p90.</summary>
-    public BoundStatistic VerifyStatistic { get; set; } = BoundStatistic.P90;
+    public BoundStatistic VerifyStatistic { get; init; } = BoundStatistic.P90;
 
     /// <summary>Largest space the search will enumerate to narrow it (each point costs one prediction).</summary>
-    public long MaxEnumeratedArchitectures { get; set; } = 2_000_000;
-
-    public SearchOptions Clone() => (SearchOptions)MemberwiseClone();
+    public long MaxEnumeratedArchitectures { get; init; } = 2_000_000;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public void Validate()

@@ -68,7 +68,7 @@ public sealed record SearchDefinition
         BoundsMs = boundsMs.Distinct().Order().ToArray();
         Seed = seed;
         Budget = budget ?? "";
-        Options = options.Clone();
+        Options = options; // an immutable record
     }
 
     public string Task { get; }

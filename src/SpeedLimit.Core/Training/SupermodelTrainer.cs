@@ -4,14 +4,14 @@ using SpeedLimit.Search;
 namespace SpeedLimit.Training;
 
 /// <summary>Settings of weight-sharing supermodel training.</summary>
-public sealed class SupermodelOptions
+public sealed record SupermodelOptions
 {
     /// <summary>Random sub-models per step besides the largest and the smallest (the sandwich rule).</summary>
-    public int RandomSubModels { get; set; } = 2;
+    public int RandomSubModels { get; init; } = 2;
     /// <summary>Weight of in-place distillation from the largest sub-model's logits for the other sub-models (0 = labels only).</summary>
-    public float DistillWeight { get; set; } = 0.5f;
-    public float Temperature { get; set; } = 1f;
-    public float Dropout { get; set; } = 0.1f;
+    public float DistillWeight { get; init; } = 0.5f;
+    public float Temperature { get; init; } = 1f;
+    public float Dropout { get; init; } = 0.1f;
 
     public void Validate()
     {

@@ -99,7 +99,7 @@ public class BatcherTests
         Assert.Same(batch.InputIds, labeled.Input.InputIds);
         Assert.Equal((2, 3), (labeled.Input.Batch, labeled.Input.SequenceLength));
         Assert.Equal([1, 0], labeled.Labels!);
-        labeled.Validate(new SpeedLimit.Model.BertConfig(new SpeedLimit.Model.Architecture(1, 8, 8), 2, 10, SpeedLimit.Model.HeadKind.Classification, 2, maxPositions: 8));
+        labeled.Validate(new SpeedLimit.Model.BertConfig(new SpeedLimit.Architecture(1, 8, 8), 2, 10, SpeedLimit.Model.HeadKind.Classification, 2, maxPositions: 8));
         Assert.Throws<InvalidOperationException>(() => batch.ToMaskedLmBatch());
 
         var mlm = new TokenBatch(2, 3, [2, 4, 3, 2, 9, 4], new int[6], [1, 1, 1, 1, 1, 1], [0, 1],

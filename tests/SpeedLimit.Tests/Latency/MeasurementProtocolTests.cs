@@ -40,18 +40,20 @@ public class MeasurementProtocolTests
     {
         // The classic 95 % interval for the median of 100 runs is (X₍₄₀₎, X₍₆₁₎).
         Assert.Equal((40, 61), QuantileInterval.Ranks(100, 0.5, 0.95));
-        foreach (var (n, q) in new[] { (30, 0.5), (100, 0.9), (1000, 0.99), (367, 0.99), (5000, 0.9) })
+        foreach (var (n, q) in new[] { (30, 0.5), (100, 0.9), (1000, 0.99), (368, 0.99), (5000, 0.9) })
         {
             var (l, u) = QuantileInterval.Ranks(n, q, 0.95);
             Assert.True(l >= 1 && u <= n, $"n {n}, q {q}: ranks ({l}, {u})");
             double coverage = QuantileInterval.Coverage(n, q, l, u);
             Assert.True(coverage >= 0.95 - 1e-12, $"n {n}, q {q}: coverage {coverage}");
-            // Tight: widening by one rank less on either side would drop a tail below α/2.
-            Assert.True(QuantileInterval.Coverage(n, q, l + 1, u) < 0.975 + 1e-9 || QuantileInterval.Coverage(n, q, l, u - 1) < 0.975 + 1e-9);
+            // Tight: a limit one rank further in would leave more than α/2 in its tail.
+            var pmf = QuantileInterval.BinomialPmf(n, q);
+            Assert.True(pmf.Take(l + 1).Sum() > 0.025, $"lower rank {l} could be {l + 1}");   // P(B ≤ l) > α/2
+            Assert.True(pmf.Skip(u - 1).Sum() > 0.025, $"upper rank {u} could be {u - 1}");   // P(B ≥ u − 1) > α/2
         }
-        // p99 needs ≥ 367 runs for a closed 95 % upper limit (0.99ⁿ ≤ 0.025).
-        Assert.Equal(367, QuantileInterval.Ranks(366, 0.99, 0.95).Upper);
-        Assert.Equal(367, QuantileInterval.Ranks(367, 0.99, 0.95).Upper);
+        // p99 needs ≥ 368 runs for a closed 95 % upper limit (0.99ⁿ ≤ 0.025).
+        Assert.Equal(368, QuantileInterval.Ranks(367, 0.99, 0.95).Upper); // open: n + 1
+        Assert.Equal(368, QuantileInterval.Ranks(368, 0.99, 0.95).Upper); // closed: the maximum
     }
 
     [Fact]

@@ -192,7 +192,7 @@ public class BertOnnxExporterTests
         Assert.Contains("needs", Assert.Throws<ArgumentException>(() => BertOnnxExporter.Build(config, layout, p.AsMemory(1))).Message);
         Assert.Contains("fp32 or int8", Assert.Throws<ArgumentException>(() =>
             BertOnnxExporter.Build(config, layout, p, new OnnxExportOptions { Precision = (Precision)7 })).Message);
-        Assert.Throws<UserInputException>(() => LatencyProfiler.ParsePrecision("fp16"));
+        Assert.Throws<UserInputException>(() => Precisions.Parse("fp16"));
         Assert.Contains("not divisible", Assert.Throws<ArgumentException>(() => new BertConfig(new Architecture(1, 130, 16), 12, 50, HeadKind.Classification)).Message);
     }
 

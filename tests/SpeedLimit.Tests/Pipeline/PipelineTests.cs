@@ -31,7 +31,14 @@ public class PipelineTests : IDisposable
         "search", "--output", output, "--space", SpacePath, "--bound-ms", bound, "--latency-data", Path.Combine(_dir, "latency.jsonl"),
         "--max-train-examples", "2000", "--max-dev-examples", "300", "--max-length", "32", "--profile-count", "16",
         "--supermodel-epochs", "4", "--finetune-epochs", "1", "--finetune-examples", "500", "--generations", "2", "--population", "3",
-        "--threads", "2", "--seed", "3", .. extra,
+        "--threads", "2", "--seed", "3", .. TinyProtocols, .. extra,
+    ];
+
+    /// <summary>Protocols small enough for tests; 40 runs is the least that closes a p90's 95 % upper limit.</summary>
+    internal static readonly string[] TinyProtocols =
+    [
+        "--latency-protocol", "screening:runs=40,seconds=0,warmup-seconds=0,warmup-runs=2,round=10,max-seconds=0",
+        "--verify-protocol", "verification:runs=60,seconds=0,warmup-seconds=0,warmup-runs=2,round=20,max-seconds=0.05",
     ];
 
     [Fact]
@@ -58,8 +65,8 @@ public class PipelineTests : IDisposable
             Assert.Equal(search.Candidates.Count, store.Candidates("search-int8").Count);
         var best = search.Bounds[0].Winner!;
         // The smallest architecture, evaluated as an int8 baseline under the same budget, is beaten.
-        var smallest = results.Baselines.Single(b => b.Definition.Precision == SpeedLimit.Latency.Precision.Int8).Entries.Single().Candidate;
-        Assert.Equal(new SpeedLimit.Model.Architecture(1, 16, 16), smallest.Arch);
+        var smallest = results.Baselines.Single(b => b.Definition.Precision == SpeedLimit.Precision.Int8).Entries.Single().Candidate;
+        Assert.Equal(new SpeedLimit.Architecture(1, 16, 16), smallest.Arch);
         Assert.True(best.Metric > smallest.Metric, $"winner {best.Arch} {best.Metric:F3} does not beat the smallest architecture's {smallest.Metric:F3}");
         Assert.Equal(search.Candidates.Max(c => c.Metric), best.Metric);
     }

@@ -8,11 +8,9 @@ namespace SpeedLimit.Tests.Pipeline;
 
 public class SupermodelStageTests
 {
-    private static PipelineOptions SmallOptions() => new()
-    {
-        Space = new SearchSpace(new(1, 2, 1), new(16, 32, 16), new(16, 32, 16), 2),
-        SupermodelEpochs = 1, SupermodelBatchSize = 16, MaxSequenceLength = 32, TrainThreads = 2, BoundsMs = [1],
-    };
+    private static SupermodelJob SmallJob(SupermodelTrainingOptions? options = null) =>
+        new(options ?? new SupermodelTrainingOptions { Epochs = 1, BatchSize = 16 },
+            new SearchSpace(new(1, 2, 1), new(16, 32, 16), new(16, 32, 16), 2), Seed: 1, Threads: 2, MaxPositions: 128);
 
     private static EncodedTask SmallTask() =>
         new(BuiltinTask.Generate(new BuiltinTaskOptions { TrainSize = 64, DevSize = 16 }), BuiltinTask.Encoder, 32);
@@ -27,8 +25,7 @@ public class SupermodelStageTests
             var task = SmallTask();
             var corpus = Path.Combine(dir, "corpus.txt");
             File.WriteAllLines(corpus, task.Task.Train.Select(e => $"{e.TextA} {e.TextB}"));
-            var options = SmallOptions();
-            options.PretrainCorpus = [corpus];
+            var options = SmallJob(new SupermodelTrainingOptions { Epochs = 1, BatchSize = 16, PretrainCorpus = [corpus] });
             var notes = new List<string>();
             var stages = new List<string>();
             var checkpoint = Path.Combine(dir, "supermodel.safetensors");
@@ -66,8 +63,7 @@ public class SupermodelStageTests
             var teacherPath = Path.Combine(dir, "teacher.safetensors");
             var teacher = BertModel.CreateRandom(new BertConfig(new Architecture(1, 8, 8), 2, 999, HeadKind.Classification, labels: 3), 1);
             BertCheckpoint.Save(teacherPath, teacher.Config, teacher.Parameters);
-            var options = SmallOptions();
-            options.TeacherCheckpoint = teacherPath;
+            var options = SmallJob(new SupermodelTrainingOptions { Epochs = 1, BatchSize = 16, TeacherCheckpoint = teacherPath });
             var ex = Assert.Throws<UserInputException>(() => SupermodelStage.Train(options, SmallTask(), Path.Combine(dir, "s.safetensors"), null, new List<string>(), CancellationToken.None));
             Assert.Contains("vocabulary of 999", ex.Message);
         }

@@ -9,7 +9,7 @@ public class EvolutionarySearchTests
     public void FindsTheExactOptimumWhenTheBudgetCoversTheNarrowedSpace()
     {
         var predictor = new LinearPredictor();
-        var def = SearchTestData.Definition([1.0], configure: o => { o.Generations = 10; o.CandidatesPerGeneration = 10; });
+        var def = SearchTestData.Definition([1.0], configure: o => o with { Generations = 10, CandidatesPerGeneration = 10 });
         var (best, bestMetric, count) = SearchTestData.Optimum(def, predictor, 1.0);
         Assert.InRange(count, 2, 99); // the budget (100) covers A*, so the search must see all of it
 
@@ -32,7 +32,7 @@ public class EvolutionarySearchTests
         double totalGap = 0, totalRandomGap = 0;
         for (int seed = 1; seed <= 6; seed++)
         {
-            var def = SearchTestData.Definition([boundMs], seed, o => { o.Generations = 5; o.CandidatesPerGeneration = 8; o.Parents = 3; o.MutationProbability = 0.7; });
+            var def = SearchTestData.Definition([boundMs], seed, o => o with { Generations = 5, CandidatesPerGeneration = 8, Parents = 3, MutationProbability = 0.7 });
             var (_, bestMetric, count) = SearchTestData.Optimum(def, predictor, boundMs);
             Assert.True(count > 100, $"narrowed space has {count} architectures; the test wants a budget well below it");
             var result = new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(def);
@@ -54,7 +54,7 @@ public class EvolutionarySearchTests
     {
         var predictor = new LinearPredictor(margin: 0.1);
         var evaluator = new SmoothEvaluator();
-        var def = SearchTestData.Definition([2.5, 1.2, 1.8], configure: o => { o.Generations = 5; o.CandidatesPerGeneration = 8; o.MutationProbability = 0.8; });
+        var def = SearchTestData.Definition([2.5, 1.2, 1.8], configure: o => o with { Generations = 5, CandidatesPerGeneration = 8, MutationProbability = 0.8 });
         var result = new EvolutionarySearch(predictor, evaluator).Run(def);
 
         Assert.Equal([1.2, 1.8, 2.5], result.Bounds.Select(b => b.BoundMs));
@@ -92,7 +92,7 @@ public class EvolutionarySearchTests
     public void MutationsMoveParentsByBoundedSteps()
     {
         var predictor = new LinearPredictor();
-        var def = SearchTestData.Definition([3.5], configure: o => { o.Generations = 6; o.CandidatesPerGeneration = 6; o.Parents = 2; o.MutationProbability = 1.0; });
+        var def = SearchTestData.Definition([3.5], configure: o => o with { Generations = 6, CandidatesPerGeneration = 6, Parents = 2, MutationProbability = 1.0 });
         var result = new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(def);
         var b = result.Bounds[0];
         var metric = result.Candidates.ToDictionary(c => c.Arch, c => c.Metric);
@@ -138,7 +138,7 @@ public class EvolutionarySearchTests
     {
         var predictor = new LinearPredictor(margin: 0);
         // Only (1,32,32), (1,32,64) and (1,48,32) are within 0.46 ms.
-        var def = SearchTestData.Definition([0.46], configure: o => { o.Generations = 50; o.CandidatesPerGeneration = 20; o.MutationProbability = 0.9; });
+        var def = SearchTestData.Definition([0.46], configure: o => o with { Generations = 50, CandidatesPerGeneration = 20, MutationProbability = 0.9 });
         var evaluator = new SmoothEvaluator();
         var result = new EvolutionarySearch(predictor, evaluator).Run(def);
         var b = result.Bounds[0];
@@ -167,7 +167,7 @@ public class EvolutionarySearchTests
     public void VerificationFallsBackWhenTheWinnerMeasuresOverTheBound()
     {
         var predictor = new LinearPredictor();
-        var def = SearchTestData.Definition([2.0], configure: o => o.MaxVerifications = 3);
+        var def = SearchTestData.Definition([2.0], configure: o => o with { MaxVerifications = 3 });
         var plain = new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(def);
         var top = plain.Bounds[0].Ranked[0];
         var second = plain.Bounds[0].Ranked[1];
@@ -193,7 +193,7 @@ public class EvolutionarySearchTests
         var none = new EvolutionarySearch(predictor, new SmoothEvaluator(), hopeless).Run(def).Bounds[0];
         Assert.Null(none.Winner);
         Assert.False(none.Verified);
-        Assert.Contains("none of the 3 best candidates met 2 ms", none.Note);
+        Assert.Contains("none of the 3 best candidates met p90 ≤ 2 ms", none.Note);
         Assert.Equal(3, hopeless.Measured.Count);
     }
 
@@ -201,7 +201,7 @@ public class EvolutionarySearchTests
     public void AMeasurementTakenForATighterBoundServesALooserOneBeyondTheLimit()
     {
         var predictor = new LinearPredictor();
-        var def = SearchTestData.Definition([2.0, 3.0], configure: o => o.MaxVerifications = 1);
+        var def = SearchTestData.Definition([2.0, 3.0], configure: o => o with { MaxVerifications = 1 });
         var plain = new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(def);
         var tight = plain.Bounds[0].Ranked;
         var loose = plain.Bounds[1].Ranked;
@@ -234,14 +234,14 @@ public class EvolutionarySearchTests
     [Fact]
     public void BadOptionsAndDefinitionsAreRejectedWithTheSettingNamed()
     {
-        var ex = Assert.Throws<ArgumentException>(() => SearchTestData.Definition([1.0], configure: o => o.MutationProbability = 1.5));
+        var ex = Assert.Throws<ArgumentException>(() => SearchTestData.Definition([1.0], configure: o => o with { MutationProbability = 1.5 }));
         Assert.Contains("MutationProbability", ex.Message);
-        ex = Assert.Throws<ArgumentException>(() => SearchTestData.Definition([1.0], configure: o => o.CandidatesPerGeneration = 0));
+        ex = Assert.Throws<ArgumentException>(() => SearchTestData.Definition([1.0], configure: o => o with { CandidatesPerGeneration = 0 }));
         Assert.Contains("CandidatesPerGeneration", ex.Message);
         ex = Assert.Throws<ArgumentException>(() => SearchTestData.Definition([-1.0]));
         Assert.Contains("positive", ex.Message);
         var huge = Assert.Throws<UserInputException>(() =>
-            new EvolutionarySearch(new LinearPredictor(), new SmoothEvaluator()).Run(SearchTestData.Definition([1.0], configure: o => o.MaxEnumeratedArchitectures = 100)));
+            new EvolutionarySearch(new LinearPredictor(), new SmoothEvaluator()).Run(SearchTestData.Definition([1.0], configure: o => o with { MaxEnumeratedArchitectures = 100 })));
         Assert.Contains("MaxEnumeratedArchitectures", huge.Message);
     }
 

@@ -53,7 +53,7 @@ internal sealed class FakeMeasurer(ILatencyPredictor truth, Func<Architecture, d
         Measured.Add(arch);
         double ms = truth.PredictMs(arch) * (factor?.Invoke(arch) ?? 1.0);
         return new LatencyRecord(arch.Layers, arch.Hidden, arch.Ffn, 4, Precision.Int8, 1, 128,
-            ms, ms * 1.1, ms, ms * 0.95, 20, "fake cpu", 1, "fake", DateTimeOffset.UnixEpoch);
+            ms * 0.95, ms, ms, ms * 0.9, 20, "fake cpu", 1, "fake", DateTimeOffset.UnixEpoch); // the bound statistic (p90 by default) is ms
     }
 }
 
@@ -62,10 +62,10 @@ internal static class SearchTestData
     /// <summary>The demo space: 4 × 7 × 8 = 224 architectures.</summary>
     public static SearchSpace Space => SearchSpace.Demo;
 
-    public static SearchDefinition Definition(double[] bounds, int seed = 7, Action<SearchOptions>? configure = null, SearchSpace? space = null)
+    public static SearchDefinition Definition(double[] bounds, int seed = 7, Func<SearchOptions, SearchOptions>? configure = null, SearchSpace? space = null)
     {
         var options = new SearchOptions { Generations = 4, CandidatesPerGeneration = 6, Parents = 3 };
-        configure?.Invoke(options);
+        if (configure is not null) options = configure(options);
         return new SearchDefinition("fake", Precision.Int8, space ?? Space, bounds, seed, "fake budget", options);
     }
 

@@ -9,7 +9,7 @@ public class SearchProgressTests
     {
         var predictor = new LinearPredictor();
         var log = new ProgressLog();
-        var def = SearchTestData.Definition([0.46, 2.0], configure: o => { o.Generations = 3; o.CandidatesPerGeneration = 5; });
+        var def = SearchTestData.Definition([0.46, 2.0], configure: o => o with { Generations = 3, CandidatesPerGeneration = 5 });
         var result = new EvolutionarySearch(predictor, new SmoothEvaluator(), new FakeMeasurer(predictor)) { Progress = log }.Run(def);
 
         Assert.Equal(SearchPhase.Narrowing, log.Reports[0].Phase);

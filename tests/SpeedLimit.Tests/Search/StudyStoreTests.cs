@@ -15,7 +15,7 @@ public class StudyStoreTests : IDisposable
     }
 
     private static SearchDefinition Def() =>
-        SearchTestData.Definition([1.5, 3.0], seed: 5, configure: o => { o.Generations = 4; o.CandidatesPerGeneration = 6; });
+        SearchTestData.Definition([1.5, 3.0], seed: 5, configure: o => o with { Generations = 4, CandidatesPerGeneration = 6 });
 
     [Fact]
     public void KilledSearchResumesWithoutReevaluatingAndEqualsAnUninterruptedRun()
@@ -88,7 +88,7 @@ public class StudyStoreTests : IDisposable
         using var store = StudyStore.Open(_db);
         new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(Def(), store, "s");
 
-        var changed = SearchTestData.Definition([1.5, 3.0], seed: 5, configure: o => { o.Generations = 5; o.CandidatesPerGeneration = 6; });
+        var changed = SearchTestData.Definition([1.5, 3.0], seed: 5, configure: o => o with { Generations = 5, CandidatesPerGeneration = 6 });
         var ex = Assert.Throws<UserInputException>(() => new EvolutionarySearch(predictor, new SmoothEvaluator()).Resume(store, "s", changed));
         Assert.Contains("different settings", ex.Message);
         Assert.Contains("options.generations: stored 4, now 5", ex.Message);
@@ -153,7 +153,7 @@ public class StudyStoreTests : IDisposable
     public void BaselinesAreEvaluatedOnceAndContinueFromTheStore()
     {
         var predictor = new LinearPredictor();
-        var def = new BaselineDefinition("fake", SpeedLimit.Latency.Precision.Fp32,
+        var def = new BaselineDefinition("fake", SpeedLimit.Precision.Fp32,
             [new("tiny", new Architecture(1, 32, 64)), new("small", new Architecture(2, 64, 128)), new("medium", new Architecture(4, 128, 256))], 5, "fake budget");
         var first = new SmoothEvaluator(crashAfter: 2);
         using (var store = StudyStore.Open(_db))
@@ -165,11 +165,11 @@ public class StudyStoreTests : IDisposable
             var result = new EvolutionarySearch(predictor, second, measurer).EvaluateBaselines(def, store, "fp32 baselines");
             Assert.Equal(["tiny", "small", "medium"], result.Entries.Select(e => e.Name));
             Assert.All(result.Entries, e => Assert.NotNull(e.Candidate.MeasuredMs));
-            Assert.Equal(SpeedLimit.Latency.Precision.Fp32, result.Precision);
+            Assert.Equal(SpeedLimit.Precision.Fp32, result.Precision);
             var medium = new Architecture(4, 128, 256);
             Assert.Equal(SmoothEvaluator.MetricOf(medium, EvolutionarySearch.CandidateSeed(5, medium)), result.Entries[2].Candidate.Metric);
             Assert.Equal("fp32 baselines", result.Label);
-            var other = new BaselineDefinition("fake", SpeedLimit.Latency.Precision.Fp32, [new("tiny", new Architecture(1, 32, 64))], 5, "fake budget");
+            var other = new BaselineDefinition("fake", SpeedLimit.Precision.Fp32, [new("tiny", new Architecture(1, 32, 64))], 5, "fake budget");
             var ex = Assert.Throws<UserInputException>(() => new EvolutionarySearch(predictor, second).EvaluateBaselines(other, store, "fp32 baselines"));
             Assert.Contains("different settings", ex.Message);
         }

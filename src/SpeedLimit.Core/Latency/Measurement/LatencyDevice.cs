@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
-using Architecture = SpeedLimit.Model.Architecture;
+using Architecture = SpeedLimit.Architecture;
 using System.Text;
 using System.Text.Json;
 using SpeedLimit.Model;

@@ -112,6 +112,8 @@ public sealed record MeasurementSession(IReadOnlyList<LatencySummary> Models, IR
 /// <summary>Runs the protocol over models and a reference (see <see cref="LatencyProtocol"/>).</summary>
 public static class InterleavedMeasurement
 {
+    private const int SafetyRuns = 50_000_000;
+
     public static MeasurementSession Run(IReadOnlyList<ILatencyTarget> models, ILatencyTarget reference, LatencyProtocol protocol,
         LatencyBound? bound = null, CancellationToken cancel = default)
     {
@@ -167,10 +169,9 @@ public static class InterleavedMeasurement
             active.RemoveAll(i =>
             {
                 int n = samples[i].Count;
-                if (n >= protocol.LimitRuns) return true;
                 bool minimum = n >= protocol.MinRuns && seconds[i] >= protocol.MinSeconds;
-                if (!minimum) return false;
-                if (bound is null || seconds[i] >= protocol.LimitSeconds) return true;
+                if (!minimum) return n >= SafetyRuns; // a model that reports no time at all must still end
+                if (bound is null || n >= protocol.LimitRuns || seconds[i] >= protocol.LimitSeconds) return true;
                 // Re-judge after every 10 % more runs (sorting every round would be quadratic).
                 if (extended[i] && n < judgedAt[i] * 1.1) return false;
                 judgedAt[i] = n;

@@ -7,7 +7,7 @@ namespace SpeedLimit.Latency;
 /// largest X₍ₗ₎ with P(B ≤ l−1) ≤ α/2, the upper the smallest X₍ᵤ₎ with P(B ≥ u) ≤ α/2
 /// (α = 1 − confidence), so P(X₍ₗ₎ ≤ ξ ≤ X₍ᵤ₎) ≥ 1 − α whatever the distribution (bimodal, heavy
 /// tail). Too few runs leave a side open: <see cref="LowerMs"/> or <see cref="UpperMs"/> is null
-/// (e.g. p99 needs ≥ 367 runs for a 95 % upper limit).
+/// (e.g. p99 needs ≥ 368 runs for a 95 % upper limit).
 /// </summary>
 /// <param name="Quantile">q in (0, 1).</param>
 /// <param name="EstimateMs">The nearest-rank sample quantile X₍⌈qn⌉₎.</param>

@@ -54,18 +54,6 @@ public static class LatencyPlots
 
     private static void Save(Plot plot, string path, int width, int height)
     {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full);
-        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        var tmp = Path.Combine(dir ?? ".", $".{Path.GetFileNameWithoutExtension(full)}.{Environment.ProcessId}.tmp.png");
-        try
-        {
-            plot.SavePng(tmp, width, height);
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+        AtomicFile.WriteVia(path, tmp => plot.SavePng(tmp, width, height));
     }
 }

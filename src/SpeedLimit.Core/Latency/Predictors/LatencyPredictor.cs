@@ -113,24 +113,13 @@ public sealed class LatencyPredictor : IBatchLatencyPredictor, IRecalibratingLat
     /// <summary>Writes the predictor as JSON via a temporary file and a rename, so a reader never sees half a file.</summary>
     public void Save(string path)
     {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full);
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        var tmp = full + $".{Environment.ProcessId}.tmp";
-        try
+        AtomicFile.Write(path, stream =>
         {
-            using (var stream = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
-                    ToJson().WriteTo(writer);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+            using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+            ToJson().WriteTo(writer);
+        });
     }
 
     public static LatencyPredictor Load(string path)

@@ -111,8 +111,8 @@ public static class LatencyPredictorFitter
         }
         var byArch = kept.GroupBy(r => r.Arch).OrderBy(g => g.Key.Layers).ThenBy(g => g.Key.Hidden).ThenBy(g => g.Key.Ffn).ToList();
         var archs = byArch.Select(g => g.Key).ToList();
-        var ms = byArch.Select(g => Median(g.Select(r => Pick(r, options.Learnt)))).ToList();
-        var bound = byArch.Select(g => Median(g.Select(r => LatencyBound.Estimate(r, options.BoundStatistic)))).ToList();
+        var ms = byArch.Select(g => Statistics.Median(g.Select(r => Pick(r, options.Learnt)))).ToList();
+        var bound = byArch.Select(g => Statistics.Median(g.Select(r => LatencyBound.Estimate(r, options.BoundStatistic)))).ToList();
         return (archs, ms, bound, devices[0].Key, heads[0], warnings);
     }
 
@@ -254,9 +254,4 @@ public static class LatencyPredictorFitter
         _ => r.MedianMs,
     };
 
-    private static double Median(IEnumerable<double> xs)
-    {
-        var s = xs.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
-    }
 }

@@ -84,6 +84,6 @@ public static class Attention
             for (int i = 0; i < count; i++) body(i);
             return;
         }
-        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+        EngineParallel.For(count, threads, body);
     }
 }

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using SpeedLimit.Kernels;
 
 namespace SpeedLimit.Model.Layers;
 
@@ -32,7 +33,7 @@ public static class Gelu
         int parts = Math.Clamp(Math.Min(threads, count / MinPerThread), 1, 64);
         if (parts == 1) { body(0, count); return; }
         int per = (count + parts - 1) / parts;
-        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, i =>
+        EngineParallel.For(parts, parts, i =>
         {
             int start = i * per;
             body(start, Math.Min(per, count - start));
