@@ -39,6 +39,7 @@ public static class SearchCommands
         public readonly Option<string> VerifyProtocol = new("--verify-protocol") { Description = "Protocol for each winner's final measurement: verification (≥ 1,000 runs & ≥ 10 s; uncertain verdicts up to 30 s), or with overrides.", DefaultValueFactory = _ => "verification" };
         public readonly Option<int> LatencyThreads = new("--latency-threads") { Description = "ONNX Runtime threads of the deployed model (the latency the bound is about).", DefaultValueFactory = _ => 1 };
         public readonly Option<string?> LatencyData = new("--latency-data") { Description = "Profiled latencies (JSONL) to reuse and extend across runs on this machine." };
+        public readonly Option<bool> AllowOtherDevices = new("--allow-other-devices") { Description = "Fit the latency predictor on --latency-data records measured on another CPU/runtime too (refused by default)." };
         public readonly Option<int> ProfileCount = new("--profile-count") { Description = "Architectures profiled to fit the latency predictor.", DefaultValueFactory = _ => 40 };
         public readonly Option<int> SupermodelEpochs = new("--supermodel-epochs") { Description = "Epochs of weight-sharing supermodel training on the task.", DefaultValueFactory = _ => 8 };
         public readonly Option<string[]> PretrainCorpus = new("--pretrain-corpus") { Description = "Plain-text file(s) for masked-LM pretraining of the supermodel before task training.", AllowMultipleArgumentsPerToken = true };
@@ -52,7 +53,7 @@ public static class SearchCommands
         public readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
 
         public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
-            BoundStatistic, LatencyProtocol, VerifyProtocol, LatencyData, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json];
+            BoundStatistic, LatencyProtocol, VerifyProtocol, LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json];
 
         public PipelineOptions Bind(ParseResult parse, string output)
         {
@@ -83,6 +84,7 @@ public static class SearchCommands
                     DatasetPath = parse.GetValue(LatencyData),
                     Protocol = SpeedLimit.Latency.LatencyProtocol.Parse(parse.GetValue(LatencyProtocol)!),
                     VerificationProtocol = SpeedLimit.Latency.LatencyProtocol.Parse(parse.GetValue(VerifyProtocol)!),
+                    AllowOtherDevices = parse.GetValue(AllowOtherDevices),
                 },
                 Supermodel = new SupermodelTrainingOptions
                 {
@@ -134,10 +136,10 @@ public static class SearchCommands
     {
         options.Validate();
         var pipeline = new SpeedLimitPipeline(options);
-        using var cancel = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        using var cancel = new CancelOnSignals();
         var console = json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
         console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.Output.Folder}[/]");
+        foreach (var w in RunPreflight.Warnings(options)) console.MarkupLineInterpolated($"[yellow]warning:[/] {w}");
         PipelineResult result;
         if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);
         else

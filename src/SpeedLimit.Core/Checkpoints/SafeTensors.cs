@@ -5,8 +5,12 @@ using System.Text.Json;
 
 namespace SpeedLimit.Checkpoints;
 
-/// <summary>A tensor to write: row-major shape and its values (F32 on disk).</summary>
-public sealed record SafeTensorEntry(string Name, int[] Shape, ReadOnlyMemory<float> Data);
+/// <summary>
+/// A tensor to write: row-major shape, its values, and the dtype stored on disk: <c>F32</c> (default,
+/// exact), <c>F16</c> (IEEE half, round to nearest even; overflow becomes ±Inf) or <c>BF16</c> (the top
+/// 16 bits of the float, round to nearest even, as PyTorch converts).
+/// </summary>
+public sealed record SafeTensorEntry(string Name, int[] Shape, ReadOnlyMemory<float> Data, string DType = SafeTensors.F32);
 
 /// <summary>A tensor read back, converted to float whatever its stored dtype.</summary>
 public sealed record SafeTensor(string Name, int[] Shape, string DType, float[] Data)
@@ -43,14 +47,16 @@ public sealed class SafeTensorsReader : IDisposable
     }
 
     /// <summary>Opens and validates; throws <see cref="InvalidDataException"/> naming the file and the problem.</summary>
-    public static SafeTensorsReader Open(string path)
+    /// <param name="allowNonFloat">Accept tensors of the other safetensors dtypes (I64, U8, F64, …) in the header,
+    /// e.g. Hugging Face's <c>position_ids</c> buffer; F64 reads as float, the others cannot be read, only skipped.</param>
+    public static SafeTensorsReader Open(string path, bool allowNonFloat = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint '{path}' does not exist", path);
         var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         try
         {
-            var (entries, metadata, dataStart) = SafeTensors.ReadHeader(path, fs);
+            var (entries, metadata, dataStart) = SafeTensors.ReadHeader(path, fs, allowNonFloat);
             return new SafeTensorsReader(path, fs, entries, metadata, dataStart);
         }
         catch
@@ -78,6 +84,8 @@ public sealed class SafeTensorsReader : IDisposable
         _stream.Position = _dataStart + info.Begin;
         try
         {
+            if (SafeTensors.ElementSize(info.DType) == 0 && info.DType != "F64")
+                throw SafeTensors.Bad(Path, $"tensor '{info.Name}' has dtype {info.DType}, which is not a floating-point type and cannot be read as weights");
             if (info.DType == "F32" && BitConverter.IsLittleEndian)
             {
                 _stream.ReadExactly(MemoryMarshal.AsBytes(destination)); // no intermediate byte copy
@@ -126,9 +134,15 @@ public static class SafeTensors
     /// <summary>Headers larger than this are rejected as corrupt (the reference implementation uses 100 MB too).</summary>
     public const long MaxHeaderBytes = 100_000_000;
     public const string MetadataKey = "__metadata__";
+    public const string F32 = "F32";
+    public const string F16 = "F16";
+    public const string BF16 = "BF16";
+
+    /// <summary>Bytes per element of a supported dtype, 0 for an unsupported one.</summary>
+    public static int ElementSize(string dtype) => dtype switch { F32 => 4, F16 => 2, BF16 => 2, _ => 0 };
 
     /// <summary>
-    /// Writes the tensors (F32, in the given order) and string metadata to <paramref name="path"/>
+    /// Writes the tensors (in the given order, each in its <see cref="SafeTensorEntry.DType"/>) and string metadata to <paramref name="path"/>
     /// via a temporary file in the same folder and a rename, so a crash never leaves a half file.
     /// The header is padded with spaces so the data starts 8-byte aligned.
     /// </summary>
@@ -145,7 +159,7 @@ public static class SafeTensors
             BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
             fs.Write(len);
             fs.Write(header);
-            foreach (var t in tensors) WriteFloats(fs, t.Data.Span);
+            foreach (var t in tensors) WriteTensor(fs, t);
         });
     }
 
@@ -182,17 +196,19 @@ public static class SafeTensors
                 }
                 if (count != t.Data.Length)
                     throw new ArgumentException($"tensor '{t.Name}' has shape [{string.Join(", ", t.Shape)}] ({count} values) but {t.Data.Length} values were given");
+                int size = ElementSize(t.DType ?? "");
+                if (size == 0) throw new ArgumentException($"tensor '{t.Name}': dtype '{t.DType}' cannot be written (supported: F32, F16, BF16)");
                 json.WriteStartObject(t.Name);
-                json.WriteString("dtype", "F32");
+                json.WriteString("dtype", t.DType);
                 json.WriteStartArray("shape");
                 foreach (int d in t.Shape) json.WriteNumberValue(d);
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);
-                json.WriteNumberValue(offset + count * sizeof(float));
+                json.WriteNumberValue(offset + count * size);
                 json.WriteEndArray();
                 json.WriteEndObject();
-                offset += count * sizeof(float);
+                offset += count * size;
             }
             json.WriteEndObject();
         }
@@ -202,6 +218,38 @@ public static class SafeTensors
         buffer.GetBuffer().AsSpan(0, raw).CopyTo(header);
         header.AsSpan(raw).Fill((byte)' ');
         return header;
+    }
+
+    private static void WriteTensor(Stream s, SafeTensorEntry t)
+    {
+        if (t.DType == F32) { WriteFloats(s, t.Data.Span); return; }
+        const int Chunk = 1 << 14;
+        var bytes = new byte[Math.Min(Chunk, t.Data.Length) * 2];
+        for (int start = 0; start < t.Data.Length; start += Chunk)
+        {
+            var part = t.Data.Span.Slice(start, Math.Min(Chunk, t.Data.Length - start));
+            Encode16(t.DType, part, bytes);
+            s.Write(bytes, 0, part.Length * 2);
+        }
+    }
+
+    /// <summary>Converts floats to F16 or BF16 little-endian bytes (round to nearest even).</summary>
+    internal static void Encode16(string dtype, ReadOnlySpan<float> values, Span<byte> destination)
+    {
+        for (int i = 0; i < values.Length; i++)
+        {
+            ushort bits = dtype == F16 ? BitConverter.HalfToUInt16Bits((Half)values[i]) : ToBFloat16Bits(values[i]);
+            BinaryPrimitives.WriteUInt16LittleEndian(destination.Slice(i * 2), bits);
+        }
+    }
+
+    /// <summary>bfloat16 of a float: round to nearest, ties to even; NaN stays a (quiet) NaN.</summary>
+    internal static ushort ToBFloat16Bits(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x0040);
+        uint rounding = 0x7FFF + ((bits >> 16) & 1);
+        return (ushort)((bits + rounding) >> 16);
     }
 
     private static void WriteFloats(Stream s, ReadOnlySpan<float> data)
@@ -236,7 +284,7 @@ public static class SafeTensors
         return new SafeTensorsFile(tensors, reader.Metadata);
     }
 
-    internal static (List<SafeTensorInfo> Entries, Dictionary<string, string> Metadata, long DataStart) ReadHeader(string path, FileStream fs)
+    internal static (List<SafeTensorInfo> Entries, Dictionary<string, string> Metadata, long DataStart) ReadHeader(string path, FileStream fs, bool allowNonFloat = false)
     {
         long fileLength = fs.Length;
         if (fileLength < 8)
@@ -252,12 +300,12 @@ public static class SafeTensors
         fs.ReadExactly(headerBytes);
         long dataLength = fileLength - 8 - (long)headerLength;
 
-        var (entries, metadata) = ParseHeader(path, headerBytes);
+        var (entries, metadata) = ParseHeader(path, headerBytes, allowNonFloat);
         ValidateLayout(path, entries, dataLength);
         return (entries, metadata, 8 + (long)headerLength);
     }
 
-    private static (List<SafeTensorInfo>, Dictionary<string, string>) ParseHeader(string path, byte[] headerBytes)
+    private static (List<SafeTensorInfo>, Dictionary<string, string>) ParseHeader(string path, byte[] headerBytes, bool allowNonFloat)
     {
         string text;
         try { text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(headerBytes); }
@@ -286,20 +334,21 @@ public static class SafeTensors
                     }
                     continue;
                 }
-                entries.Add(ParseEntry(path, prop));
+                entries.Add(ParseEntry(path, prop, allowNonFloat));
             }
             return (entries, metadata);
         }
     }
 
-    private static SafeTensorInfo ParseEntry(string path, JsonProperty prop)
+    private static SafeTensorInfo ParseEntry(string path, JsonProperty prop, bool allowNonFloat)
     {
         string name = prop.Name;
         var v = prop.Value;
         if (v.ValueKind != JsonValueKind.Object) throw Bad(path, $"tensor '{name}': entry must be an object with dtype, shape and data_offsets");
         if (!v.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String) throw Bad(path, $"tensor '{name}': missing or non-string 'dtype'");
         string dtype = dt.GetString()!;
-        int size = dtype switch { "F32" => 4, "F16" => 2, "BF16" => 2, _ => 0 };
+        int size = ElementSize(dtype);
+        if (size == 0 && allowNonFloat) size = OtherElementSize(dtype);
         if (size == 0) throw Bad(path, $"tensor '{name}': unsupported dtype '{dtype}' (supported: F32, F16, BF16)");
         if (!v.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array) throw Bad(path, $"tensor '{name}': missing or non-array 'shape'");
         var shape = new int[sh.GetArrayLength()];
@@ -354,6 +403,9 @@ public static class SafeTensors
             case "F16":
                 for (int i = 0; i < count; i++) result[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(bytes.AsSpan(i * 2));
                 break;
+            case "F64":
+                for (int i = 0; i < count; i++) result[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(bytes.AsSpan(i * 8));
+                break;
             case "BF16":
                 // bfloat16 is the top half of a float32
                 for (int i = 0; i < count; i++)
@@ -363,6 +415,16 @@ public static class SafeTensors
                 throw new InvalidOperationException($"dtype {dtype} passed validation but has no decoder");
         }
     }
+
+    /// <summary>Sizes of the safetensors dtypes that are not weights we read (0 when unknown).</summary>
+    private static int OtherElementSize(string dtype) => dtype switch
+    {
+        "F64" or "I64" or "U64" => 8,
+        "I32" or "U32" => 4,
+        "I16" or "U16" => 2,
+        "I8" or "U8" or "BOOL" or "F8_E4M3" or "F8_E5M2" => 1,
+        _ => 0,
+    };
 
     internal static InvalidDataException Bad(string path, string problem) =>
         new($"safetensors file '{path}': {problem}");

@@ -57,6 +57,9 @@ public sealed record DeviceFingerprint(string CpuModel, int Threads, string Runt
         return diffs;
     }
 
+    /// <summary>Same machine and runtime: every known field but the thread count agrees (thread counts are compared per record by whoever filters them).</summary>
+    public bool SameDeviceAs(DeviceFingerprint other) => (this with { Threads = 0 }).Matches(other with { Threads = 0 });
+
     /// <summary>True when no known field differs.</summary>
     public bool Matches(DeviceFingerprint other) => Differences(other).Count == 0;
 

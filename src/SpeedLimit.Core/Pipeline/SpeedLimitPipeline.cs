@@ -55,9 +55,13 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         options.Validate();
         var output = Path.GetFullPath(options.Output.Folder).TrimEnd(Path.DirectorySeparatorChar);
         var work = WorkFolderFor(output);
-        PrepareFolders(output, work);
-
+        // Checked before anything is written (only the lock file, which goes with the run): a bad request leaves nothing behind.
+        using var runLock = RunLock.Acquire(output);
+        if (runLock.StalePid is int stale) _notes.Add($"took over the lock of run {stale}, which is no longer running");
+        CheckFolders(output, work);
         var task = Stage(PipelineStage.Data, () => LoadTask());
+        bool created = CreateWorkFolder(output, work);
+
         var profiler = new LatencyProfiler(new LatencyProfilerOptions
         {
             Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads,
@@ -67,10 +71,22 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.
         var measuredPath = Path.Combine(work, "measured.jsonl");
         var precisions = options.CompareFp32Search || options.Baselines.Count > 0 ? new[] { Precision.Int8, Precision.Fp32 } : new[] { options.Precision };
-        Stage(PipelineStage.Profiling, () => Profile(profiler, precisions, latencyPath, cancel));
-        var profiled = LatencyDataset.Load(latencyPath);
-        var predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(profiled, p, work)));
-        var bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(profiled, options.Precision);
+        Dictionary<Precision, LatencyPredictor> predictors;
+        List<double> bounds;
+        try
+        {
+            Stage(PipelineStage.Profiling, () => Profile(profiler, precisions, latencyPath, cancel));
+            var profiled = LatencyDataset.Load(latencyPath);
+            predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(profiled, p, work)));
+            bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(profiled, options.Precision);
+            CheckFeasible(bounds, predictors);
+        }
+        catch (Exception ex) when (created && CliFacingError(ex))
+        {
+            // Nothing worth resuming yet (a reused latency dataset keeps its records): leave no work folder to trip the corrected rerun.
+            Directory.Delete(work, recursive: true);
+            throw;
+        }
 
         var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(new SupermodelJob(options.Supermodel, options.Space, options.Seed, options.TrainThreads, options.Profiling.SequenceLength), task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
 
@@ -94,7 +110,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
                 return 0;
             });
 
-        var staging = Path.Combine(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.staging-{Guid.NewGuid():N}");
+        var staging = Path.Combine(work, StagingFolder);
         try
         {
             var results = new RunResults($"SpeedLimit on '{task.Task.Name}'", DateTimeOffset.UtcNow, searches, baselines);
@@ -119,27 +135,53 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         }
     }
 
-    private void PrepareFolders(string output, string work)
+    /// <summary>Refuses an existing output, an unfinished run without --resume, and a resume with other settings (naming them).</summary>
+    private void CheckFolders(string output, string work)
     {
         if (Directory.Exists(output) || File.Exists(output))
             throw new UserInputException($"output '{options.Output.Folder}' already exists; choose another --output or remove it");
-        var fingerprintPath = Path.Combine(work, "options.json");
-        if (Directory.Exists(work))
-        {
-            if (!options.Output.Resume)
-                throw new UserInputException($"an unfinished run is in '{work}'; pass --resume to continue it, or delete that folder to start over");
-            if (File.Exists(fingerprintPath) && OptionsFingerprint.Differences(File.ReadAllText(fingerprintPath), options.Fingerprint()) is { Count: > 0 } diffs)
-                throw new UserInputException($"the unfinished run in '{work}' used different settings ({string.Join("; ", diffs.Take(4))}{(diffs.Count > 4 ? $"; and {diffs.Count - 4} more" : "")}); resume it with the same flags, or delete that folder to start over");
-            _notes.Add("resumed an unfinished run");
-        }
+        if (!Directory.Exists(work)) return;
+        if (!options.Output.Resume)
+            throw new UserInputException($"an unfinished run is in '{work}'; pass --resume to continue it, or delete that folder to start over");
+        var fingerprintPath = Path.Combine(work, OptionsFile);
+        if (File.Exists(fingerprintPath) && OptionsFingerprint.Differences(File.ReadAllText(fingerprintPath), options.Fingerprint()) is { Count: > 0 } diffs)
+            throw new UserInputException($"the unfinished run in '{work}' used different settings ({string.Join("; ", diffs.Take(4))}{(diffs.Count > 4 ? $"; and {diffs.Count - 4} more" : "")}); resume it with the same flags, or delete that folder to start over");
+    }
+
+    /// <summary>Creates (or reopens) the work folder; clears what a killed export left. True when this run created it.</summary>
+    private bool CreateWorkFolder(string output, string work)
+    {
+        bool existed = Directory.Exists(work);
+        if (existed) _notes.Add("resumed an unfinished run");
         Directory.CreateDirectory(work);
-        WriteTextAtomically(fingerprintPath, options.Fingerprint());
+        var staging = Path.Combine(work, StagingFolder);
+        if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        // Staging folders of earlier versions lived beside the output.
+        foreach (var old in Directory.GetDirectories(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.staging-*"))
+            Directory.Delete(old, recursive: true);
+        WriteTextAtomically(Path.Combine(work, OptionsFile), options.Fingerprint());
+        return !existed;
+    }
+
+    private const string OptionsFile = "options.json";
+    private const string StagingFolder = "staging";
+
+    private static bool CliFacingError(Exception ex) => ex is UserInputException or ArgumentException or InvalidDataException or FileNotFoundException;
+
+    /// <summary>Each searched precision must have at least one architecture predicted within each bound, before the supermodel is trained.</summary>
+    private void CheckFeasible(IReadOnlyList<double> bounds, IReadOnlyDictionary<Precision, LatencyPredictor> predictors)
+    {
+        var searched = options.CompareFp32Search ? new[] { options.Precision, Other(options.Precision) } : new[] { options.Precision };
+        foreach (var p in searched)
+            foreach (var b in bounds)
+                SpaceNarrowing.Narrow(options.Space, predictors[p], b); // throws naming the fastest architecture
     }
 
     private EncodedTask LoadTask()
     {
-        Report(PipelineStage.Data, $"loading task '{options.Data.Task}'", 0, 1);
-        var task = EncodedTask.Load(options.Data, options.Seed);
+        Report(PipelineStage.Data, $"loading task '{options.Data.Task}' and checking the request", 0, 1);
+        var (task, warnings) = RunPreflight.Run(options);
+        foreach (var w in warnings) _notes.Add($"warning: {w}");
         Report(PipelineStage.Data, $"{task.Task.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {task.Encoder.VocabSize}", 1, 1);
         return task;
     }
