@@ -4,6 +4,7 @@ using System.Text.Json;
 using SpeedLimit.Latency;
 using SpeedLimit.Model;
 using SpeedLimit.Pipeline;
+using SpeedLimit.Reporting;
 using SpeedLimit.Search;
 using Spectre.Console;
 
@@ -162,18 +163,19 @@ public static class SearchCommands
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 runFolder = result.RunFolder,
-                winners = result.Winners.Select(w => new { boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = Path.Combine(result.RunFolder, w.OnnxFile), metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measuredMedianMs = w.Measured.MedianMs, measuredP90Ms = w.Measured.P90Ms, meetsBound = w.MeetsBound, verdict = w.Judgement?.Describe() }),
+                winners = result.Winners.Select(w => new { onnxPath = Path.Combine(result.RunFolder, w.OnnxFile), winner = w }),
                 stageSeconds = result.StageSeconds.ToDictionary(kv => kv.Key.ToString(), kv => Math.Round(kv.Value, 2)),
                 notes = result.Notes,
-            }, new JsonSerializerOptions { WriteIndented = true }));
+            }, SpeedLimit.Search.SearchJson.Indented));
             return 0;
         }
-        var table = new Table().Title("Deployable int8 models").AddColumns("bound (ms)", "architecture", "dev metric (engine / ORT)", "measured p50 / p90 (ms)", "verdict", "file");
+        var table = new Table().Title("Deployable models").AddColumns(WinnerTable.Header);
         foreach (var w in result.Winners)
-            table.AddRow(w.BoundMs.ToString("G4", CultureInfo.InvariantCulture), w.Arch.ToString(), $"{w.EngineMetric:F4} / {w.OnnxMetric:F4}",
-                $"{w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3}", w.MeetsBound ? "[green]meets[/]" : $"[red]{(w.Judgement is { } j ? LatencyBound.Name(j.Verdict) : "fails")}[/]", Markup.Escape(w.OnnxFile));
-        foreach (var w in result.Winners.Where(w => w.Judgement is not null))
-            AnsiConsole.MarkupLineInterpolated($"[grey]{w.OnnxFile}:[/] {w.Judgement!.Describe()}");
+        {
+            var cells = WinnerTable.Cells(w).Select(Markup.Escape).ToArray();
+            cells[^1] = w.MeetsBound ? $"[green]{cells[^1]}[/]" : $"[red]{cells[^1]}[/]";
+            table.AddRow(cells);
+        }
         AnsiConsole.Write(table);
         foreach (var n in result.Notes) AnsiConsole.MarkupLineInterpolated($"[grey]note:[/] {n}");
         AnsiConsole.MarkupLineInterpolated($"report: [bold]{Path.Combine(result.RunFolder, "report.md")}[/]");

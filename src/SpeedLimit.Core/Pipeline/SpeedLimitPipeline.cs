@@ -19,13 +19,6 @@ public enum PipelineStage { Data, Profiling, Predictor, Supermodel, Search, Base
 /// <summary>Progress of one stage: <paramref name="Completed"/> of <paramref name="Total"/> units.</summary>
 public sealed record PipelineProgress(PipelineStage Stage, string Message, int Completed, int Total, TimeSpan? Eta = null);
 
-/// <summary>
-/// A bound's winner as deployed: its int8 ONNX file, its measurement with the verification protocol, the verdict on
-/// the bound (<see cref="LatencyBound"/>), and its dev metric on both runtimes.
-/// </summary>
-public sealed record DeployedWinner(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile,
-    double EngineMetric, double OnnxMetric, LatencyRecord Measured, bool MeetsBound, BoundJudgement? Judgement = null);
-
 public sealed record PipelineResult(string RunFolder, RunResults Results, IReadOnlyList<DeployedWinner> Winners,
     IReadOnlyDictionary<PipelineStage, double> StageSeconds, IReadOnlyList<string> Notes);
 
@@ -110,20 +103,26 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
                 return 0;
             });
 
+        // The tail runs one way: export → verify → complete winner records → the report, written once from them.
         var staging = Path.Combine(work, StagingFolder);
         try
         {
-            var results = new RunResults($"SpeedLimit on '{task.Task.Name}'", DateTimeOffset.UtcNow, searches, baselines);
-            Stage(PipelineStage.Report, () => { RunReport.Write(staging, results); return 0; });
-            var winners = Stage(PipelineStage.Export, () => ExportWinners(searches[0], evaluators[options.Precision], task, staging, cancel));
-            Stage(PipelineStage.Verification, () => { VerifyWinners(winners, profiler, staging); return 0; });
-            AppendDeploymentSection(Path.Combine(staging, RunReport.ReportFile), winners);
-            WriteJsonAtomically(Path.Combine(staging, "deployment.json"), new { winners = winners.Select(DescribeWinner), notes = _notes, stageSeconds = _stageSeconds });
+            Directory.CreateDirectory(staging);
+            var contract = RunPackage.Contract(task.Task, task.Encoder, task.MaxLength);
+            var exported = Stage(PipelineStage.Export, () => ExportWinners(searches[0], evaluators[options.Precision], task, contract, staging, cancel));
+            var winners = Stage(PipelineStage.Verification, () => VerifyWinners(exported, profiler, staging));
             store.Dispose(); // closing the only connection checkpoints the WAL into study.db before it is copied
-            File.Copy(latencyPath, Path.Combine(staging, "latency.jsonl"));
-            foreach (var f in new[] { "measured.jsonl", "study.db" })
-                if (File.Exists(Path.Combine(work, f))) File.Copy(Path.Combine(work, f), Path.Combine(staging, f));
-            foreach (var f in Directory.GetFiles(work, "predictor-*.json")) File.Copy(f, Path.Combine(staging, Path.GetFileName(f)));
+            var results = new RunResults($"SpeedLimit on '{task.Task.Name}'", DateTimeOffset.UtcNow, searches, baselines);
+            var deployment = new Deployment(contract, winners, [.. _notes], _stageSeconds.ToDictionary(kv => kv.Key.ToString(), kv => Math.Round(kv.Value, 2)));
+            Stage(PipelineStage.Report, () =>
+            {
+                RunReport.WriteInto(staging, results, deployment);
+                File.Copy(latencyPath, Path.Combine(staging, "latency.jsonl"));
+                foreach (var f in new[] { "measured.jsonl", "study.db" })
+                    if (File.Exists(Path.Combine(work, f))) File.Copy(Path.Combine(work, f), Path.Combine(staging, f));
+                foreach (var f in Directory.GetFiles(work, "predictor-*.json")) File.Copy(f, Path.Combine(staging, Path.GetFileName(f)));
+                return 0;
+            });
             Directory.Move(staging, output);
             Directory.Delete(work, recursive: true);
             return new PipelineResult(output, results, winners, _stageSeconds, _notes);
@@ -256,12 +255,29 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         return search.EvaluateBaselines(definition, store, $"baselines-{precision.ToString().ToLowerInvariant()}", $"uniform {precision} baselines", cancel);
     }
 
-    /// <summary>Rebuilds each bound's winner (fine-tuning is deterministic per seed), exports it as int8 ONNX and scores it on ORT.</summary>
-    private List<DeployedWinner> ExportWinners(SearchResult search, CandidateEvaluator evaluator, EncodedTask task, string folder, CancellationToken cancel)
+    /// <summary>One exported winner before its latency is verified (every field known).</summary>
+    private sealed record ExportedModel(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile,
+        DevScore Engine, DevScore OnnxRuntime, PaddingEffect Padding);
+
+    /// <summary>Padded batch size of the padding-effect measurement (the runner's default batch).</summary>
+    private const int PaddedBatch = 32;
+
+    /// <summary>
+    /// Rebuilds each bound's winner (fine-tuning is deterministic per seed), exports it with the
+    /// contract in its metadata, writes the tokenizer files beside it, and scores it on the dev split:
+    /// on the engine, and on ONNX Runtime each example alone (as the run folder's README calls it)
+    /// and in padded batches (how much int8 outputs depend on padding).
+    /// </summary>
+    private List<ExportedModel> ExportWinners(SearchResult search, CandidateEvaluator evaluator, EncodedTask task, ModelContract contract,
+        string folder, CancellationToken cancel)
     {
-        var winners = new List<DeployedWinner>();
         var bounds = search.Bounds.Where(b => b.Winner is not null).ToList();
         if (bounds.Count == 0) throw new UserInputException("no candidate met any bound by measurement; loosen the bound or widen the search space");
+        RunPackage.WriteTokenizer(folder, task.Encoder, contract);
+        var exported = new List<ExportedModel>();
+        var ids = task.Dev.Select(e => e.InputIds).ToList();
+        var types = task.Dev.Select(e => e.TokenTypeIds).ToList();
+        bool int8 = options.Precision == Precision.Int8;
         int i = 0;
         foreach (var b in bounds)
         {
@@ -272,87 +288,71 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             var onnx = Path.Combine(folder, name + ".onnx");
             var ckpt = Path.Combine(folder, name + ".safetensors");
             BertOnnxExporter.Save(model.Config, model.Layout, model.Parameters, onnx,
-                new OnnxExportOptions { Precision = options.Precision });
+                new OnnxExportOptions { Precision = options.Precision, Contract = contract });
             BertCheckpoint.Save(ckpt, model.Config, model.Parameters);
-            double engine = task.EvaluateDev(model, options.Precision == Precision.Int8 ? new Quantization.Int8Simulation(model) : null).Primary;
-            double ort;
+            double engine = task.EvaluateDev(model, int8 ? new Quantization.Int8Simulation(model) : null).Primary;
+            float[][] alone, batched;
             using (var runner = new OnnxRunner(onnx, new OnnxRunnerOptions { IntraOpThreads = options.TrainThreads }))
             {
-                var logits = runner.Predict(task.Dev.Select(e => e.InputIds).ToList(), task.Dev.Select(e => e.TokenTypeIds).ToList());
-                ort = task.Score(logits).Primary;
+                alone = runner.Predict(ids, types, batchSize: 1);
+                batched = runner.Predict(ids, types, batchSize: PaddedBatch);
             }
+            double ort = task.Score(alone).Primary;
             if (Math.Abs(engine - b.Winner.Metric) > 1e-9)
                 _notes.Add($"{arch}: rebuilt metric {engine:F4} differs from the searched {b.Winner.Metric:F4}");
-            winners.Add(new DeployedWinner(b.BoundMs, arch, Path.GetFileName(onnx), Path.GetFileName(ckpt), engine, ort, null!, false));
-            Report(PipelineStage.Export, $"{name}.onnx: engine int8 metric {engine:F4}, ONNX Runtime {ort:F4}", ++i, bounds.Count);
+            exported.Add(new ExportedModel(b.BoundMs, arch, Path.GetFileName(onnx), Path.GetFileName(ckpt),
+                new DevScore(engine, int8 ? "engine int8 simulation" : "engine fp32", "length-sorted padded batches of 64"),
+                new DevScore(ort, $"ONNX Runtime {OnnxRunner.RuntimeVersion}", RunPackage.OnnxScoring),
+                MeasurePadding(alone, batched, task)));
+            Report(PipelineStage.Export, $"{name}.onnx: engine metric {engine:F4}, ONNX Runtime {ort:F4}", ++i, bounds.Count);
         }
-        return winners;
+        return exported;
+    }
+
+    /// <summary>How far padded-batch logits are from each example's logits alone, and how often the top class differs.</summary>
+    internal static PaddingEffect MeasurePadding(float[][] alone, float[][] batched, EncodedTask task)
+    {
+        double maxDelta = 0;
+        int flips = 0;
+        for (int e = 0; e < alone.Length; e++)
+        {
+            for (int j = 0; j < alone[e].Length; j++) maxDelta = Math.Max(maxDelta, Math.Abs(alone[e][j] - batched[e][j]));
+            if (alone[e].Length > 1 && ArgMax(alone[e]) != ArgMax(batched[e])) flips++;
+        }
+        return new PaddingEffect(PaddedBatch, alone.Length, maxDelta, flips, task.Score(batched).Primary);
+    }
+
+    private static int ArgMax(float[] row)
+    {
+        int best = 0;
+        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
+        return best;
     }
 
     /// <summary>Measures each exported file with the profiler protocol; the bound is checked against this measurement.</summary>
-    private void VerifyWinners(List<DeployedWinner> winners, LatencyProfiler profiler, string folder)
+    private List<DeployedWinner> VerifyWinners(IReadOnlyList<ExportedModel> exported, LatencyProfiler profiler, string folder)
     {
         var protocol = options.Profiling.VerificationProtocol;
-        for (int i = 0; i < winners.Count; i++)
+        var winners = new List<DeployedWinner>();
+        for (int i = 0; i < exported.Count; i++)
         {
-            var w = winners[i];
-            var bound = new LatencyBound(w.BoundMs, options.Search.VerifyStatistic);
-            Report(PipelineStage.Verification, $"measuring {w.OnnxFile} ({protocol.Name} protocol, {bound})", i, winners.Count);
-            var record = profiler.ProfileFile(Path.Combine(folder, w.OnnxFile), w.Arch, options.Precision, bound, protocol: protocol);
+            var e = exported[i];
+            var bound = new LatencyBound(e.BoundMs, options.Search.VerifyStatistic);
+            Report(PipelineStage.Verification, $"measuring {e.OnnxFile} ({protocol.Name} protocol, {bound})", i, exported.Count);
+            var record = profiler.ProfileFile(Path.Combine(folder, e.OnnxFile), e.Arch, options.Precision, bound, cancel: default, protocol: protocol);
             var judgement = bound.Judge(record);
-            winners[i] = w with { Measured = record, MeetsBound = judgement.Meets, Judgement = judgement };
+            var verdict = new LatencyVerdict(LatencyBound.Name(bound.Statistic), judgement.EstimateMs, e.BoundMs, judgement.Meets, record,
+                judgement.LowerMs, judgement.UpperMs, judgement.Confidence, LatencyBound.Name(judgement.Verdict));
             if (judgement.Verdict == BoundVerdict.Fails)
-                _notes.Add($"{w.OnnxFile}: the final measurement fails the bound ({judgement.Describe()}), although the search's screening measurement had it within; the machine is slower now or noisy (see the reference model's latency in deployment.json): re-measure with 'speedlimit profile', or choose a model for a tighter bound");
+                _notes.Add($"{e.OnnxFile}: the final measurement fails the bound ({judgement.Describe()}), although the search's screening measurement had it within; the machine is slower now or noisy (compare the reference model's latency in deployment.json): re-measure with 'speedlimit profile', or deploy the winner of a tighter bound");
             else if (judgement.Verdict == BoundVerdict.Uncertain)
-                _notes.Add($"{w.OnnxFile}: uncertain after the verification protocol's limit ({judgement.Describe()}): the bound lies inside the confidence interval of its {LatencyBound.Name(bound.Statistic)}");
+                _notes.Add($"{e.OnnxFile}: uncertain at the verification protocol's limit ({judgement.Describe()}): the bound lies inside the confidence interval of its {LatencyBound.Name(bound.Statistic)}");
             if (record.Protocol is { Drifted: true } note)
-                _notes.Add($"{w.OnnxFile}: the reference model drifted {note.DriftPercent:F0} % during the final measurement (after {note.Attempts} attempt(s)); the machine's speed changed while measuring");
-            Report(PipelineStage.Verification, $"{w.OnnxFile}: {judgement.Describe()}", i + 1, winners.Count);
+                _notes.Add($"{e.OnnxFile}: the reference model drifted {note.DriftPercent:F0} % during the final measurement (after {note.Attempts} attempt(s)): the machine's speed changed while measuring");
+            winners.Add(new DeployedWinner(e.BoundMs, e.Arch, e.OnnxFile, e.CheckpointFile, e.Engine, e.OnnxRuntime, e.Padding, verdict));
+            Report(PipelineStage.Verification, $"{e.OnnxFile}: {judgement.Describe()}", i + 1, exported.Count);
         }
-    }
-
-    private static object DescribeWinner(DeployedWinner w) => new
-    {
-        boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = w.OnnxFile, checkpoint = w.CheckpointFile,
-        engineInt8Metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measured = w.Measured, meetsBound = w.MeetsBound,
-        verdict = w.Judgement is { } j ? LatencyBound.Name(j.Verdict) : null,
-        statistic = w.Judgement is { } k ? LatencyBound.Name(k.Bound.Statistic) : null,
-        intervalMs = w.Judgement is { } l ? new { estimate = l.EstimateMs, lower = l.LowerMs, upper = l.UpperMs, confidence = l.Confidence } : null,
-    };
-
-    private void AppendDeploymentSection(string reportPath, IReadOnlyList<DeployedWinner> winners)
-    {
-        var inv = CultureInfo.InvariantCulture;
-        var sb = new StringBuilder(File.ReadAllText(reportPath));
-        sb.AppendLine().AppendLine("## Deployable models").AppendLine();
-        string stat = LatencyBound.Name(options.Search.VerifyStatistic);
-        sb.AppendLine($"| bound (ms) | architecture | file | dev metric (engine int8) | dev metric (ONNX Runtime) | measured p50 / p90 / p99 (ms) | {stat} confidence interval (ms) | runs | verdict |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
-        foreach (var w in winners)
-        {
-            var s = w.Measured.Summary;
-            string quantiles = s is null ? string.Create(inv, $"{w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3} / –") : string.Create(inv, $"{s.P50Ms:F3} / {s.P90Ms:F3} / {s.P99Ms:F3}");
-            string interval = w.Judgement is { Confidence: double c } j
-                ? string.Create(inv, $"[{(j.LowerMs is double lo ? lo.ToString("F3", inv) : "open")}, {(j.UpperMs is double up ? up.ToString("F3", inv) : "open")}] at {c:P0}")
-                : "–";
-            string verdict = w.Judgement is { } jj ? (jj.Meets ? "meets" : $"**{LatencyBound.Name(jj.Verdict)}**") : (w.MeetsBound ? "meets" : "**fails**");
-            sb.AppendLine(string.Create(inv, $"| {w.BoundMs:G4} | {w.Arch} | `{w.OnnxFile}` | {w.EngineMetric:F4} | {w.OnnxMetric:F4} | {quantiles} | {interval} | {w.Measured.Runs:N0} | {verdict} |"));
-        }
-        if (winners.Count > 0)
-        {
-            var m = winners[0].Measured;
-            sb.AppendLine().AppendLine(string.Create(inv, $"The bound is on the **{stat}** latency. A model **meets** it when the upper limit of the distribution-free (order-statistic) confidence interval of its {stat} is within the bound, **fails** when the lower limit exceeds it, and is **uncertain** otherwise (then it was sampled longer, up to the protocol's limit)."));
-            sb.AppendLine().AppendLine(string.Create(inv, $"Measured on {m.Device}, batch {m.Batch} × {m.SequenceLength} tokens, {m.Clock} clock; {(m.Protocol is { } note ? $"{note.Isolation}; protocol {note.Protocol}; the fixed reference model's median was {note.ReferenceP50Ms:F3} ms with {note.DriftPercent:F1} % drift across rounds{(note.Drifted ? " (**drifted**)" : "")}" : $"{m.Runs} timed runs")}."));
-            sb.AppendLine().AppendLine("Same seed, same result: a rerun with the same flags, seed and latency dataset (`--latency-data`) repeats the search; measurements on a noisy machine can differ between runs, so a fresh dataset can pick a different winner.");
-        }
-        if (_notes.Count > 0)
-        {
-            sb.AppendLine().AppendLine("## Notes").AppendLine();
-            foreach (var n in _notes) sb.AppendLine($"- {n}");
-        }
-        sb.AppendLine().AppendLine("## Stage timings").AppendLine();
-        foreach (var (stage, s) in _stageSeconds) sb.AppendLine(string.Create(inv, $"- {stage}: {s:F1} s"));
-        WriteTextAtomically(reportPath, sb.ToString());
+        return winners;
     }
 
     private T Stage<T>(PipelineStage stage, Func<T> body)
