@@ -33,7 +33,7 @@ public static class LatencyCommands
         var output = new Option<string>("--output") { Description = "Where to write the predictor (JSON).", Required = true };
         var precision = new Option<string>("--precision") { Description = "Precision to fit: int8 or fp32.", DefaultValueFactory = _ => "int8" };
         var model = new Option<string>("--model") { Description = "Model: features (operator FLOPs/elements; fast), mlp (the paper's) or auto (lower cross-validated error; trains the MLP folds+1 times).", DefaultValueFactory = _ => "features" };
-        var statistic = new Option<string?>("--target") { Description = "Per-record latency to learn: median, min, trimmed-mean, p90 or p99 (default: the bound statistic)." };
+        var statistic = new Option<string?>("--target") { Description = $"Per-record latency to learn: {LatencyStatistics.Words} (default: the bound statistic)." };
         var boundStatistic = new Option<string>("--bound-statistic") { Description = "The quantile the margin bounds (the search's bound statistic): p50, p90 or p99.", DefaultValueFactory = _ => "p90" };
         var batch = new Option<int>("--batch") { Description = "Batch size of the records to use.", DefaultValueFactory = _ => 1 };
         var length = new Option<int>("--length") { Description = "Sequence length of the records to use.", DefaultValueFactory = _ => 128 };
@@ -59,7 +59,7 @@ public static class LatencyCommands
             {
                 Precision = Precisions.Parse(parse.GetValue(precision)!),
                 Model = ParseModel(parse.GetValue(model)!),
-                Statistic = parse.GetValue(statistic) is string target ? ParseStatistic(target) : null,
+                Statistic = parse.GetValue(statistic) is string target ? LatencyStatistics.Parse(target, "--target") : null,
                 BoundStatistic = LatencyBound.ParseStatistic(parse.GetValue(boundStatistic)!),
                 Batch = parse.GetValue(batch),
                 SequenceLength = parse.GetValue(length),
@@ -189,16 +189,6 @@ public static class LatencyCommands
         "mlp" => LatencyModelKind.Mlp,
         "features" => LatencyModelKind.Features,
         _ => throw new UserInputException($"--model '{text}' is not known; use mlp, features or auto"),
-    };
-
-    private static LatencyStatistic ParseStatistic(string text) => text.ToLowerInvariant() switch
-    {
-        "median" => LatencyStatistic.Median,
-        "min" => LatencyStatistic.Min,
-        "trimmed-mean" => LatencyStatistic.TrimmedMean,
-        "p90" => LatencyStatistic.P90,
-        "p99" => LatencyStatistic.P99,
-        _ => throw new UserInputException($"--target '{text}' is not known; use median, min, trimmed-mean, p90 or p99"),
     };
 
     private static int[] ParseCounts(string text)

@@ -10,6 +10,7 @@ namespace SpeedLimit.Tests.Cli;
 /// Malformed inputs and impossible requests, each run through the real executable in its own
 /// empty working folder. For every case: a non-zero exit, exactly one line on stderr that starts
 /// with "error:" and names the problem, no stack trace anywhere, and nothing left in the folder.
+/// (Child processes, not Program.Run in-process: swapping Console.Error races with other test classes.)
 /// </summary>
 public sealed class FaultBatteryTests : IClassFixture<FaultBatteryTests.Inputs>
 {
@@ -26,6 +27,7 @@ public sealed class FaultBatteryTests : IClassFixture<FaultBatteryTests.Inputs>
         {
             Directory.CreateDirectory(Root);
             Write("space.json", new SearchSpace(new(1, 2, 1), new(16, 32, 16), new(16, 32, 16), 2).ToJson());
+            Write("space24.json", new SearchSpace(new(1, 2, 1), new(16, 48, 16), new(16, 64, 16), 2).ToJson());
             Write("huge-space.json", new SearchSpace(new(1, 2000, 1), new(12, 120000, 12), new(1, 10000, 1), 12).ToJson());
             Write("bad-space.json", "{\"layers\": {\"min\": 1, ");
             Write("vocab.txt", string.Join('\n', "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "good", "bad", "movie") + "\n");
@@ -77,7 +79,7 @@ public sealed class FaultBatteryTests : IClassFixture<FaultBatteryTests.Inputs>
     /// <summary>A small search whose checks are all cheap: each case below fails before profiling (unless it says otherwise).</summary>
     private static string[] Search(params string[] extra) =>
         ["search", "--output", "run", .. extra.Contains("--space") ? Array.Empty<string>() : ["--space", $"{In}/space.json"],
-            "--bound-ms", "50", "--max-train-examples", "200", "--max-dev-examples", "50", "--max-length", "32", "--profile-count", "14",
+            "--bound-ms", "50", "--max-train-examples", "200", "--max-dev-examples", "50", "--max-length", "32", .. extra.Contains("--profile-count") ? Array.Empty<string>() : ["--profile-count", "14"],
             "--supermodel-epochs", "1", .. SpeedLimit.Tests.Pipeline.PipelineTests.TinyProtocols, .. extra];
 
     /// <summary>Name, arguments ({in} is the inputs folder), and a word the error line must contain.</summary>
@@ -89,6 +91,7 @@ public sealed class FaultBatteryTests : IClassFixture<FaultBatteryTests.Inputs>
         ("not a number", Search("--seed", "abc"), "abc"),
         ("missing required output", ["search", "--bound-ms", "5"], "--output"),
         // the problem
+        ("infeasible bound", Search("--space", $"{In}/space24.json", "--profile-count", "16", "--bound-ms", "0.00001"), "raise the bound"), // profiles, fits, then refuses before the supermodel
         ("negative bound", Search("--bound-ms", "-3"), "positive number of milliseconds"),
         ("zero bound", Search("--bound-ms", "0"), "positive number of milliseconds"),
         ("NaN bound", Search("--bound-ms", "NaN"), "positive number of milliseconds"),

@@ -27,6 +27,20 @@ public class RunContractTests
     }
 
     [Fact]
+    public void ADevSplitOnWhichTheCorrelationIsUndefinedIsRefusedNotScoredZero()
+    {
+        var train = Enumerable.Range(0, 8).Select(i => new TaskExample($"w{i}", null, Score: i)).ToList();
+        TaskDataset Regression(params float[] dev) =>
+            new("tiny-sts", TaskKind.Regression, [], PrimaryMetric.PearsonSpearman, train, dev.Select(v => new TaskExample("w1", null, Score: v)).ToList());
+        var encoder = new WordLevelEncoder(Enumerable.Range(0, 8).Select(i => $"w{i}"));
+        var one = Assert.Throws<UserInputException>(() => new EncodedTask(Regression(2f), encoder, 8));
+        Assert.Contains("undefined on a dev split of 1 example", one.Message);
+        var flat = Assert.Throws<UserInputException>(() => new EncodedTask(Regression(2f, 2f, 2f), encoder, 8));
+        Assert.Contains("same gold value", flat.Message);
+        Assert.Equal(2, new EncodedTask(Regression(1f, 3f), encoder, 8).Dev.Count); // two distinct values: defined
+    }
+
+    [Fact]
     public void ASecondLockOnTheSameOutputIsRefusedAndAStaleOneIsTakenOver()
     {
         var dir = Path.Combine(Path.GetTempPath(), $"sl-lock-{Guid.NewGuid():N}");
