@@ -73,13 +73,14 @@ public static class DeployCommands
         var batch = new Option<int>("--batch") { Description = "batch size", DefaultValueFactory = _ => 1 };
         var length = new Option<int>("--length") { Description = "tokens per input", DefaultValueFactory = _ => 128 };
         var precisions = new Option<string>("--precision") { Description = "fp32, int8 or both (fp32,int8)", DefaultValueFactory = _ => "fp32,int8" };
-        var runs = new Option<int>("--runs") { Description = "timed runs per model (≥ 10)", DefaultValueFactory = _ => 10 };
+        var protocol = new Option<string>("--protocol") { Description = "measurement protocol: screening (≥ 100 runs & ≥ 1 s per model) or verification (≥ 1,000 runs & ≥ 10 s), optionally with overrides, e.g. screening:runs=300,seconds=2", DefaultValueFactory = _ => "screening" };
+        var runs = new Option<int?>("--runs") { Description = "minimum timed runs per model (overrides the protocol's; ≥ 10)" };
         var clock = new Option<string>("--clock") { Description = "wall, or thread-cpu (CPU time of the one inference thread; robust on a shared machine, needs --threads 1)", DefaultValueFactory = _ => "wall" };
         var noSpin = new Option<bool>("--no-spin") { Description = "idle ORT worker threads sleep instead of spinning" };
         var output = new Option<string>("--output", "-o") { Description = "latency dataset (JSONL); measured entries are skipped on rerun", Required = true };
         var command = new Command("profile", "Measure int8 and fp32 latency of sampled architectures on ONNX Runtime into a JSONL dataset.")
         {
-            archList, count, space, threads, seed, batch, length, precisions, runs, clock, noSpin, output,
+            archList, count, space, threads, seed, batch, length, precisions, protocol, runs, clock, noSpin, output,
         };
         command.Subcommands.Add(Fit());
         command.SetAction(parse => CliErrors.Guard(() =>
@@ -106,12 +107,16 @@ public static class DeployCommands
             var options = new LatencyProfilerOptions
             {
                 Threads = parse.GetValue(threads), Batch = parse.GetValue(batch), SequenceLength = parse.GetValue(length),
-                Heads = searchSpace.Heads, Seed = parse.GetValue(seed), TimedRuns = parse.GetValue(runs), AllowSpinning = !parse.GetValue(noSpin),
+                Heads = searchSpace.Heads, Seed = parse.GetValue(seed), AllowSpinning = !parse.GetValue(noSpin),
+                Protocol = parse.GetValue(runs) is int minRuns
+                    ? LatencyProtocol.Parse(parse.GetValue(protocol)!) with { MinRuns = minRuns }
+                    : LatencyProtocol.Parse(parse.GetValue(protocol)!),
                 Clock = LatencyProfilerClock.Parse(parse.GetValue(clock)!),
             };
             var profiler = new LatencyProfiler(options);
             var path = parse.GetValue(output)!;
-            AnsiConsole.MarkupLineInterpolated($"profiling {n} architectures {(given.Length > 0 ? "given" : $"of {searchSpace}")} × {string.Join(", ", list).ToLowerInvariant()}, batch {options.Batch} × {options.SequenceLength}, {options.Threads} thread(s), {LatencyProfilerClock.Name(options.Clock)} clock, on {LatencyProfiler.CpuModel()}");
+            AnsiConsole.MarkupLineInterpolated($"profiling {n} architectures {(given.Length > 0 ? "given" : $"of {searchSpace}")} × {string.Join(", ", list).ToLowerInvariant()}, batch {options.Batch} × {options.SequenceLength}, {options.Threads} thread(s), {LatencyProfilerClock.Name(options.Clock)} clock, {profiler.Device.Name}, on {profiler.Device.Fingerprint(options.Threads)}");
+            AnsiConsole.MarkupLineInterpolated($"protocol {options.Protocol.Validate().Describe()}");
             IReadOnlyList<LatencyRecord> added = [];
             AnsiConsole.Progress()
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
@@ -123,7 +128,7 @@ public static class DeployCommands
                         task.MaxValue = Math.Max(total, 1);
                         task.Value = total == 0 ? 1 : done;
                         if (record is not null)
-                            task.Description = string.Create(CultureInfo.InvariantCulture, $"{record.Arch} {record.Precision.ToString().ToLowerInvariant()} {record.MedianMs:0.00} ms");
+                            task.Description = string.Create(CultureInfo.InvariantCulture, $"{record.Arch} {record.Precision.ToString().ToLowerInvariant()} p50 {record.MedianMs:0.000} / p90 {record.P90Ms:0.000} ms{(record.Protocol?.Drifted == true ? " (drifted)" : "")}");
                     });
                 });
             AnsiConsole.MarkupLineInterpolated($"measured {added.Count} new model(s) into [green]{path}[/] ({n * list.Count - added.Count} already there)");

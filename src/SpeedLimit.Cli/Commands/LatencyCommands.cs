@@ -15,7 +15,16 @@ public static class LatencyCommands
         var latency = new Command("latency", "Fit a latency predictor to profiled latencies and narrow a search space to a bound.");
         latency.Subcommands.Add(CreateFit());
         latency.Subcommands.Add(CreateNarrow());
+        latency.Subcommands.Add(CreateMeasureWorker());
         yield return latency;
+    }
+
+    /// <summary>The measurement child process (hidden): JSON requests on stdin, one JSON reply per line on stdout.</summary>
+    private static Command CreateMeasureWorker()
+    {
+        var cmd = new Command("measure-worker", "Internal: the dedicated latency measurement process (JSON lines on stdin/stdout).") { Hidden = true };
+        cmd.SetAction(_ => MeasurementWorker.Serve(Console.In, Console.Out));
+        return cmd;
     }
 
     private static Command CreateFit()
@@ -24,7 +33,8 @@ public static class LatencyCommands
         var output = new Option<string>("--output") { Description = "Where to write the predictor (JSON).", Required = true };
         var precision = new Option<string>("--precision") { Description = "Precision to fit: int8 or fp32.", DefaultValueFactory = _ => "int8" };
         var model = new Option<string>("--model") { Description = "Model: features (operator FLOPs/elements; fast), mlp (the paper's) or auto (lower cross-validated error; trains the MLP folds+1 times).", DefaultValueFactory = _ => "features" };
-        var statistic = new Option<string>("--target") { Description = $"Per-record latency to learn: {LatencyStatistics.Words} (the margin always bounds the median).", DefaultValueFactory = _ => "median" };
+        var statistic = new Option<string?>("--target") { Description = $"Per-record latency to learn: {LatencyStatistics.Words} (default: the bound statistic)." };
+        var boundStatistic = new Option<string>("--bound-statistic") { Description = "The quantile the margin bounds (the search's bound statistic): p50, p90 or p99.", DefaultValueFactory = _ => "p90" };
         var batch = new Option<int>("--batch") { Description = "Batch size of the records to use.", DefaultValueFactory = _ => 1 };
         var length = new Option<int>("--length") { Description = "Sequence length of the records to use.", DefaultValueFactory = _ => 128 };
         var threads = new Option<int?>("--threads") { Description = "Thread count of the records to use (default: the dataset's only one)." };
@@ -41,7 +51,7 @@ public static class LatencyCommands
 
         var cmd = new Command("fit", "Fit a latency predictor to a profiled dataset and report its held-out error.")
         {
-            data, output, precision, model, statistic, batch, length, threads, holdout, trainCount, confidence, folds, seed, mlpWidth, mlpSteps, mlpLr, plot, curve,
+            data, output, precision, model, statistic, boundStatistic, batch, length, threads, holdout, trainCount, confidence, folds, seed, mlpWidth, mlpSteps, mlpLr, plot, curve,
         };
         cmd.SetAction(parse => CliErrors.Guard(() =>
         {
@@ -49,7 +59,8 @@ public static class LatencyCommands
             {
                 Precision = Precisions.Parse(parse.GetValue(precision)!),
                 Model = ParseModel(parse.GetValue(model)!),
-                Statistic = LatencyStatistics.Parse(parse.GetValue(statistic), "--target"),
+                Statistic = parse.GetValue(statistic) is string target ? LatencyStatistics.Parse(target, "--target") : null,
+                BoundStatistic = LatencyBound.ParseStatistic(parse.GetValue(boundStatistic)!),
                 Batch = parse.GetValue(batch),
                 SequenceLength = parse.GetValue(length),
                 Threads = parse.GetValue(threads),

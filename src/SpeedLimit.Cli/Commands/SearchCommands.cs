@@ -36,6 +36,9 @@ public static class SearchCommands
         public readonly Option<string[]> Baselines = new("--baseline") { Description = "Uniform baseline architecture e,h,f (repeatable), evaluated at fp32 and int8.", AllowMultipleArgumentsPerToken = true };
         public readonly Option<int> Seed = new("--seed") { Description = "Seed of everything random.", DefaultValueFactory = _ => 1 };
         public readonly Option<int> Threads = new("--threads") { Description = "Training threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        public readonly Option<string> BoundStatistic = new("--bound-statistic") { Description = "The latency quantile the bounds are on: p50, p90 (default, as MLPerf single-stream) or p99. A model meets a bound when the upper confidence limit of that quantile is within it.", DefaultValueFactory = _ => "p90" };
+        public readonly Option<string> LatencyProtocol = new("--latency-protocol") { Description = "Protocol for profiling and finalists: screening (≥ 100 runs & ≥ 1 s per model), verification, or one with overrides, e.g. screening:runs=200,seconds=2.", DefaultValueFactory = _ => "screening" };
+        public readonly Option<string> VerifyProtocol = new("--verify-protocol") { Description = "Protocol for each winner's final measurement: verification (≥ 1,000 runs & ≥ 10 s; uncertain verdicts up to 30 s), or with overrides.", DefaultValueFactory = _ => "verification" };
         public readonly Option<int> LatencyThreads = new("--latency-threads") { Description = "ONNX Runtime threads of the deployed model (the latency the bound is about).", DefaultValueFactory = _ => 1 };
         public readonly Option<string?> LatencyData = new("--latency-data") { Description = "Profiled latencies (JSONL) to reuse and extend across runs on this machine." };
         public readonly Option<bool> AllowOtherDevices = new("--allow-other-devices") { Description = "Fit the latency predictor on --latency-data records measured on another CPU/runtime too (refused by default)." };
@@ -70,7 +73,7 @@ public static class SearchCommands
         public readonly Option<bool> NoLocalEvaluation = new("--no-local-evaluation") { Description = "With --study: leave every candidate to the workers (this process only coordinates and measures latency)." };
 
         public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
-            LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population,
+            BoundStatistic, LatencyProtocol, VerifyProtocol, LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population,
             Pretrained, Importance, TeacherEpochs, TeacherLr, SupermodelLr, FineTuneLr, HiddenStep, FfnStep, MinHidden, MinFfn, HiddenDistill, LatencyClock, BoundQuantiles, Resume, Json,
             Study, StudyName, PublishDir, LeaseSeconds, NoLocalEvaluation];
 
@@ -117,6 +120,8 @@ public static class SearchCommands
                     Count = parse.GetValue(ProfileCount),
                     DatasetPath = parse.GetValue(LatencyData),
                     Clock = LatencyProfilerClock.Parse(parse.GetValue(LatencyClock)!),
+                    Protocol = SpeedLimit.Latency.LatencyProtocol.Parse(parse.GetValue(LatencyProtocol)!),
+                    VerificationProtocol = SpeedLimit.Latency.LatencyProtocol.Parse(parse.GetValue(VerifyProtocol)!),
                     AllowOtherDevices = parse.GetValue(AllowOtherDevices),
                 },
                 Supermodel = new SupermodelTrainingOptions
@@ -132,6 +137,7 @@ public static class SearchCommands
                 Search = defaults.Search with
                 {
                     Generations = parse.GetValue(Generations),
+                    VerifyStatistic = LatencyBound.ParseStatistic(parse.GetValue(BoundStatistic)!),
                     CandidatesPerGeneration = population,
                     Parents = Math.Max(1, Math.Min(defaults.Search.Parents, population)),
                 },
@@ -211,7 +217,7 @@ public static class SearchCommands
         foreach (var w in result.Winners)
         {
             var cells = WinnerTable.Cells(w).Select(Markup.Escape).ToArray();
-            cells[^1] = w.MeetsBound ? "[green]yes[/]" : "[red]no[/]";
+            cells[^1] = w.MeetsBound ? $"[green]{cells[^1]}[/]" : $"[red]{cells[^1]}[/]";
             table.AddRow(cells);
         }
         AnsiConsole.Write(table);

@@ -17,116 +17,98 @@ public sealed class LatencyProfilerOptions
     public bool PerChannel { get; set; }
     /// <summary>Wall time, or the inference thread's CPU time (one thread only; see <see cref="LatencyClock.ThreadCpu"/>).</summary>
     public LatencyClock Clock { get; set; } = LatencyClock.Wall;
-    /// <summary>Warm-up runs until the median of the last <see cref="StableWindow"/> runs moves less than <see cref="StableTolerance"/> from the window before.</summary>
-    public int MinWarmupRuns { get; set; } = 5;
-    public int MaxWarmupRuns { get; set; } = 60;
-    public int StableWindow { get; set; } = 5;
-    public double StableTolerance { get; set; } = 0.02;
-    public int TimedRuns { get; set; } = 10;
+    /// <summary>The measurement protocol (warm-up, sampling, interleaving, intervals).</summary>
+    public LatencyProtocol Protocol { get; set; } = LatencyProtocol.Screening;
+    /// <summary>Models measured together in one interleaved session (their files are exported first).</summary>
+    public int SessionSize { get; set; } = 8;
     /// <summary>Seeds the random weights and input tokens.</summary>
     public int Seed { get; set; }
+
+    internal MeasurementSettings Settings(LatencyBound? bound = null, int? vocabSize = null) =>
+        new(Protocol, Threads, Batch, SequenceLength, vocabSize ?? VocabSize, Seed, Clock, AllowSpinning, bound);
 
     internal void Validate()
     {
         if (Batch < 1) throw new ArgumentException($"batch {Batch} must be at least 1");
         if (SequenceLength < 1 || SequenceLength > 512) throw new ArgumentException($"sequence length {SequenceLength} must be in 1..512");
         if (Threads < 1) throw new ArgumentException($"threads {Threads} must be at least 1");
-        if (TimedRuns < 10) throw new ArgumentException($"timed runs {TimedRuns} must be at least 10");
-        if (Clock == LatencyClock.ThreadCpu && Threads != 1)
-            throw new ArgumentException($"the thread-cpu clock times only the calling thread, so it needs --threads 1 (got {Threads}); use the wall clock with more threads");
-        if (StableWindow < 2 || MaxWarmupRuns < MinWarmupRuns) throw new ArgumentException("warm-up window must be ≥ 2 and max warm-up runs ≥ min warm-up runs");
-    }
-}
-
-/// <summary>Summary of timed runs, in milliseconds.</summary>
-public sealed record LatencyStats(double MedianMs, double P90Ms, double TrimmedMeanMs, double MinMs, int Runs, int WarmupRuns)
-{
-    /// <summary>Median, p90 (nearest rank), mean without the fastest and slowest 10 % (at least one each), minimum.</summary>
-    public static LatencyStats From(IReadOnlyList<double> timesMs, int warmupRuns)
-    {
-        if (timesMs.Count == 0) throw new ArgumentException("no timed runs");
-        var s = timesMs.OrderBy(t => t).ToArray();
-        int n = s.Length;
-        double median = Statistics.Median(s);
-        double p90 = Statistics.NearestRank(s, 0.9);
-        int trim = n >= 3 ? Math.Max(1, n / 10) : 0;
-        double trimmed = s.Skip(trim).Take(n - 2 * trim).Average();
-        return new LatencyStats(median, p90, trimmed, s[0], n, warmupRuns);
+        if (SessionSize < 1) throw new ArgumentException($"session size {SessionSize} must be at least 1");
+        Settings().Validate();
     }
 }
 
 /// <summary>
-/// Measures the latency of exported BERT models on ONNX Runtime: random seeded weights (values do
-/// not change speed), batch × length tokens, warm-up until stable, then timed runs.
+/// Measures the latency of exported BERT models on ONNX Runtime with the <see cref="LatencyProtocol"/>:
+/// random seeded weights (values do not change speed), batch × length tokens, exported to files and
+/// timed by a <see cref="ILatencyDevice"/> (by default a dedicated child process), several models per
+/// interleaved session together with the fixed reference model.
 /// </summary>
-public sealed class LatencyProfiler(LatencyProfilerOptions options)
+public sealed class LatencyProfiler(LatencyProfilerOptions options, ILatencyDevice? device = null)
 {
     public LatencyProfilerOptions Options { get; } = options;
 
-    /// <summary>Times one architecture at one precision.</summary>
-    public LatencyRecord Profile(Architecture arch, Precision precision)
+    /// <summary>Where the models are timed.</summary>
+    public ILatencyDevice Device { get; } = device ?? ChildProcessLatencyDevice.Shared;
+
+    /// <summary>Times one architecture at one precision (with a bound: sampled longer while its verdict is uncertain).</summary>
+    public LatencyRecord Profile(Architecture arch, Precision precision, LatencyBound? bound = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(arch);
         Options.Validate();
-        var config = new BertConfig(arch, Options.Heads, Options.VocabSize, HeadKind.Classification, maxPositions: Math.Max(512, Options.SequenceLength));
-        var layout = new BertParameterLayout(config);
-        var parameters = RandomBertWeights.Create(layout, Options.Seed);
-        var bytes = BertOnnxExporter.ToBytes(config, layout, parameters, new OnnxExportOptions { Precision = precision, PerChannel = Options.PerChannel });
-        using var runner = new OnnxRunner(bytes, new OnnxRunnerOptions { IntraOpThreads = Options.Threads, AllowSpinning = Options.AllowSpinning });
-        return Profile(runner, arch, precision);
+        return ProfileSession([(arch, precision)], bound, cancel)[0];
     }
 
     /// <summary>Times an exported model file (e.g. the deliverable best.onnx) with the same protocol.</summary>
-    public LatencyRecord ProfileFile(string onnxPath, Architecture arch, Precision precision)
+    /// <param name="protocol">Another protocol than the options' (e.g. the final verification's).</param>
+    public LatencyRecord ProfileFile(string onnxPath, Architecture arch, Precision precision, LatencyBound? bound = null, int? vocabSize = null,
+        CancellationToken cancel = default, LatencyProtocol? protocol = null)
     {
         Options.Validate();
-        using var runner = new OnnxRunner(onnxPath, new OnnxRunnerOptions { IntraOpThreads = Options.Threads, AllowSpinning = Options.AllowSpinning });
-        return Profile(runner, arch, precision);
+        var settings = Options.Settings(bound, vocabSize);
+        if (protocol is not null) settings = settings with { Protocol = protocol };
+        return Device.Measure([new ModelToMeasure(onnxPath, arch, Options.Heads, precision)], settings, cancel)[0];
     }
 
-    private LatencyRecord Profile(OnnxRunner runner, Architecture arch, Precision precision)
+    /// <summary>Exports the architectures to a temporary folder and times them in one interleaved session.</summary>
+    private IReadOnlyList<LatencyRecord> ProfileSession(IReadOnlyList<(Architecture Arch, Precision Precision)> items, LatencyBound? bound, CancellationToken cancel)
     {
-        using var buffer = runner.CreateBuffer(Options.Batch, Options.SequenceLength);
-        var random = new Random(Options.Seed);
-        // Ordinary word ids (past BERT's special and unused ids when the vocabulary is that large).
-        int firstWordId = Math.Min(1000, Options.VocabSize / 2);
-        for (int i = 0; i < buffer.InputIds.Length; i++)
+        var folder = Path.Combine(Path.GetTempPath(), $"speedlimit-profile-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        try
         {
-            buffer.InputIds[i] = random.Next(firstWordId, Options.VocabSize);
-            buffer.AttentionMask[i] = 1;
+            var models = new List<ModelToMeasure>();
+            foreach (var (arch, precision) in items)
+            {
+                cancel.ThrowIfCancellationRequested();
+                var config = new BertConfig(arch, Options.Heads, Options.VocabSize, HeadKind.Classification, maxPositions: Math.Max(512, Options.SequenceLength));
+                var layout = new BertParameterLayout(config);
+                var parameters = RandomBertWeights.Create(layout, Options.Seed);
+                var path = Path.Combine(folder, $"{arch.Layers}-{arch.Hidden}-{arch.Ffn}-{precision.ToString().ToLowerInvariant()}.onnx");
+                BertOnnxExporter.Save(config, layout, parameters, path, new OnnxExportOptions { Precision = precision, PerChannel = Options.PerChannel });
+                models.Add(new ModelToMeasure(path, arch, Options.Heads, precision));
+            }
+            return Device.Measure(models, Options.Settings(bound), cancel);
         }
-        var stats = Measure(() => runner.Run(buffer), Options);
-        return new LatencyRecord(arch.Layers, arch.Hidden, arch.Ffn, Options.Heads, precision, Options.Batch, Options.SequenceLength,
-            stats.MedianMs, stats.P90Ms, stats.TrimmedMeanMs, stats.MinMs, stats.Runs,
-            CpuModel(), Options.Threads, OnnxRunner.RuntimeVersion, DateTimeOffset.UtcNow, LatencyProfilerClock.Name(Options.Clock));
-    }
-
-    /// <summary>Warm-up until the windowed median settles (bounded), then <see cref="LatencyProfilerOptions.TimedRuns"/> timed runs.</summary>
-    public static LatencyStats Measure(Action run, LatencyProfilerOptions options)
-    {
-        var warm = new List<double>();
-        int w = options.StableWindow;
-        while (warm.Count < options.MaxWarmupRuns)
+        finally
         {
-            warm.Add(LatencyProfilerClock.TimeMs(run, options.Clock));
-            if (warm.Count < Math.Max(options.MinWarmupRuns, 2 * w)) continue;
-            double last = Statistics.Median(warm.Skip(warm.Count - w)), before = Statistics.Median(warm.Skip(warm.Count - 2 * w).Take(w));
-            if (Math.Abs(last - before) <= options.StableTolerance * before) break;
+            try { Directory.Delete(folder, recursive: true); } catch (IOException) { }
         }
-        var times = new double[options.TimedRuns];
-        for (int i = 0; i < times.Length; i++) times[i] = LatencyProfilerClock.TimeMs(run, options.Clock);
-        return LatencyStats.From(times, warm.Count);
     }
 
     /// <summary>
     /// Profiles every (architecture, precision) pair not already in <paramref name="datasetPath"/> for this
-    /// batch, length and thread count, appending each record as it is measured. Returns the new records.
+    /// batch, length, thread count and clock on this device (records of another device fingerprint do not
+    /// count as done), <see cref="LatencyProfilerOptions.SessionSize"/> per session, appending each record as
+    /// it is measured. Returns the new records.
     /// </summary>
     public IReadOnlyList<LatencyRecord> ProfileAll(IEnumerable<Architecture> architectures, IReadOnlyList<Precision> precisions,
         string datasetPath, Action<LatencyRecord?, int, int>? progress = null, CancellationToken cancel = default)
     {
         Options.Validate();
-        var done = File.Exists(datasetPath) ? LatencyDataset.Load(datasetPath).Select(Key).ToHashSet() : [];
+        var here = Device.Fingerprint(Options.Threads);
+        var done = File.Exists(datasetPath)
+            ? LatencyDataset.Load(datasetPath).Where(r => r.Device.Matches(here)).Select(Key).ToHashSet()
+            : [];
         var clock = LatencyProfilerClock.Name(Options.Clock);
         var todo = architectures.SelectMany(a => precisions.Select(p => (Arch: a, Precision: p)))
             .Where(x => !done.Contains((x.Arch.Layers, x.Arch.Hidden, x.Arch.Ffn, x.Precision, Options.Threads, Options.Batch, Options.SequenceLength, clock)))
@@ -134,13 +116,15 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options)
             .ToList();
         var added = new List<LatencyRecord>();
         progress?.Invoke(null, 0, todo.Count);
-        foreach (var (arch, precision) in todo)
+        foreach (var chunk in todo.Chunk(Options.SessionSize))
         {
             cancel.ThrowIfCancellationRequested();
-            var record = Profile(arch, precision);
-            LatencyDataset.Append(datasetPath, record);
-            added.Add(record);
-            progress?.Invoke(record, added.Count, todo.Count);
+            foreach (var record in ProfileSession(chunk, null, cancel))
+            {
+                LatencyDataset.Append(datasetPath, record);
+                added.Add(record);
+                progress?.Invoke(record, added.Count, todo.Count);
+            }
         }
         return added;
     }
@@ -149,23 +133,6 @@ public sealed class LatencyProfiler(LatencyProfilerOptions options)
     public static (int, int, int, Precision, int, int, int, string) Key(LatencyRecord r) =>
         (r.Layers, r.Hidden, r.Ffn, r.Precision, r.Threads, r.Batch, r.SequenceLength, r.Clock);
 
-
-    private static string? _cpuModel;
-
     /// <summary>The CPU's model name from /proc/cpuinfo (or the OS description elsewhere).</summary>
-    public static string CpuModel()
-    {
-        if (_cpuModel is not null) return _cpuModel;
-        string model = System.Runtime.InteropServices.RuntimeInformation.OSDescription;
-        try
-        {
-            if (File.Exists("/proc/cpuinfo"))
-            {
-                var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
-                if (line is not null && line.Contains(':')) model = line[(line.IndexOf(':') + 1)..].Trim();
-            }
-        }
-        catch (IOException) { }
-        return _cpuModel = model;
-    }
+    public static string CpuModel() => DeviceFingerprint.Current(1).CpuModel;
 }

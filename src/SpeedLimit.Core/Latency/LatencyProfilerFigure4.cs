@@ -4,12 +4,12 @@ using SpeedLimit.Model;
 namespace SpeedLimit.Latency;
 
 /// <summary>Which summary of a record's timed runs the analysis uses.</summary>
-public enum LatencyStatistic { Median, Min, TrimmedMean, P90 }
+public enum LatencyStatistic { Median, Min, TrimmedMean, P90, P99 }
 
 /// <summary>The one parser of statistic words, so `profile fit --statistic` and `latency fit --target` accept the same ones.</summary>
 public static class LatencyStatistics
 {
-    public const string Words = "median (or p50), min, trimmed-mean (or trimmed) or p90";
+    public const string Words = "median (or p50), min, trimmed-mean (or trimmed), p90 or p99";
 
     public static LatencyStatistic Parse(string? text, string flag) => text?.Trim().ToLowerInvariant() switch
     {
@@ -17,6 +17,7 @@ public static class LatencyStatistics
         "min" => LatencyStatistic.Min,
         "trimmed-mean" or "trimmed" => LatencyStatistic.TrimmedMean,
         "p90" => LatencyStatistic.P90,
+        "p99" => LatencyStatistic.P99,
         _ => throw new UserInputException($"{flag} '{text}' is not known; use {Words}"),
     };
 }
@@ -99,6 +100,7 @@ public static class LatencyProfilerFigure4
         LatencyStatistic.Min => r.MinMs,
         LatencyStatistic.TrimmedMean => r.TrimmedMeanMs,
         LatencyStatistic.P90 => r.P90Ms,
+        LatencyStatistic.P99 => LatencyBound.Estimate(r, BoundStatistic.P99),
         _ => throw new ArgumentException($"unknown latency statistic {statistic}"),
     };
 

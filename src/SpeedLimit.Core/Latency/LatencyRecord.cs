@@ -2,23 +2,15 @@ using SpeedLimit.Model;
 
 namespace SpeedLimit.Latency;
 
-/// <summary>Where a latency was measured: enough to tell whether a predictor still applies.</summary>
-public sealed record DeviceFingerprint(string CpuModel, int Threads, string RuntimeVersion)
-{
-    /// <summary>This machine, measuring with <paramref name="threads"/> intra-op threads.</summary>
-    public static DeviceFingerprint Current(int threads) => new(LatencyProfiler.CpuModel(), threads, Onnx.OnnxRunner.RuntimeVersion);
-
-    /// <summary>Same CPU and runtime (thread counts are compared per record by whoever filters them).</summary>
-    public bool SameDeviceAs(DeviceFingerprint other) => CpuModel == other.CpuModel && RuntimeVersion == other.RuntimeVersion;
-
-    public override string ToString() => $"{CpuModel}, {Threads} thread(s), ONNX Runtime {RuntimeVersion}";
-}
 
 /// <summary>
 /// One profiled latency: an architecture run on ONNX Runtime at one precision and input shape.
 /// This is one line of the profiler's JSONL dataset. <see cref="Clock"/> says what was timed:
 /// "wall" (elapsed time) or "thread-cpu" (CPU time of the single inference thread, which
-/// leaves out time the thread was descheduled on a shared machine).
+/// leaves out time the thread was descheduled on a shared machine). Records of the measurement
+/// protocol (<see cref="LatencyProtocol"/>) also carry the <see cref="Summary"/> (quantiles and
+/// their confidence intervals), the full device <see cref="Fingerprint"/> and how it was measured
+/// (<see cref="Protocol"/>); older records have none of these and are judged on their point values.
 /// </summary>
 public sealed record LatencyRecord(
     int Layers, int Hidden, int Ffn, int Heads,
@@ -26,8 +18,12 @@ public sealed record LatencyRecord(
     int Batch, int SequenceLength,
     double MedianMs, double P90Ms, double TrimmedMeanMs, double MinMs, int Runs,
     string CpuModel, int Threads, string RuntimeVersion,
-    DateTimeOffset MeasuredAt, string Clock = "wall")
+    DateTimeOffset MeasuredAt, string Clock = "wall",
+    LatencySummary? Summary = null, DeviceFingerprint? Fingerprint = null, MeasurementNote? Protocol = null)
 {
     public Architecture Arch => new(Layers, Hidden, Ffn);
-    public DeviceFingerprint Device => new(CpuModel, Threads, RuntimeVersion);
+
+    /// <summary>The full fingerprint when the record has one (this build writes it), else the legacy fields.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public DeviceFingerprint Device => Fingerprint ?? new(CpuModel, Threads, RuntimeVersion);
 }

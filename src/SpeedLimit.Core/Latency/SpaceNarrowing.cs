@@ -37,16 +37,16 @@ public sealed record NarrowedSpace(SearchSpace Space, double BoundMs, double Rel
 public static class SpaceNarrowing
 {
     /// <summary>
-    /// Keeps every a with predicted(a)·(1+margin) ≤ <paramref name="boundMs"/> (ties included).
+    /// Keeps every a that meets <paramref name="boundMs"/> by prediction (<see cref="LatencyBound.MeetsPredicted"/>: predicted(a)·(1+margin) ≤ bound, ties included).
     /// Throws <see cref="UserInputException"/> naming the fastest architecture when none qualifies.
     /// </summary>
     public static NarrowedSpace Narrow(SearchSpace space, ILatencyPredictor predictor, double boundMs)
     {
         ArgumentNullException.ThrowIfNull(space);
         ArgumentNullException.ThrowIfNull(predictor);
-        if (!(boundMs > 0) || !double.IsFinite(boundMs)) throw new ArgumentException($"latency bound {boundMs} ms must be a positive number of milliseconds");
+        var bound = new LatencyBound(boundMs);
         double margin = predictor.RelativeMargin;
-        if (!(margin >= 0) || !double.IsFinite(margin)) throw new ArgumentException($"predictor margin {margin} must be a finite non-negative number");
+        LatencyBound.PredictedUpperMs(1, margin); // validates the margin
 
         var archs = space.Enumerate().ToArray();
         var predicted = new double[archs.Length];
@@ -58,19 +58,18 @@ public static class SpaceNarrowing
         for (int i = 0; i < archs.Length; i++)
         {
             if (predicted[i] < predicted[fastest]) fastest = i;
-            double upper = predicted[i] * (1 + margin);
-            if (upper <= boundMs)
+            if (bound.MeetsPredicted(predicted[i], margin))
             {
-                feasible.Add(new FeasibleArchitecture(archs[i], predicted[i], upper));
+                feasible.Add(new FeasibleArchitecture(archs[i], predicted[i], LatencyBound.PredictedUpperMs(predicted[i], margin)));
                 if (slowest < 0 || predicted[i] > predicted[slowest]) slowest = i;
             }
         }
-        var fast = new FeasibleArchitecture(archs[fastest], predicted[fastest], predicted[fastest] * (1 + margin));
+        var fast = new FeasibleArchitecture(archs[fastest], predicted[fastest], LatencyBound.PredictedUpperMs(predicted[fastest], margin));
         if (feasible.Count == 0)
             throw new UserInputException(
                 $"no architecture of the search space meets {boundMs:0.###} ms: the fastest, {fast.Arch}, is predicted at {fast.PredictedMs:0.###} ms " +
                 $"({fast.UpperMs:0.###} ms with the {margin:P1} margin); raise the bound to at least {fast.UpperMs:0.###} ms or search a smaller space");
-        var slow = new FeasibleArchitecture(archs[slowest], predicted[slowest], predicted[slowest] * (1 + margin));
+        var slow = new FeasibleArchitecture(archs[slowest], predicted[slowest], LatencyBound.PredictedUpperMs(predicted[slowest], margin));
         return new NarrowedSpace(space, boundMs, margin, feasible, fast, slow);
     }
 }

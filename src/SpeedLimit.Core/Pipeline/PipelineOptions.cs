@@ -112,14 +112,21 @@ public sealed record DataOptions
     }
 }
 
-/// <summary>How latency is profiled to fit the predictor: the deployed model's shape and threads, and the sample size.</summary>
+/// <summary>
+/// How latency is measured: the deployed model's shape and threads, the protocol for profiling and finalists
+/// (screening) and for the final verification of each winner, and the profiling sample size. The bound's
+/// statistic is <see cref="SearchOptions.VerifyStatistic"/>.
+/// </summary>
 public sealed record ProfilingOptions
 {
     /// <summary>Intra-op threads of the deployed model (the latency the bound is about).</summary>
     public int Threads { get; init; } = 1;
     /// <summary>Latency protocol input: batch 1 × this many tokens (paper: 128).</summary>
     public int SequenceLength { get; init; } = 128;
-    public int TimedRuns { get; init; } = 10;
+    /// <summary>Protocol of profiling and of the search's finalists (default ≥ 100 runs and ≥ 1 s per model).</summary>
+    public LatencyProtocol Protocol { get; init; } = LatencyProtocol.Screening;
+    /// <summary>Protocol of each winner's final measurement (default ≥ 1,000 runs and ≥ 10 s).</summary>
+    public LatencyProtocol VerificationProtocol { get; init; } = LatencyProtocol.Verification;
     /// <summary>Wall time (what the deployment sees), or the inference thread's CPU time (robust on a loaded machine; 1 thread only).</summary>
     public LatencyClock Clock { get; init; } = LatencyClock.Wall;
     /// <summary>Architectures profiled to fit the latency predictor (besides the smallest and largest).</summary>
@@ -137,7 +144,8 @@ public sealed record ProfilingOptions
         if (Clock == LatencyClock.ThreadCpu && Threads != 1) throw new ArgumentException($"--latency-clock thread-cpu times the one inference thread; use it with --latency-threads 1, not {Threads}");
         if (Threads < 1) throw new ArgumentException($"--latency-threads {Threads} must be at least 1");
         if (SequenceLength is < 1 or > DataOptions.MaxSupportedLength) throw new ArgumentException($"latency sequence length {SequenceLength} must be between 1 and {DataOptions.MaxSupportedLength}");
-        if (TimedRuns < 3) throw new ArgumentException($"latency timed runs {TimedRuns} must be at least 3");
+        Protocol.Validate();
+        VerificationProtocol.Validate();
         if (Count < 14) throw new ArgumentException($"--profile-count {Count} must be at least 14: the predictor holds some out and calibrates its margin on the rest");
     }
 }

@@ -71,7 +71,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var profiler = new LatencyProfiler(new LatencyProfilerOptions
         {
             Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads,
-            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, TimedRuns = options.Profiling.TimedRuns, Seed = options.Seed, Clock = options.Profiling.Clock,
+            Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, Seed = options.Seed, Protocol = options.Profiling.Protocol, Clock = options.Profiling.Clock,
         });
         var latencyPath = options.Profiling.DatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
         // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.
@@ -290,12 +290,12 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var report = LatencyPredictorFitter.Fit(records, new LatencyFitOptions
         {
             Precision = precision, Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads, Seed = options.Seed,
-            Model = options.Predictor.Model,
+            Model = options.Predictor.Model, BoundStatistic = options.Search.VerifyStatistic,
         });
         report.Predictor.Save(Path.Combine(work, $"predictor-{precision.ToString().ToLowerInvariant()}.json"));
         var held = report.HeldOut;
         Report(PipelineStage.Predictor, $"{precision} predictor: {report.Chosen}" + (held is null ? "" : $", held-out MAPE {held.MapePercent:F2} %") +
-            $", margin {report.Predictor.RelativeMargin:P1}", 1, 1);
+            $", margin {report.Predictor.RelativeMargin:P1} on {LatencyBound.Name(options.Search.VerifyStatistic)}", 1, 1);
         foreach (var w in report.Warnings) _notes.Add(w);
         return report.Predictor;
     }
@@ -309,12 +309,12 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     {
         var ms = records
             .Where(r => r.Precision == precision && r.Threads == options.Profiling.Threads && r.SequenceLength == options.Profiling.SequenceLength)
-            .Select(r => r.MedianMs).Order().ToArray();
+            .Select(r => LatencyBound.Estimate(r, options.Search.VerifyStatistic)).Order().ToArray();
         double fastestUpperMs = options.Space.Enumerate().Min(a => predictor.PredictMs(a)) * (1 + predictor.RelativeMargin);
         double floorMs = Math.Ceiling(fastestUpperMs * 1.02 * 1000) / 1000;
         var quantiles = options.AutoBoundQuantiles.Select(q => Math.Round(ms[(int)Math.Clamp(q * (ms.Length - 1), 0, ms.Length - 1)], 3)).ToList();
         var bounds = quantiles.Select(b => Math.Max(b, floorMs)).Distinct().ToList();
-        _notes.Add($"bounds chosen at the {string.Join(", ", options.AutoBoundQuantiles.Select(q => q.ToString("P0", CultureInfo.InvariantCulture)))} quantiles of profiled {precision} latency: {string.Join(", ", bounds.Select(b => $"{b} ms"))}");
+        _notes.Add($"bounds chosen at the {string.Join(", ", options.AutoBoundQuantiles.Select(q => q.ToString("P0", CultureInfo.InvariantCulture)))} quantiles of profiled {precision} {LatencyBound.Name(options.Search.VerifyStatistic)} latency: {string.Join(", ", bounds.Select(b => $"{b} ms"))}");
         if (quantiles.Any(b => b < floorMs))
             _notes.Add($"automatic bounds below {floorMs} ms were raised to it: the fastest architecture is predicted within {fastestUpperMs:0.###} ms only with the predictor's {predictor.RelativeMargin:P0} margin (noisy latencies widen it)");
         return bounds;
@@ -328,7 +328,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         {
             Label = precision == Precision.Int8 ? "int8 search (SpeedLimit)" : "fp32 search (AutoTinyBERT-style)",
             Queue = queue,
-            OnMeasured = r => { LatencyDataset.Append(measuredPath, r); predictor.AddMeasurements([r]); },
+            // The search recalibrates the predictor's margin from these measurements itself (bound by bound).
+            OnMeasured = r => LatencyDataset.Append(measuredPath, r),
         };
         search.Progress = new SyncProgress<SearchProgress>(p =>
         {
@@ -430,17 +431,25 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     /// <summary>Measures each exported file with the profiler protocol; the bound is checked against this measurement.</summary>
     private List<DeployedWinner> VerifyWinners(IReadOnlyList<ExportedModel> exported, LatencyProfiler profiler, string folder)
     {
+        var protocol = options.Profiling.VerificationProtocol;
         var winners = new List<DeployedWinner>();
         for (int i = 0; i < exported.Count; i++)
         {
             var e = exported[i];
-            Report(PipelineStage.Verification, $"measuring {e.OnnxFile}", i, exported.Count);
-            var record = profiler.ProfileFile(Path.Combine(folder, e.OnnxFile), e.Arch, options.Precision);
-            var verdict = new LatencyVerdict("median", record.MedianMs, e.BoundMs, record.MedianMs <= e.BoundMs, record);
-            if (!verdict.MeetsBound)
-                _notes.Add($"{e.OnnxFile}: measured {record.MedianMs:F3} ms exceeds the {e.BoundMs} ms bound on re-measurement (machine noise?); the search's own verification had it within");
+            var bound = new LatencyBound(e.BoundMs, options.Search.VerifyStatistic);
+            Report(PipelineStage.Verification, $"measuring {e.OnnxFile} ({protocol.Name} protocol, {bound})", i, exported.Count);
+            var record = profiler.ProfileFile(Path.Combine(folder, e.OnnxFile), e.Arch, options.Precision, bound, cancel: default, protocol: protocol);
+            var judgement = bound.Judge(record);
+            var verdict = new LatencyVerdict(LatencyBound.Name(bound.Statistic), judgement.EstimateMs, e.BoundMs, judgement.Meets, record,
+                judgement.LowerMs, judgement.UpperMs, judgement.Confidence, LatencyBound.Name(judgement.Verdict));
+            if (judgement.Verdict == BoundVerdict.Fails)
+                _notes.Add($"{e.OnnxFile}: the final measurement fails the bound ({judgement.Describe()}), although the search's screening measurement had it within; the machine is slower now or noisy (compare the reference model's latency in deployment.json): re-measure with 'speedlimit profile', or deploy the winner of a tighter bound");
+            else if (judgement.Verdict == BoundVerdict.Uncertain)
+                _notes.Add($"{e.OnnxFile}: uncertain at the verification protocol's limit ({judgement.Describe()}): the bound lies inside the confidence interval of its {LatencyBound.Name(bound.Statistic)}");
+            if (record.Protocol is { Drifted: true } note)
+                _notes.Add($"{e.OnnxFile}: the reference model drifted {note.DriftPercent:F0} % during the final measurement (after {note.Attempts} attempt(s)): the machine's speed changed while measuring");
             winners.Add(new DeployedWinner(e.BoundMs, e.Arch, e.OnnxFile, e.CheckpointFile, e.Engine, e.OnnxRuntime, e.Padding, verdict));
-            Report(PipelineStage.Verification, $"{e.OnnxFile}: median {record.MedianMs:F3} ms, p90 {record.P90Ms:F3} ms (bound {e.BoundMs} ms)", i + 1, exported.Count);
+            Report(PipelineStage.Verification, $"{e.OnnxFile}: {judgement.Describe()}", i + 1, exported.Count);
         }
         return winners;
     }

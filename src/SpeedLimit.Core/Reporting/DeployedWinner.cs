@@ -19,10 +19,21 @@ public sealed record PaddingEffect(int BatchSize, int Examples, double MaxAbsLog
 /// <summary>
 /// The latency check of a deployed file against its bound: the statistic compared, its value and the
 /// measurement it came from. The latency verifier may add a confidence interval for the statistic
-/// (<see cref="IntervalLowMs"/>..<see cref="IntervalHighMs"/> at <see cref="Confidence"/>); null when it gives none.
+/// (<see cref="IntervalLowMs"/>..<see cref="IntervalHighMs"/> at <see cref="Confidence"/>); null when it gives none
+/// (an open side: too few runs). <see cref="Outcome"/> is <see cref="LatencyBound"/>'s verdict: meets, fails or uncertain.
 /// </summary>
 public sealed record LatencyVerdict(string Statistic, double ValueMs, double BoundMs, bool MeetsBound, LatencyRecord Measurement,
-    double? IntervalLowMs = null, double? IntervalHighMs = null, double? Confidence = null);
+    double? IntervalLowMs = null, double? IntervalHighMs = null, double? Confidence = null, string? Outcome = null)
+{
+    /// <summary>"meets: p90 0.281 ms [0.276, 0.290] at 95 %", or yes/no for a verdict without an interval.</summary>
+    public string Describe()
+    {
+        var inv = CultureInfo.InvariantCulture;
+        if (Confidence is not double c) return MeetsBound ? "yes" : "no";
+        string lo = IntervalLowMs is double l ? l.ToString("0.###", inv) : "open", hi = IntervalHighMs is double h ? h.ToString("0.###", inv) : "open";
+        return string.Create(inv, $"{Outcome ?? (MeetsBound ? "meets" : "fails")}: {Statistic} {ValueMs:0.###} ms [{lo}, {hi}] at {c:P0}");
+    }
+}
 
 /// <summary>
 /// One bound's deployed model, complete: built once after export and verification, then written to
@@ -42,7 +53,7 @@ public sealed record Deployment(Onnx.ModelContract Contract, IReadOnlyList<Deplo
 public static class WinnerTable
 {
     public static readonly string[] Header =
-        ["bound (ms)", "architecture", "file", "dev metric (engine int8 / ONNX Runtime)", "measured median / p90 (ms)", "meets bound"];
+        ["bound (ms)", "architecture", "file", "dev metric (engine int8 / ONNX Runtime)", "measured median / p90 (ms)", "meets bound (verdict, interval)"];
 
     public static string[] Cells(DeployedWinner w)
     {
@@ -53,7 +64,7 @@ public static class WinnerTable
             w.BoundMs.ToString("G4", inv), w.Arch.ToString(), w.OnnxFile,
             string.Create(inv, $"{w.Engine.Metric:F4} / {w.OnnxRuntime.Metric:F4}"),
             string.Create(inv, $"{m.MedianMs:F3} / {m.P90Ms:F3}"),
-            w.MeetsBound ? "yes" : "no",
+            w.Verdict.Describe(),
         ];
     }
 
@@ -65,7 +76,7 @@ public static class WinnerTable
         {
             var cells = Cells(w);
             cells[2] = $"`{cells[2]}`";
-            if (!w.MeetsBound) cells[5] = "**no**";
+            if (!w.MeetsBound) cells[5] = $"**{cells[5]}**";
             yield return "| " + string.Join(" | ", cells) + " |";
         }
     }

@@ -174,8 +174,18 @@ public static class RunReport
         if (d.Winners.Count > 0)
         {
             var m = d.Winners[0].Verdict.Measurement;
+            var stat = d.Winners[0].Verdict.Statistic;
             line("");
-            line(string.Create(inv, $"Measured with ONNX Runtime {m.RuntimeVersion} on {m.CpuModel}, {m.Threads} thread(s), batch {m.Batch} × {m.SequenceLength} tokens, {m.Runs} timed runs after warm-up; the bound is checked against the {d.Winners[0].Verdict.Statistic}."));
+            if (m.Protocol is { } note)
+            {
+                line(string.Create(inv, $"The bound is on the **{stat}** latency. A model **meets** it when the upper limit of the distribution-free (order-statistic) confidence interval of its {stat} is within the bound, **fails** when the lower limit exceeds it, and is **uncertain** otherwise (it is then sampled longer, up to the protocol's limit)."));
+                line("");
+                line(string.Create(inv, $"Measured on {m.Device}, batch {m.Batch} × {m.SequenceLength} tokens, {m.Clock} clock, {m.Runs:N0} timed runs of the first file; {note.Isolation}; protocol {note.Protocol}. The fixed reference model measured {note.ReferenceP50Ms:F3} ms (median) in the same session, with {note.DriftPercent:F1} % drift across rounds{(note.Drifted ? " (**drifted**: the machine's speed changed while measuring)" : "")}."));
+                line("");
+                line("Same seed, same result: a rerun with the same flags, seed and latency dataset (`--latency-data`) repeats the search; the finalists are measured again, so on a noisy machine a rerun can verify a different candidate.");
+            }
+            else
+                line(string.Create(inv, $"Measured with ONNX Runtime {m.RuntimeVersion} on {m.CpuModel}, {m.Threads} thread(s), batch {m.Batch} × {m.SequenceLength} tokens, {m.Runs} timed runs after warm-up; the bound is checked against the {stat}."));
             foreach (var w in d.Winners.Where(w => w.Padding is not null))
             {
                 var p = w.Padding!;

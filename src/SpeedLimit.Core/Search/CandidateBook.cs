@@ -124,7 +124,8 @@ internal sealed class CandidateBook
     }
 
     /// <summary>The candidate with its measurement, measuring (and committing) only when not yet measured.</summary>
-    public CandidateRecord Measure(CandidateRecord candidate, ILatencyMeasurer measurer, BoundStatistic statistic,
+    /// <remarks>With a bound, the measurer may sample longer while the verdict is uncertain; the stored value is the statistic's point estimate.</remarks>
+    public CandidateRecord Measure(CandidateRecord candidate, ILatencyMeasurer measurer, BoundStatistic statistic, LatencyBound? bound,
         Action<LatencyRecord>? onMeasured, CancellationToken cancellation)
     {
         var current = _byArch[candidate.Arch];
@@ -135,12 +136,12 @@ internal sealed class CandidateBook
         }
         cancellation.ThrowIfCancellationRequested();
         var watch = Stopwatch.StartNew();
-        var m = measurer.Measure(current.Arch, cancellation)
+        var m = (bound is null ? measurer.Measure(current.Arch, cancellation) : measurer.Measure(current.Arch, bound, cancellation))
             ?? throw new InvalidOperationException($"the latency measurer returned no measurement for {current.Arch}");
         watch.Stop();
         if (m.Arch != current.Arch)
             throw new InvalidOperationException($"the latency measurer was asked for {current.Arch} but measured {m.Arch}");
-        double ms = statistic == BoundStatistic.P90 ? m.P90Ms : m.MedianMs;
+        double ms = LatencyBound.Estimate(m, statistic);
         if (!double.IsFinite(ms) || ms <= 0)
             throw new InvalidOperationException($"the latency measurer returned an invalid latency ({ms} ms) for {current.Arch}");
         _store?.SetMeasurement(_studyId, current.Arch, ms, m, watch.Elapsed.TotalSeconds);

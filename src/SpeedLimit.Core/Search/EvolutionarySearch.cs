@@ -116,7 +116,7 @@ public sealed class EvolutionarySearch
     /// study is created or, when it exists with the same definition, continued.
     /// </summary>
     public BaselineResult EvaluateBaselines(BaselineDefinition definition, StudyStore? store = null, string? studyName = null,
-        string? label = null, CancellationToken cancellation = default)
+        string? label = null, CancellationToken cancellation = default, BoundStatistic statistic = BoundStatistic.P90)
     {
         ArgumentNullException.ThrowIfNull(definition);
         if (store is not null && string.IsNullOrWhiteSpace(studyName)) throw new ArgumentException("a study name is required with a study store", nameof(studyName));
@@ -146,7 +146,7 @@ public sealed class EvolutionarySearch
             CandidateRecord rec;
             if (evaluated is not null) (rec, reused) = evaluated[step];
             else rec = book.Evaluate(b.Arch, predicted, _evaluator, cancellation, out reused);
-            if (_measurer is not null) rec = book.Measure(rec, _measurer, BoundStatistic.Median, OnMeasured, cancellation);
+            if (_measurer is not null) rec = book.Measure(rec, _measurer, statistic, null, OnMeasured, cancellation);
             entries.Add(new BaselineEntry(b.Name, rec));
             step++;
             Progress?.Report(new SearchProgress(SearchPhase.Baselines, $"baseline {b.Name} {b.Arch}: metric {rec.Metric:F4}",
@@ -210,7 +210,7 @@ public sealed class EvolutionarySearch
     {
         int fastest = 0;
         for (int i = 1; i < preds.Length; i++) if (preds[i] < preds[fastest]) fastest = i;
-        double fastestWithMargin = preds[fastest] * (1 + margin);
+        double fastestWithMargin = LatencyBound.PredictedUpperMs(preds[fastest], margin);
         var infeasible = definition.BoundsMs.Where(b => fastestWithMargin > b).ToList();
         if (infeasible.Count == 0) return;
         var inv = CultureInfo.InvariantCulture;
@@ -236,9 +236,12 @@ public sealed class EvolutionarySearch
         private readonly CancellationToken _cancellation;
         private readonly Dictionary<Architecture, int> _index = new();
         private readonly int _nh, _nf;
-        private int _completedSteps, _totalSteps;
+        private int _completedSteps, _totalSteps, _verifiedSteps;
         // Verification: architectures measured for earlier bounds, and for the current one.
         private readonly HashSet<Architecture> _measuredEarlier = new(), _thisBound = new();
+        // Measurements verification took, in order, for recalibrating the margin.
+        private readonly List<(LatencyRecord Record, double MeasuredMs)> _calibration = new();
+        private readonly HashSet<Architecture> _calibrated = new();
         private double? _bestMetric;
 
         public Session(EvolutionarySearch owner, SearchDefinition def, string? studyName, Architecture[] archs, double[] preds,
@@ -259,21 +262,23 @@ public sealed class EvolutionarySearch
         {
             double narrowSeconds = _watch.Elapsed.TotalSeconds;
             var bounds = _def.BoundsMs;
-            var feasible = bounds.Select(b => Feasible(b)).ToArray();
-            _totalSteps = feasible.Sum(f => (int)Math.Min((long)_opt.Generations * _opt.CandidatesPerGeneration, f.Count(x => x)));
+            _totalSteps = bounds.Sum(b => (int)Math.Min((long)_opt.Generations * _opt.CandidatesPerGeneration, Feasible(b, _margin).Count(x => x)));
 
+            // Search every bound's A* with the stored margin (the candidates are shared: a looser bound's search can
+            // find a tighter bound's winner). Then verify bound by bound: each bound ranks its candidates with the margin
+            // recalibrated by the measurements verification has taken so far.
             var searches = new BoundSearch[bounds.Count];
             var searchWatch = Stopwatch.StartNew();
-            for (int b = 0; b < bounds.Count; b++) searches[b] = SearchBound(b, feasible[b]);
+            for (int b = 0; b < bounds.Count; b++) searches[b] = SearchBound(b, Feasible(bounds[b], _margin));
             searchWatch.Stop();
 
-            var verifyWatch = Stopwatch.StartNew();
-            _completedSteps = 0;
-            _totalSteps = bounds.Count * _opt.MaxVerifications;
             var verifications = new Verification[bounds.Count];
+            var margins = new double[bounds.Count];
+            var verifyWatch = Stopwatch.StartNew();
             for (int b = 0; b < bounds.Count; b++)
             {
-                verifications[b] = Verify(b);
+                margins[b] = CurrentMargin();
+                verifications[b] = Verify(b, margins[b]);
                 _measuredEarlier.UnionWith(_thisBound);
                 _thisBound.Clear();
             }
@@ -287,8 +292,8 @@ public sealed class EvolutionarySearch
                 var s = searches[b];
                 var v = verifications[b];
                 results.Add(new BoundResult(bounds[b], _margin, s.NarrowedCount, s.Exhausted,
-                    s.Visited.Select(i => _archs[i]).ToList(), s.Generations, Ranked(bounds[b]).Select(c => c.Arch).ToList(),
-                    v.Winner is null ? null : byArch[v.Winner], v.Verified, v.Rank, v.Note, s.Seconds, v.Seconds));
+                    s.Visited.Select(i => _archs[i]).ToList(), s.Generations, Ranked(bounds[b], margins[b]).Select(c => c.Arch).ToList(),
+                    v.Winner is null ? null : byArch[v.Winner], v.Verified, v.Rank, v.Note, s.Seconds, v.Seconds, margins[b]));
             }
             var front = ParetoFront.Compute(all, c => c.PredictedMs!.Value, c => c.Metric);
             var measuredFront = ParetoFront.Compute(all.Where(c => c.MeasuredMs is not null), c => c.MeasuredMs!.Value, c => c.Metric);
@@ -298,11 +303,25 @@ public sealed class EvolutionarySearch
             return new SearchResult(_owner.Label ?? $"{PrecisionName(_def.Precision)} search", _studyName, _def, results, all, front, measuredFront, timings);
         }
 
-        private bool[] Feasible(double boundMs)
+        private bool[] Feasible(double boundMs, double margin)
         {
+            var bound = new LatencyBound(boundMs, _opt.VerifyStatistic);
             var ok = new bool[_archs.Length];
-            for (int i = 0; i < ok.Length; i++) ok[i] = _preds[i] * (1 + _margin) <= boundMs;
+            for (int i = 0; i < ok.Length; i++) ok[i] = bound.MeetsPredicted(_preds[i], margin);
             return ok;
+        }
+
+        /// <summary>
+        /// The stored margin, recalibrated with every measurement verification has taken so far (in
+        /// verification order, so a resumed run, served the same stored measurements, gets the same
+        /// margins) when the predictor supports it.
+        /// </summary>
+        private double CurrentMargin()
+        {
+            if (_owner._predictor is not IRecalibratingLatencyPredictor recalibrating || _calibration.Count == 0) return _margin;
+            double m = recalibrating.RecalibratedMargin(_calibration);
+            if (!double.IsFinite(m) || m < 0) throw new InvalidOperationException($"the latency predictor's recalibrated margin {m} must be a finite number ≥ 0");
+            return m;
         }
 
         private BoundSearch SearchBound(int boundIndex, bool[] feasible)
@@ -416,18 +435,22 @@ public sealed class EvolutionarySearch
         }
 
         /// <summary>Every evaluated candidate inside this bound's A*, best first.</summary>
-        private List<CandidateRecord> Ranked(double boundMs) =>
-            _book.All()
-                .Where(c => _preds[_index[c.Arch]] * (1 + _margin) <= boundMs)
+        private List<CandidateRecord> Ranked(double boundMs, double margin)
+        {
+            var bound = new LatencyBound(boundMs, _opt.VerifyStatistic);
+            return _book.All()
+                .Where(c => bound.MeetsPredicted(_preds[_index[c.Arch]], margin))
                 .OrderByDescending(c => c.Metric).ThenBy(c => _preds[_index[c.Arch]]).ThenBy(c => _index[c.Arch])
                 .ToList();
+        }
 
-        private Verification Verify(int boundIndex)
+        private Verification Verify(int boundIndex, double margin)
         {
             var watch = Stopwatch.StartNew();
             double bound = _def.BoundsMs[boundIndex];
+            var latencyBound = new LatencyBound(bound, _opt.VerifyStatistic);
             var inv = CultureInfo.InvariantCulture;
-            var ranked = Ranked(bound);
+            var ranked = Ranked(bound, margin);
             if (ranked.Count == 0) return new Verification(null, false, -1, "no candidate was evaluated inside A*", 0);
             if (_owner._measurer is null)
             {
@@ -446,33 +469,36 @@ public sealed class EvolutionarySearch
                 if (!free && counted >= _opt.MaxVerifications) continue;
                 if (!free) counted++;
                 bool stored = _book.TryGet(ranked[r].Arch, out var current) && current.MeasuredMs is not null;
-                var rec = _book.Measure(ranked[r], _owner._measurer, _opt.VerifyStatistic, _owner.OnMeasured, _cancellation);
+                var rec = _book.Measure(ranked[r], _owner._measurer, _opt.VerifyStatistic, latencyBound, _owner.OnMeasured, _cancellation);
                 _thisBound.Add(rec.Arch);
+                if (_calibrated.Add(rec.Arch)) _calibration.Add((rec.Measurement!, rec.MeasuredMs!.Value));
+                var judgement = latencyBound.Judge(rec.Measurement!);
                 if (!free)
                 {
-                    _completedSteps++;
-                    Report(SearchPhase.Verifying, string.Format(inv, "bound {0:0.###} ms: {1} measured {2:0.###} ms (predicted {3:0.###} ms){4}", bound, rec.Arch, rec.MeasuredMs, rec.PredictedMs, stored ? " (stored)" : ""),
+                    _verifiedSteps++;
+                    Report(SearchPhase.Verifying, string.Format(inv, "bound {0:0.###} ms: {1} {2} (predicted {3:0.###} ms){4}", bound, rec.Arch, judgement.Describe(), rec.PredictedMs, stored ? " (stored)" : ""),
                         bound, boundIndex, 0, rec.Arch, rec.Metric, stored);
                 }
-                if (rec.MeasuredMs <= bound)
+                if (judgement.Meets)
                 {
                     string note = r == 0
-                        ? string.Format(inv, "verified: {0} measured {1:0.###} ms ≤ {2:0.###} ms (predicted {3:0.###} ms)", rec.Arch, rec.MeasuredMs, bound, rec.PredictedMs)
-                        : string.Format(inv, "fell back: {0} measured over the bound ({1}); took #{2} {3}, measured {4:0.###} ms ≤ {5:0.###} ms",
+                        ? string.Format(inv, "verified: {0} {1} (predicted {2:0.###} ms)", rec.Arch, judgement.Describe(), rec.PredictedMs)
+                        : string.Format(inv, "fell back: {0} did not meet the bound by measurement ({1}); took #{2} {3}, {4}",
                             r == 1 ? "the best candidate" : $"the {r} best candidates",
-                            Listing(missed, inv), r + 1, rec.Arch, rec.MeasuredMs, bound);
+                            Listing(missed, latencyBound, inv), r + 1, rec.Arch, judgement.Describe());
                     return new Verification(rec.Arch, true, r, note, watch.Elapsed.TotalSeconds);
                 }
                 missed.Add(rec);
             }
             var fastest = missed.MinBy(m => m.MeasuredMs!.Value)!;
+            int uncertain = missed.Count(m => latencyBound.Judge(m.Measurement!).Verdict == BoundVerdict.Uncertain);
             return new Verification(null, false, -1, string.Format(inv,
-                "none of the {0} best candidates met {1:0.###} ms by measurement (fastest measured: {2} at {3:0.###} ms, predicted {4:0.###} ms); the predictor underestimates here: feed the measurements back and rerun, or raise the bound",
-                missed.Count, bound, fastest.Arch, fastest.MeasuredMs, fastest.PredictedMs), watch.Elapsed.TotalSeconds);
+                "none of the {0} best candidates met {1} by measurement ({2} uncertain at the protocol's limit; fastest measured: {3} {4}, predicted {5:0.###} ms); the predictor underestimates here or the machine is noisy: rerun (the measurements recalibrate the margin), or raise the bound",
+                missed.Count, latencyBound, uncertain, fastest.Arch, latencyBound.Judge(fastest.Measurement!).Describe(), fastest.PredictedMs), watch.Elapsed.TotalSeconds);
         }
 
-        private static string Listing(List<CandidateRecord> missed, CultureInfo inv) =>
-            string.Join(", ", missed.Take(3).Select(m => string.Format(inv, "{0} {1:0.###} ms", m.Arch, m.MeasuredMs)))
+        private static string Listing(List<CandidateRecord> missed, LatencyBound bound, CultureInfo inv) =>
+            string.Join(", ", missed.Take(3).Select(m => string.Format(inv, "{0} {1:0.###} ms {2}", m.Arch, m.MeasuredMs, LatencyBound.Name(bound.Judge(m.Measurement!).Verdict))))
             + (missed.Count > 3 ? $", and {missed.Count - 3} more" : "");
 
         private void Report(SearchPhase phase, string message, double? bound, int boundIndex, int generation, Architecture? arch, double? metric, bool reused)
@@ -480,7 +506,8 @@ public sealed class EvolutionarySearch
             var progress = _owner.Progress;
             if (progress is null) return;
             progress.Report(new SearchProgress(phase, message, bound, boundIndex, _def.BoundsMs.Count, generation, _opt.Generations,
-                _completedSteps, _totalSteps, arch, metric, reused, _bestMetric, _watch.Elapsed,
+                phase == SearchPhase.Verifying ? _verifiedSteps : _completedSteps,
+                phase == SearchPhase.Verifying ? _def.BoundsMs.Count * _opt.MaxVerifications : _totalSteps, arch, metric, reused, _bestMetric, _watch.Elapsed,
                 phase == SearchPhase.Searching ? Eta(_book, _totalSteps - _completedSteps) : null));
         }
     }

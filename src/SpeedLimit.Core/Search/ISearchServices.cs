@@ -13,6 +13,13 @@ public interface ILatencyPredictor
     double RelativeMargin { get; }
 }
 
+/// <summary>A predictor whose margin can be recalibrated with measurements taken during the search (its model unchanged).</summary>
+public interface IRecalibratingLatencyPredictor : ILatencyPredictor
+{
+    /// <summary>The conformal margin over the predictor's calibration residuals plus these measurements (the bound statistic's point value).</summary>
+    double RecalibratedMargin(IReadOnlyList<(LatencyRecord Record, double MeasuredMs)> measurements);
+}
+
 /// <summary>The outcome of evaluating one candidate architecture.</summary>
 /// <param name="Metric">Task metric on the dev split (higher is better).</param>
 public sealed record CandidateResult(Architecture Arch, double Metric, double SecondsSpent);
@@ -31,4 +38,7 @@ public interface ICandidateEvaluator
 public interface ILatencyMeasurer
 {
     LatencyRecord Measure(Architecture arch, CancellationToken cancellation);
+
+    /// <summary>Measures for a bound: a measurer that can, samples longer while the bound's verdict is uncertain.</summary>
+    LatencyRecord Measure(Architecture arch, LatencyBound bound, CancellationToken cancellation) => Measure(arch, cancellation);
 }

@@ -32,12 +32,14 @@ public sealed record GenerationSummary(int Generation, int Candidates, int Mutat
 /// <param name="Verified">True when the winner's measured latency is within the bound.</param>
 /// <param name="WinnerRank">Position of the winner in <paramref name="Ranked"/> (0 unless verification fell back).</param>
 /// <param name="Note">One line saying what verification did (fallbacks, failures).</param>
+/// <param name="RelativeMargin">The margin the search narrowed A* with (the predictor's, as stored with the study).</param>
+/// <param name="VerifyMargin">The margin verification ranked with: <paramref name="RelativeMargin"/> recalibrated by the measurements of earlier bounds' verification (null in results written before recalibration).</param>
 public sealed record BoundResult(
     double BoundMs, double RelativeMargin, int NarrowedCount, bool Exhausted,
     IReadOnlyList<Architecture> Visited, IReadOnlyList<GenerationSummary> Generations,
     IReadOnlyList<Architecture> Ranked,
     CandidateRecord? Winner, bool Verified, int WinnerRank, string Note,
-    double SearchSeconds, double VerifySeconds);
+    double SearchSeconds, double VerifySeconds, double? VerifyMargin = null);
 
 /// <summary>Timings and counters of a whole search run.</summary>
 /// <param name="Evaluations">Evaluator calls made by this run.</param>

@@ -80,7 +80,7 @@ public sealed class FaultBatteryTests : IClassFixture<FaultBatteryTests.Inputs>
     private static string[] Search(params string[] extra) =>
         ["search", "--output", "run", .. extra.Contains("--space") ? Array.Empty<string>() : ["--space", $"{In}/space.json"],
             "--bound-ms", "50", "--max-train-examples", "200", "--max-dev-examples", "50", "--max-length", "32", .. extra.Contains("--profile-count") ? Array.Empty<string>() : ["--profile-count", "14"],
-            "--supermodel-epochs", "1", .. extra];
+            "--supermodel-epochs", "1", .. SpeedLimit.Tests.Pipeline.PipelineTests.TinyProtocols, .. extra];
 
     /// <summary>Name, arguments ({in} is the inputs folder), and a word the error line must contain.</summary>
     private static readonly (string Name, string[] Args, string Expected)[] Table =

@@ -30,7 +30,7 @@ public sealed class ProcessFaultTests : IDisposable
         "search", "--output", "run", "--space", "space.json", "--bound-ms", "50", "--latency-data", "latency.jsonl",
         "--max-train-examples", "1500", "--max-dev-examples", "200", "--max-length", "32", "--profile-count", "14",
         "--supermodel-epochs", "3", "--finetune-epochs", "1", "--finetune-examples", "300", "--generations", "5", "--population", "4",
-        "--threads", "2", "--seed", "5", .. extra,
+        "--threads", "2", "--seed", "5", .. SpeedLimit.Tests.Pipeline.PipelineTests.TinyProtocols, .. extra,
     ];
 
     private static int CommittedCandidatesAfter(string work) => PipelineTests.CommittedCandidates(Path.Combine(work, "study.db"));

@@ -55,17 +55,17 @@ public class LatencyPredictorTests
         Assert.Contains("1 vs 2 thread", warning);
         Assert.DoesNotContain("ONNX Runtime", warning);
 
-        // Measurements from another device are used for the margin but warned about.
+        // Measurements from another device are not mixed into the margin, and that is said.
         var other = new SyntheticLatency(0.01).Sample(SearchSpace.Paper, 5, new Random(3), cpuModel: "CPU B", threads: 1, runtimeVersion: "1.31.1");
-        int before = predictor.Margin.Count;
-        var warnings = predictor.AddMeasurements(other);
-        Assert.Equal(before + 5, predictor.Margin.Count);
+        var (margin, warnings) = predictor.RecalibratedMargin(other.Select(r => (r, r.MedianMs * 3)));
+        Assert.Equal(predictor.RelativeMargin, margin);
         Assert.Single(warnings);
         Assert.Contains("CPU B", warnings[0]);
+        Assert.Contains("not used", warnings[0]);
     }
 
     [Fact]
-    public void AddMeasurementsWidensTheMarginForSlowSurprisesAndSkipsOtherShapes()
+    public void RecalibrationWidensTheMarginForSlowSurprisesAndSkipsOtherShapes()
     {
         var records = new SyntheticLatency(0.01).Sample(SearchSpace.Paper, 50, new Random(4));
         var predictor = LatencyPredictorFitter.Fit(records, SmallOptions(LatencyModelKind.Features)).Predictor;
@@ -75,11 +75,12 @@ public class LatencyPredictorTests
         var measured = Enumerable.Range(0, 40).Select(_ => new LatencyRecord(3, 300, 500, 12, Precision.Int8, 1, 128, slow, slow, slow, slow, 10,
             "synthetic cpu", 1, "synthetic", DateTimeOffset.UnixEpoch)).ToList();
         var fp32 = measured[0] with { Precision = Precision.Fp32 };
-        var warnings = predictor.AddMeasurements(measured.Append(fp32));
-        Assert.True(predictor.RelativeMargin > before);
-        Assert.Equal(0.5, predictor.RelativeMargin, 9);
+        var (margin, warnings) = predictor.RecalibratedMargin(measured.Append(fp32).Select(r => (r, r.MedianMs)));
+        Assert.True(margin > before);
+        Assert.Equal(0.5, margin, 9);
+        Assert.Equal(before, predictor.RelativeMargin); // the predictor itself is unchanged
         Assert.Single(warnings);
-        Assert.Contains("1 measurement(s) skipped", warnings[0]);
+        Assert.Contains("1 measurement(s) not used", warnings[0]);
     }
 
     [Fact]

@@ -7,31 +7,24 @@ public class LatencyProfilerTests
 {
     private static LatencyProfilerOptions Tiny() => new()
     {
-        Heads = 2, VocabSize = 1100, SequenceLength = 8, MinWarmupRuns = 2, MaxWarmupRuns = 4, StableWindow = 2, TimedRuns = 10,
+        Heads = 2, VocabSize = 1100, SequenceLength = 8,
+        Protocol = new LatencyProtocol("test", WarmupSeconds: 0, WarmupRuns: 2, MinSeconds: 0, MinRuns: 10, RoundRuns: 5),
     };
 
     [Fact]
-    public void Stats_AreOrderStatisticsOfTheRuns()
+    public void Summary_HoldsTheOrderStatisticsOfTheRuns()
     {
         double[] t = [5, 1, 4, 2, 3, 10, 6, 7, 8, 9];
-        var s = LatencyStats.From(t, 3);
-        Assert.Equal(5.5, s.MedianMs);
+        var s = LatencySummary.From(t, 0.9);
+        Assert.Equal(5, s.P50Ms);   // nearest rank ⌈0.5·10⌉ = 5th
         Assert.Equal(9, s.P90Ms);
+        Assert.Equal(10, s.P99Ms);
+        Assert.Equal(1, s.P10Ms);
         Assert.Equal(1, s.MinMs);
+        Assert.Equal(10, s.MaxMs);
         Assert.Equal(5.5, s.TrimmedMeanMs); // drops 1 and 10
         Assert.Equal(10, s.Runs);
-        Assert.Equal(3, s.WarmupRuns);
-    }
-
-    [Fact]
-    public void Measure_WarmsUpWithinBoundsThenTimesTheRequestedRuns()
-    {
-        int calls = 0;
-        var options = new LatencyProfilerOptions { MinWarmupRuns = 3, MaxWarmupRuns = 7, StableWindow = 2, TimedRuns = 12 };
-        var stats = LatencyProfiler.Measure(() => calls++, options);
-        Assert.Equal(12, stats.Runs);
-        Assert.InRange(stats.WarmupRuns, 4, 7);
-        Assert.Equal(stats.Runs + stats.WarmupRuns, calls);
+        Assert.Equal(0.055, s.SampledSeconds, 12);
     }
 
     [Fact]
@@ -50,6 +43,10 @@ public class LatencyProfilerTests
             {
                 Assert.True(r.MinMs > 0 && r.MinMs <= r.MedianMs && r.MedianMs <= r.P90Ms);
                 Assert.Equal(10, r.Runs);
+                Assert.NotNull(r.Summary);
+                Assert.NotNull(r.Fingerprint);
+                Assert.StartsWith("test:", r.Protocol!.Protocol);
+                Assert.True(r.Protocol.ReferenceP50Ms > 0);
                 Assert.Equal(1, r.Threads);
                 Assert.False(string.IsNullOrWhiteSpace(r.CpuModel));
                 Assert.Matches(@"^\d+\.\d+", r.RuntimeVersion);
@@ -68,7 +65,7 @@ public class LatencyProfilerTests
     public void Profile_RejectsBadOptions()
     {
         var options = Tiny();
-        options.TimedRuns = 3;
+        options.Protocol = options.Protocol with { MinRuns = 3 };
         Assert.Contains("at least 10", Assert.Throws<ArgumentException>(() => new LatencyProfiler(options).Profile(new(1, 12, 16), Precision.Fp32)).Message);
         var cpuClockTwoThreads = Tiny();
         cpuClockTwoThreads.Clock = LatencyClock.ThreadCpu;

@@ -14,13 +14,13 @@ public class RunContractTests
         var b = a with
         {
             Data = a.Data with { VocabPath = "other/vocab.txt" },
-            Profiling = a.Profiling with { TimedRuns = 50 },
+            Profiling = a.Profiling with { Protocol = a.Profiling.Protocol with { MinRuns = 500 } },
             Search = a.Search with { Generations = 9 },
         };
         var diffs = OptionsFingerprint.Differences(a.Fingerprint(), b.Fingerprint());
         Assert.Equal(3, diffs.Count);
         Assert.Contains(diffs, d => d.StartsWith("data.vocabPath: null then, \"other/vocab.txt\" now", StringComparison.Ordinal));
-        Assert.Contains(diffs, d => d.StartsWith("profiling.timedRuns: 10 then, 50 now", StringComparison.Ordinal));
+        Assert.Contains(diffs, d => d.StartsWith("profiling.protocol.minRuns: 100 then, 500 now", StringComparison.Ordinal));
         Assert.Contains(diffs, d => d.StartsWith("search.generations: 3 then, 9 now", StringComparison.Ordinal));
         // Where the folder goes is not a setting of the result.
         Assert.Empty(OptionsFingerprint.Differences(a.Fingerprint(), (a with { Output = new OutputOptions { Folder = "elsewhere", Resume = true } }).Fingerprint()));

@@ -193,7 +193,7 @@ public class EvolutionarySearchTests
         var none = new EvolutionarySearch(predictor, new SmoothEvaluator(), hopeless).Run(def).Bounds[0];
         Assert.Null(none.Winner);
         Assert.False(none.Verified);
-        Assert.Contains("none of the 3 best candidates met 2 ms", none.Note);
+        Assert.Contains("none of the 3 best candidates met p90 ≤ 2 ms", none.Note);
         Assert.Equal(3, hopeless.Measured.Count);
     }
 

@@ -39,7 +39,7 @@ public class SearchWithFittedPredictorTests
         var measurer = new SyntheticMeasurer(latency, 5);
         var search = new EvolutionarySearch(predictor, new SmoothEvaluator(), measurer)
         {
-            OnMeasured = r => { fed.Add(r); predictor.AddMeasurements([r]); },
+            OnMeasured = fed.Add,
         };
         var result = search.Run(def);
 

@@ -15,15 +15,17 @@ public interface IBatchLatencyPredictor : ILatencyPredictor
 /// A fitted latency model plus what makes it usable for a bound: a conformal relative margin,
 /// the device and input shape it was measured on, and its held-out scores. Saved as one JSON file.
 /// </summary>
-public sealed class LatencyPredictor : IBatchLatencyPredictor
+public sealed class LatencyPredictor : IBatchLatencyPredictor, IRecalibratingLatencyPredictor
 {
     public const string FormatName = "speedlimit-latency-predictor";
     public const int FormatVersion = 1;
 
     public LatencyPredictor(ILatencyModel model, ConformalMargin margin, DeviceFingerprint device, Precision precision,
-        LatencyShape shape, PredictionMetrics? heldOut = null, LatencyStatistic statistic = LatencyStatistic.Median)
+        LatencyShape shape, PredictionMetrics? heldOut = null, LatencyStatistic statistic = LatencyStatistic.Median,
+        BoundStatistic boundStatistic = BoundStatistic.P50)
     {
         Statistic = statistic;
+        BoundStatistic = boundStatistic;
         Model = model ?? throw new ArgumentNullException(nameof(model));
         Margin = margin ?? throw new ArgumentNullException(nameof(margin));
         Device = device ?? throw new ArgumentNullException(nameof(device));
@@ -37,8 +39,10 @@ public sealed class LatencyPredictor : IBatchLatencyPredictor
     public DeviceFingerprint Device { get; }
     public Precision Precision { get; }
     public LatencyShape Shape { get; }
-    /// <summary>The per-record latency the model learnt; the margin always bounds the measured median.</summary>
+    /// <summary>The per-record latency the model learnt.</summary>
     public LatencyStatistic Statistic { get; }
+    /// <summary>The measured quantile the margin bounds (predictors written before bounds had a statistic: p50).</summary>
+    public BoundStatistic BoundStatistic { get; }
     /// <summary>Scores on records the model never saw when it was fitted (null if not evaluated).</summary>
     public PredictionMetrics? HeldOut { get; }
 
@@ -49,39 +53,44 @@ public sealed class LatencyPredictor : IBatchLatencyPredictor
 
     public void PredictMs(ReadOnlySpan<Architecture> archs, Span<double> ms) => Model.PredictMs(archs, ms);
 
-    /// <summary>The prediction inflated by the margin: the latency the bound is checked against.</summary>
-    public double UpperMs(Architecture arch) => PredictMs(arch) * (1 + RelativeMargin);
-
     /// <summary>A warning when <paramref name="current"/> is not the device this predictor was fitted on; null when it is.</summary>
     public string? DeviceWarning(DeviceFingerprint current) => DeviceCheck.Compare(Device, current);
 
     /// <summary>
-    /// Adds measured latencies (for example the search's finalists) to the margin's calibration
-    /// set; the model itself is unchanged, so these residuals are out-of-sample. Records of another
-    /// precision or input shape are skipped; records from another device are used but warned about.
-    /// Returns the warnings.
+    /// The margin recalibrated with measurements taken since the fit (for example the search's
+    /// finalists): the conformal quantile over the fit's calibration residuals plus these. The model is
+    /// unchanged, so these residuals are out-of-sample. Records of another precision, input shape or
+    /// device are not used (the reasons are returned).
     /// </summary>
-    public IReadOnlyList<string> AddMeasurements(IEnumerable<LatencyRecord> records)
+    public (double Margin, IReadOnlyList<string> Warnings) RecalibratedMargin(IEnumerable<(LatencyRecord Record, double MeasuredMs)> measurements)
     {
+        var extra = new List<double>();
         var warnings = new List<string>();
         int skipped = 0;
         var devicesWarned = new HashSet<DeviceFingerprint>();
-        foreach (var r in records)
+        foreach (var (r, measured) in measurements)
         {
             if (r.Precision != Precision || r.Batch != Shape.Batch || r.SequenceLength != Shape.SequenceLength || r.Heads != Shape.Heads)
             {
                 skipped++;
                 continue;
             }
-            if (!(r.MedianMs > 0)) throw new ArgumentException($"measurement of {r.Arch} has latency {r.MedianMs} ms; it must be positive");
+            if (!(measured > 0)) throw new ArgumentException($"measurement of {r.Arch} has latency {measured} ms; it must be positive");
             var w = DeviceWarning(r.Device);
-            if (w is not null && devicesWarned.Add(r.Device)) warnings.Add(w);
-            Margin.Add(ConformalMargin.Residual(r.MedianMs, PredictMs(r.Arch)));
+            if (w is not null)
+            {
+                if (devicesWarned.Add(r.Device)) warnings.Add(w + " (its measurements were not used to recalibrate the margin)");
+                continue;
+            }
+            extra.Add(ConformalMargin.Residual(measured, PredictMs(r.Arch)));
         }
         if (skipped > 0)
-            warnings.Add($"{skipped} measurement(s) skipped: not {Precision.ToString().ToLowerInvariant()} at batch {Shape.Batch} × {Shape.SequenceLength} tokens with {Shape.Heads} heads");
-        return warnings;
+            warnings.Add($"{skipped} measurement(s) not used for the margin: not {Precision.ToString().ToLowerInvariant()} at batch {Shape.Batch} × {Shape.SequenceLength} tokens with {Shape.Heads} heads");
+        return (extra.Count == 0 ? Margin.Margin : new ConformalMargin(Margin.Confidence, Margin.Residuals.Concat(extra)).Margin, warnings);
     }
+
+    double IRecalibratingLatencyPredictor.RecalibratedMargin(IReadOnlyList<(LatencyRecord Record, double MeasuredMs)> measurements) =>
+        RecalibratedMargin(measurements).Margin;
 
     public JsonObject ToJson() => new()
     {
@@ -91,8 +100,9 @@ public sealed class LatencyPredictor : IBatchLatencyPredictor
         ["heads"] = Shape.Heads,
         ["batch"] = Shape.Batch,
         ["sequenceLength"] = Shape.SequenceLength,
-        ["device"] = new JsonObject { ["cpuModel"] = Device.CpuModel, ["threads"] = Device.Threads, ["runtimeVersion"] = Device.RuntimeVersion },
+        ["device"] = JsonSerializer.SerializeToNode(Device, LatencyDataset.JsonOptions),
         ["statistic"] = Statistic.ToString().ToLowerInvariant(),
+        ["boundStatistic"] = LatencyBound.Name(BoundStatistic),
         ["confidence"] = Margin.Confidence,
         ["relativeMargin"] = Margin.Margin,
         ["calibrationResiduals"] = new JsonArray(Margin.Residuals.Select(r => (JsonNode)r).ToArray()),
@@ -138,16 +148,17 @@ public sealed class LatencyPredictor : IBatchLatencyPredictor
         {
             var precision = Enum.Parse<Precision>(json["precision"]!.GetValue<string>(), ignoreCase: true);
             var shape = new LatencyShape(json["heads"]!.GetValue<int>(), json["batch"]!.GetValue<int>(), json["sequenceLength"]!.GetValue<int>());
-            var d = json["device"]!.AsObject();
-            var device = new DeviceFingerprint(d["cpuModel"]!.GetValue<string>(), d["threads"]!.GetValue<int>(), d["runtimeVersion"]!.GetValue<string>());
+            var device = json["device"]!.Deserialize<DeviceFingerprint>(LatencyDataset.JsonOptions)!;
+            if (device.CpuModel is null || device.RuntimeVersion is null) throw new InvalidDataException("device fingerprint lacks the CPU model or runtime version");
             var residuals = json["calibrationResiduals"]!.AsArray().Select(v => v!.GetValue<double>());
             var margin = new ConformalMargin(json["confidence"]!.GetValue<double>(), residuals);
             var heldOut = json["heldOut"] is JsonNode h ? h.Deserialize<PredictionMetrics>(LatencyDataset.JsonOptions) : null;
             var model = LatencyModels.FromJson(json["model"]!.AsObject());
             var statistic = Enum.Parse<LatencyStatistic>(json["statistic"]?.GetValue<string>() ?? "median", ignoreCase: true);
-            return new LatencyPredictor(model, margin, device, precision, shape, heldOut, statistic);
+            var boundStatistic = LatencyBound.ParseStatistic(json["boundStatistic"]?.GetValue<string>() ?? "p50");
+            return new LatencyPredictor(model, margin, device, precision, shape, heldOut, statistic, boundStatistic);
         }
-        catch (Exception ex) when (ex is NullReferenceException or FormatException or InvalidOperationException or ArgumentException or JsonException)
+        catch (Exception ex) when (ex is NullReferenceException or InvalidDataException or UserInputException or FormatException or InvalidOperationException or ArgumentException or JsonException)
         {
             throw new InvalidDataException($"{source}: predictor file is incomplete or malformed ({ex.Message}); refit it with 'speedlimit latency fit'");
         }
@@ -160,17 +171,12 @@ public static class DeviceCheck
     /// <summary>A one-line warning naming what differs, or null when the fingerprints match.</summary>
     public static string? Compare(DeviceFingerprint fitted, DeviceFingerprint current)
     {
-        var diffs = new List<string>();
-        if (!string.Equals(fitted.CpuModel.Trim(), current.CpuModel.Trim(), StringComparison.Ordinal))
-            diffs.Add($"CPU '{fitted.CpuModel}' vs '{current.CpuModel}'");
-        if (fitted.Threads != current.Threads) diffs.Add($"{fitted.Threads} vs {current.Threads} thread(s)");
-        if (!string.Equals(fitted.RuntimeVersion, current.RuntimeVersion, StringComparison.Ordinal))
-            diffs.Add($"ONNX Runtime {fitted.RuntimeVersion} vs {current.RuntimeVersion}");
+        var diffs = fitted.Differences(current);
         return diffs.Count == 0
             ? null
             : $"the latency predictor was fitted on another device ({string.Join("; ", diffs)}); its predictions and margin may not hold here, so re-profile this machine and refit";
     }
 
     /// <summary>This machine's fingerprint at <paramref name="threads"/> threads, as the profiler records it.</summary>
-    public static DeviceFingerprint Current(int threads) => new(LatencyProfiler.CpuModel(), threads, SpeedLimit.Onnx.OnnxRunner.RuntimeVersion);
+    public static DeviceFingerprint Current(int threads) => DeviceFingerprint.Current(threads);
 }

@@ -15,8 +15,18 @@ public sealed class LatencyFitOptions
     /// Auto cross-validates the MLP too, which at the paper's settings costs (folds + 1) MLP trainings.
     /// </summary>
     public LatencyModelKind Model { get; set; } = LatencyModelKind.Features;
-    /// <summary>The per-record latency to learn; the margin always bounds the median.</summary>
-    public LatencyStatistic Statistic { get; set; } = LatencyStatistic.Median;
+    /// <summary>The measured quantile the margin bounds (the search's bound statistic).</summary>
+    public BoundStatistic BoundStatistic { get; set; } = BoundStatistic.P90;
+    /// <summary>The per-record latency to learn; null learns the bound statistic itself.</summary>
+    public LatencyStatistic? Statistic { get; set; }
+
+    /// <summary>What is learnt: <see cref="Statistic"/>, or the bound's statistic.</summary>
+    public LatencyStatistic Learnt => Statistic ?? BoundStatistic switch
+    {
+        BoundStatistic.P50 => LatencyStatistic.Median,
+        BoundStatistic.P90 => LatencyStatistic.P90,
+        _ => LatencyStatistic.P99,
+    };
     /// <summary>Share of architectures held out for the reported scores (never used for fitting or calibration).</summary>
     public double HoldoutFraction { get; set; } = 0.2;
     /// <summary>Fit on at most this many architectures; every architecture not fitted on is held out. Null: all but the hold-out share.</summary>
@@ -92,7 +102,7 @@ public static class LatencyPredictorFitter
         if (kept.Count == 0) throw new UserInputException($"no {what} records at {threads} thread(s); the dataset has {string.Join(", ", threadCounts)}");
         var heads = kept.Select(r => r.Heads).Distinct().ToList();
         if (heads.Count > 1) throw new UserInputException($"the {what} records mix head counts {string.Join(", ", heads)}; fit one search space at a time");
-        // One device per predictor: keep the most common fingerprint.
+        // One device per predictor: keep the most common fingerprint, and say what was left out.
         var devices = kept.GroupBy(r => r.Device).OrderByDescending(g => g.Count()).ToList();
         if (devices.Count > 1)
         {
@@ -101,8 +111,8 @@ public static class LatencyPredictorFitter
         }
         var byArch = kept.GroupBy(r => r.Arch).OrderBy(g => g.Key.Layers).ThenBy(g => g.Key.Hidden).ThenBy(g => g.Key.Ffn).ToList();
         var archs = byArch.Select(g => g.Key).ToList();
-        var ms = byArch.Select(g => Statistics.Median(g.Select(r => Pick(r, options.Statistic)))).ToList();
-        var bound = byArch.Select(g => Statistics.Median(g.Select(r => r.MedianMs))).ToList();
+        var ms = byArch.Select(g => Statistics.Median(g.Select(r => Pick(r, options.Learnt)))).ToList();
+        var bound = byArch.Select(g => Statistics.Median(g.Select(r => LatencyBound.Estimate(r, options.BoundStatistic)))).ToList();
         return (archs, ms, bound, devices[0].Key, heads[0], warnings);
     }
 
@@ -131,7 +141,7 @@ public static class LatencyPredictorFitter
             var oof = OutOfFold(kind, trainA, trainY, shape, options);
             double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
             candidates.Add(new CandidateScore(kind, PredictionMetrics.From(trainY, oof), seconds));
-            // The margin bounds the median (what a bound is checked against), whatever statistic is learnt.
+            // The margin bounds the bound's statistic (what verification checks), whatever statistic is learnt.
             residualsByKind[kind] = trainIdx.Select((j, i) => ConformalMargin.Residual(boundMs[j], oof[i])).ToList();
         }
         var chosen = options.Folds == 0 ? options.Model : candidates.MinBy(c => c.CrossValidated.MapePercent)!.Kind;
@@ -160,7 +170,7 @@ public static class LatencyPredictorFitter
             if (points.Count > 0)
                 coverage = testIdx.Where((j, i) => boundMs[j] <= points[i].PredictedMs * (1 + margin.Margin)).Count() / (double)points.Count;
         }
-        var predictor = new LatencyPredictor(model, margin, device, options.Precision, shape, heldOut, options.Statistic);
+        var predictor = new LatencyPredictor(model, margin, device, options.Precision, shape, heldOut, options.Learnt, options.BoundStatistic);
         return new LatencyFitReport(predictor, chosen, candidates, heldOut, coverage, points, trainA.Count, archs.Count, warnings);
     }
 
@@ -240,6 +250,7 @@ public static class LatencyPredictorFitter
         LatencyStatistic.Min => r.MinMs,
         LatencyStatistic.TrimmedMean => r.TrimmedMeanMs,
         LatencyStatistic.P90 => r.P90Ms,
+        LatencyStatistic.P99 => LatencyBound.Estimate(r, BoundStatistic.P99),
         _ => r.MedianMs,
     };
 
