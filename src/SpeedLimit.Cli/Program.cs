@@ -29,6 +29,7 @@ public static class Program
         foreach (var command in DeployCommands.Create()) root.Subcommands.Add(command);
         foreach (var command in LatencyCommands.Create()) root.Subcommands.Add(command);
         foreach (var command in TrainCommands.Create()) root.Subcommands.Add(command);
+        foreach (var command in PretrainedCommands.Create()) root.Subcommands.Add(command);
         return root;
     }
 }
