@@ -20,6 +20,10 @@ public static class CliErrors
     {
         try { return body(); }
         catch (Exception ex) when (IsUserError(ex)) { return Report(ex); }
-        catch (OperationCanceledException) { Console.Error.WriteLine("cancelled"); return 130; }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine("error: cancelled before the end; what was finished is kept — rerun the same command with --resume to continue");
+            return 130;
+        }
     }
 }

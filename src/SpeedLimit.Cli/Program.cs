@@ -13,7 +13,19 @@ public static class Program
         var root = BuildRoot();
         try
         {
-            return root.Parse(args).Invoke();
+            var parse = root.Parse(args);
+            if (parse.Errors.Count > 0)
+            {
+                // One line naming the problem and where the usage is, instead of the whole help text.
+                var names = new List<string>();
+                for (var c = parse.CommandResult; c is not null; c = c.Parent as System.CommandLine.Parsing.CommandResult)
+                    names.Insert(0, c.Command.Name);
+                names[0] = "speedlimit";
+                var problems = string.Join("; ", parse.Errors.Select(e => e.Message.TrimEnd('.')));
+                Console.Error.WriteLine($"error: {problems}; see '{string.Join(' ', names)} --help'");
+                return CliErrors.UserErrorExitCode;
+            }
+            return parse.Invoke();
         }
         catch (Exception ex) when (CliErrors.IsUserError(ex))
         {

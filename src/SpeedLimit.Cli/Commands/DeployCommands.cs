@@ -139,7 +139,7 @@ public static class DeployCommands
         var batch = new Option<int>("--batch") { Description = "use the records of this batch size", DefaultValueFactory = _ => 1 };
         var length = new Option<int>("--length") { Description = "use the records of this input length", DefaultValueFactory = _ => 128 };
         var fitClock = new Option<string>("--clock") { Description = "use the records timed with this clock (wall or thread-cpu)", DefaultValueFactory = _ => "wall" };
-        var statistic = new Option<string>("--statistic") { Description = "median, min, trimmed or p90 of each model's runs", DefaultValueFactory = _ => "median" };
+        var statistic = new Option<string>("--statistic") { Description = $"{LatencyStatistics.Words} of each model's runs", DefaultValueFactory = _ => "median" };
         var plot = new Option<string?>("--plot") { Description = "write the scatter with the fit line as a PNG here" };
         var markdown = new Option<string?>("--markdown") { Description = "write the summary (fit, R², speedup, contrasting pairs) as Markdown here" };
         var command = new Command("fit", "Fit fp32 = a·int8 + b over a latency dataset (the paper's Figure 4), report R², speedup and contrasting pairs.")
@@ -148,14 +148,7 @@ public static class DeployCommands
         };
         command.SetAction(parse => CliErrors.Guard(() =>
         {
-            var stat = parse.GetValue(statistic)!.Trim().ToLowerInvariant() switch
-            {
-                "median" => LatencyStatistic.Median,
-                "min" => LatencyStatistic.Min,
-                "trimmed" or "trimmed-mean" => LatencyStatistic.TrimmedMean,
-                "p90" => LatencyStatistic.P90,
-                var other => throw new UserInputException($"unknown statistic '{other}'; use median, min, trimmed or p90"),
-            };
+            var stat = LatencyStatistics.Parse(parse.GetValue(statistic), "--statistic");
             var clockName = LatencyProfilerClock.Name(LatencyProfilerClock.Parse(parse.GetValue(fitClock)!));
             var records = LatencyDataset.Load(parse.GetValue(input)!).Where(r => r.Clock == clockName);
             var result = LatencyProfilerFigure4.Analyze(records, parse.GetValue(threads), parse.GetValue(batch), parse.GetValue(length), statistic: stat);

@@ -24,7 +24,7 @@ public static class LatencyCommands
         var output = new Option<string>("--output") { Description = "Where to write the predictor (JSON).", Required = true };
         var precision = new Option<string>("--precision") { Description = "Precision to fit: int8 or fp32.", DefaultValueFactory = _ => "int8" };
         var model = new Option<string>("--model") { Description = "Model: features (operator FLOPs/elements; fast), mlp (the paper's) or auto (lower cross-validated error; trains the MLP folds+1 times).", DefaultValueFactory = _ => "features" };
-        var statistic = new Option<string>("--target") { Description = "Per-record latency to learn: median, min, trimmed-mean or p90 (the margin always bounds the median).", DefaultValueFactory = _ => "median" };
+        var statistic = new Option<string>("--target") { Description = $"Per-record latency to learn: {LatencyStatistics.Words} (the margin always bounds the median).", DefaultValueFactory = _ => "median" };
         var batch = new Option<int>("--batch") { Description = "Batch size of the records to use.", DefaultValueFactory = _ => 1 };
         var length = new Option<int>("--length") { Description = "Sequence length of the records to use.", DefaultValueFactory = _ => 128 };
         var threads = new Option<int?>("--threads") { Description = "Thread count of the records to use (default: the dataset's only one)." };
@@ -49,7 +49,7 @@ public static class LatencyCommands
             {
                 Precision = Precisions.Parse(parse.GetValue(precision)!),
                 Model = ParseModel(parse.GetValue(model)!),
-                Statistic = ParseStatistic(parse.GetValue(statistic)!),
+                Statistic = LatencyStatistics.Parse(parse.GetValue(statistic), "--target"),
                 Batch = parse.GetValue(batch),
                 SequenceLength = parse.GetValue(length),
                 Threads = parse.GetValue(threads),
@@ -178,15 +178,6 @@ public static class LatencyCommands
         "mlp" => LatencyModelKind.Mlp,
         "features" => LatencyModelKind.Features,
         _ => throw new UserInputException($"--model '{text}' is not known; use mlp, features or auto"),
-    };
-
-    private static LatencyStatistic ParseStatistic(string text) => text.ToLowerInvariant() switch
-    {
-        "median" => LatencyStatistic.Median,
-        "min" => LatencyStatistic.Min,
-        "trimmed-mean" => LatencyStatistic.TrimmedMean,
-        "p90" => LatencyStatistic.P90,
-        _ => throw new UserInputException($"--target '{text}' is not known; use median, min, trimmed-mean or p90"),
     };
 
     private static int[] ParseCounts(string text)

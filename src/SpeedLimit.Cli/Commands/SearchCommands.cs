@@ -4,6 +4,7 @@ using System.Text.Json;
 using SpeedLimit.Latency;
 using SpeedLimit.Model;
 using SpeedLimit.Pipeline;
+using SpeedLimit.Reporting;
 using SpeedLimit.Search;
 using Spectre.Console;
 
@@ -36,6 +37,7 @@ public static class SearchCommands
         public readonly Option<int> Threads = new("--threads") { Description = "Training threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         public readonly Option<int> LatencyThreads = new("--latency-threads") { Description = "ONNX Runtime threads of the deployed model (the latency the bound is about).", DefaultValueFactory = _ => 1 };
         public readonly Option<string?> LatencyData = new("--latency-data") { Description = "Profiled latencies (JSONL) to reuse and extend across runs on this machine." };
+        public readonly Option<bool> AllowOtherDevices = new("--allow-other-devices") { Description = "Fit the latency predictor on --latency-data records measured on another CPU/runtime too (refused by default)." };
         public readonly Option<int> ProfileCount = new("--profile-count") { Description = "Architectures profiled to fit the latency predictor.", DefaultValueFactory = _ => 40 };
         public readonly Option<int> SupermodelEpochs = new("--supermodel-epochs") { Description = "Epochs of weight-sharing supermodel training on the task.", DefaultValueFactory = _ => 8 };
         public readonly Option<string[]> PretrainCorpus = new("--pretrain-corpus") { Description = "Plain-text file(s) for masked-LM pretraining of the supermodel before task training.", AllowMultipleArgumentsPerToken = true };
@@ -49,7 +51,7 @@ public static class SearchCommands
         public readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
 
         public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
-            LatencyData, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json];
+            LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json];
 
         public PipelineOptions Bind(ParseResult parse, string output)
         {
@@ -78,6 +80,7 @@ public static class SearchCommands
                     Threads = parse.GetValue(LatencyThreads),
                     Count = parse.GetValue(ProfileCount),
                     DatasetPath = parse.GetValue(LatencyData),
+                    AllowOtherDevices = parse.GetValue(AllowOtherDevices),
                 },
                 Supermodel = new SupermodelTrainingOptions
                 {
@@ -128,10 +131,10 @@ public static class SearchCommands
     {
         options.Validate();
         var pipeline = new SpeedLimitPipeline(options);
-        using var cancel = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        using var cancel = new CancelOnSignals();
         var console = json ? AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }) : AnsiConsole.Console;
         console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {options.Space}, {options.Precision} → [bold]{options.Output.Folder}[/]");
+        foreach (var w in RunPreflight.Warnings(options)) console.MarkupLineInterpolated($"[yellow]warning:[/] {w}");
         PipelineResult result;
         if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);
         else
@@ -154,16 +157,19 @@ public static class SearchCommands
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 runFolder = result.RunFolder,
-                winners = result.Winners.Select(w => new { boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = Path.Combine(result.RunFolder, w.OnnxFile), metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measuredMedianMs = w.Measured.MedianMs, measuredP90Ms = w.Measured.P90Ms, meetsBound = w.MeetsBound }),
+                winners = result.Winners.Select(w => new { onnxPath = Path.Combine(result.RunFolder, w.OnnxFile), winner = w }),
                 stageSeconds = result.StageSeconds.ToDictionary(kv => kv.Key.ToString(), kv => Math.Round(kv.Value, 2)),
                 notes = result.Notes,
-            }, new JsonSerializerOptions { WriteIndented = true }));
+            }, SpeedLimit.Search.SearchJson.Indented));
             return 0;
         }
-        var table = new Table().Title("Deployable int8 models").AddColumns("bound (ms)", "architecture", "dev metric (engine / ORT)", "measured median / p90 (ms)", "meets bound", "file");
+        var table = new Table().Title("Deployable models").AddColumns(WinnerTable.Header);
         foreach (var w in result.Winners)
-            table.AddRow(w.BoundMs.ToString("G4", CultureInfo.InvariantCulture), w.Arch.ToString(), $"{w.EngineMetric:F4} / {w.OnnxMetric:F4}",
-                $"{w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3}", w.MeetsBound ? "[green]yes[/]" : "[red]no[/]", Markup.Escape(w.OnnxFile));
+        {
+            var cells = WinnerTable.Cells(w).Select(Markup.Escape).ToArray();
+            cells[^1] = w.MeetsBound ? "[green]yes[/]" : "[red]no[/]";
+            table.AddRow(cells);
+        }
         AnsiConsole.Write(table);
         foreach (var n in result.Notes) AnsiConsole.MarkupLineInterpolated($"[grey]note:[/] {n}");
         AnsiConsole.MarkupLineInterpolated($"report: [bold]{Path.Combine(result.RunFolder, "report.md")}[/]");

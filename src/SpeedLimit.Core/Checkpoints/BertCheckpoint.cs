@@ -139,7 +139,22 @@ public static class BertCheckpoint
                 extra.Add(info.Name, new SafeTensor(info.Name, info.Shape, info.DType, data));
             }
         }
+        foreach (var t in layout.Tensors)
+        {
+            // NaN/Inf weights would export and "train" silently (every step skipped): refuse them where they enter.
+            var span = parameters.AsSpan((int)t.Offset, (int)t.Length);
+            int bad = FirstNonFinite(span);
+            if (bad >= 0) throw Bad(path, $"tensor '{t.Name}' holds a non-finite value ({span[bad]}) at element {bad}; the checkpoint is corrupt or came from a diverged run — retrain it or use another checkpoint");
+        }
         return new BertCheckpointData(config, parameters, meta, extra);
+    }
+
+    /// <summary>Index of the first NaN or ±Inf, or −1.</summary>
+    internal static int FirstNonFinite(ReadOnlySpan<float> values)
+    {
+        for (int i = 0; i < values.Length; i++)
+            if (!float.IsFinite(values[i])) return i;
+        return -1;
     }
 
     private sealed class ConfigDto

@@ -28,7 +28,11 @@ public sealed class BertTextEncoder : ITextEncoder
         SepId = RequireId(tokenizer.SeparatorToken);
         MaskId = RequireId(tokenizer.MaskingToken);
         UnkId = RequireId(tokenizer.UnknownToken);
+        _specials = [(tokenizer.PaddingToken, PadId), (tokenizer.UnknownToken, UnkId), (tokenizer.ClassificationToken, ClsId),
+            (tokenizer.SeparatorToken, SepId), (tokenizer.MaskingToken, MaskId)];
     }
+
+    private readonly (string Text, int Id)[] _specials;
 
     public int VocabSize => _vocab.Length;
     public int PadId { get; }
@@ -57,16 +61,49 @@ public sealed class BertTextEncoder : ITextEncoder
         return new BertTextEncoder(tokenizer, vocab);
     }
 
-    public IReadOnlyList<int> Tokenize(string text)
+    public IReadOnlyList<int> Tokenize(string text) => TokenizeCounted(text, int.MaxValue).Ids;
+
+    /// <summary>
+    /// Token ids of <paramref name="text"/>, and the count Hugging Face's <c>tokenizers</c> (≥ 0.23)
+    /// compares when truncating a pair: it stops tokenizing at the first word whose end brings the
+    /// count to <paramref name="cap"/> or more. The special tokens ([CLS], [SEP], [MASK], [PAD],
+    /// [UNK]) typed in the text are matched as written, before normalization, and stay one token.
+    /// </summary>
+    private (List<int> Ids, int Counted) TokenizeCounted(string text, int cap)
     {
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>();
-        foreach (var word in SplitWords(text, LowerCase))
+        int counted = -1;
+        void WordDone() { if (counted < 0 && ids.Count >= cap) counted = ids.Count; }
+        int start = 0;
+        while (start <= text.Length)
         {
-            if (word.Length > MaxCharsPerWord) { ids.Add(UnkId); continue; } // as BERT: over-long words are unknown
-            ids.AddRange(_tokenizer.EncodeToIds(word, addSpecialTokens: false, considerPreTokenization: false, considerNormalization: false));
+            var (at, special) = NextSpecial(text, start);
+            foreach (var word in SplitWords(text[start..at], LowerCase))
+            {
+                if (word.Length > MaxCharsPerWord) ids.Add(UnkId); // as BERT: over-long words are unknown
+                else ids.AddRange(_tokenizer.EncodeToIds(word, addSpecialTokens: false, considerPreTokenization: false, considerNormalization: false));
+                WordDone();
+            }
+            if (special is null) break;
+            ids.Add(special.Value.Id);
+            WordDone();
+            start = at + special.Value.Text.Length;
         }
-        return ids;
+        return (ids, counted < 0 ? ids.Count : counted);
+    }
+
+    /// <summary>The first special token written in <paramref name="text"/> at or after <paramref name="from"/> (the text's end when none).</summary>
+    private (int At, (string Text, int Id)? Special) NextSpecial(string text, int from)
+    {
+        int best = text.Length;
+        (string, int)? found = null;
+        foreach (var (token, id) in _specials)
+        {
+            int i = text.IndexOf(token, from, StringComparison.Ordinal);
+            if (i >= 0 && (i < best || (i == best && found is { } f && token.Length > f.Item1.Length))) { best = i; found = (token, id); }
+        }
+        return (best, found);
     }
 
     private const int MaxCharsPerWord = 100;
@@ -74,7 +111,8 @@ public sealed class BertTextEncoder : ITextEncoder
     /// <summary>
     /// BERT's basic tokenizer: drop NUL, U+FFFD and control characters; whitespace separates words;
     /// CJK ideographs and punctuation (ASCII symbols included) become words of their own; when uncased,
-    /// lower-case and strip accents.
+    /// strip accents, then lower-case (Hugging Face's order, so İ becomes i). Whitespace is Unicode's
+    /// (U+2028 and U+2029 included), after control characters are dropped.
     /// </summary>
     public static List<string> SplitWords(string text, bool lowerCase)
     {
@@ -89,13 +127,13 @@ public sealed class BertTextEncoder : ITextEncoder
             if (IsWhitespace(rune)) { Flush(); continue; }
             if (IsControl(rune)) continue;
             if (IsCjk(cp)) { Flush(); words.Add(rune.ToString()); continue; }
-            var r = lowerCase ? Rune.ToLowerInvariant(rune) : rune;
+            // Hugging Face's BertNormalizer strips accents (NFD, drop marks) before lower-casing: İ → I → i.
             stripped.Clear();
-            if (lowerCase && r.IsBmp) AccentStripping.AppendStripped(stripped, (char)r.Value);
-            else stripped.Append(r.ToString());
+            if (lowerCase && rune.IsBmp) AccentStripping.AppendStripped(stripped, (char)rune.Value);
+            else stripped.Append((lowerCase ? Rune.ToLowerInvariant(rune) : rune).ToString());
             for (int i = 0; i < stripped.Length; i++)
             {
-                char c = stripped[i];
+                char c = lowerCase && rune.IsBmp ? char.ToLowerInvariant(stripped[i]) : stripped[i];
                 if (IsPunctuation(c)) { Flush(); words.Add(c.ToString()); }
                 else word.Append(c);
             }
@@ -104,7 +142,9 @@ public sealed class BertTextEncoder : ITextEncoder
         return words;
     }
 
-    private static bool IsWhitespace(Rune r) => r.Value is ' ' or '\t' or '\n' or '\r' || Rune.GetUnicodeCategory(r) == System.Globalization.UnicodeCategory.SpaceSeparator;
+    /// <summary>Unicode White_Space that is not a control character (those are dropped first): spaces, U+2028 and U+2029 included.</summary>
+    private static bool IsWhitespace(Rune r) => r.Value is ' ' or '\t' or '\n' or '\r' || Rune.GetUnicodeCategory(r)
+        is System.Globalization.UnicodeCategory.SpaceSeparator or System.Globalization.UnicodeCategory.LineSeparator or System.Globalization.UnicodeCategory.ParagraphSeparator;
 
     private static bool IsControl(Rune r) => Rune.GetUnicodeCategory(r) is System.Globalization.UnicodeCategory.Control
         or System.Globalization.UnicodeCategory.Format or System.Globalization.UnicodeCategory.OtherNotAssigned
@@ -121,8 +161,13 @@ public sealed class BertTextEncoder : ITextEncoder
 
     public bool IsSpecial(int id) => id == PadId || id == ClsId || id == SepId || id == MaskId || id == UnkId;
 
-    public EncodedText Encode(string textA, string? textB, int maxLength) =>
-        EncodedText.Build(this, Tokenize(textA), textB is null ? null : Tokenize(textB), maxLength);
+    public EncodedText Encode(string textA, string? textB, int maxLength)
+    {
+        var a = TokenizeCounted(textA, maxLength);
+        if (textB is null) return EncodedText.Build(this, a.Ids, null, maxLength);
+        var b = TokenizeCounted(textB, maxLength);
+        return EncodedText.Build(this, a.Ids, b.Ids, maxLength, a.Counted, b.Counted);
+    }
 
     public string IdToToken(int id) => (uint)id < (uint)_vocab.Length
         ? _vocab[id]

@@ -36,11 +36,18 @@ public sealed record EncodedText(int[] InputIds, int[] TokenTypeIds)
     public int Length => InputIds.Length;
 
     /// <summary>
-    /// Assembles special tokens around already tokenized parts. Truncation is longest-first (as
-    /// Hugging Face's default): drop the last token of the longer part until it fits, taking from b
-    /// when the parts are equally long.
+    /// Assembles special tokens around already tokenized parts, truncating longest-first as Hugging
+    /// Face's fast tokenizer (<c>tokenizers</c>) does: with a budget of <paramref name="maxLength"/>
+    /// minus the special tokens, a shorter part that fits in half the budget is kept whole and the
+    /// longer one gets the rest; otherwise both get half and the longer one the odd token (the
+    /// second part when they are equally long). See <see cref="LongestFirst"/>.
     /// </summary>
-    public static EncodedText Build(ITextEncoder encoder, IReadOnlyList<int> a, IReadOnlyList<int>? b, int maxLength)
+    /// <param name="countedA">The length of <paramref name="a"/> that the rule compares (default: its length).
+    /// <c>tokenizers</c> ≥ 0.23 stops tokenizing a part at the first word boundary at or past the max
+    /// length, so an over-long part counts as that many tokens; encoders pass that count here.</param>
+    /// <param name="countedB">The same for <paramref name="b"/>.</param>
+    public static EncodedText Build(ITextEncoder encoder, IReadOnlyList<int> a, IReadOnlyList<int>? b, int maxLength,
+        int? countedA = null, int? countedB = null)
     {
         ArgumentNullException.ThrowIfNull(encoder);
         ArgumentNullException.ThrowIfNull(a);
@@ -54,14 +61,9 @@ public sealed record EncodedText(int[] InputIds, int[] TokenTypeIds)
             if (b is null) lenA = budget;
             else
             {
-                // Closed form of "remove one token from the longer side (ties: from b) until it fits".
-                int excess = lenA + lenB - budget;
-                int gap = Math.Abs(lenA - lenB);
-                int fromLonger = Math.Min(excess, gap);
-                if (lenA > lenB) lenA -= fromLonger; else lenB -= fromLonger;
-                int rest = excess - fromLonger; // now equal lengths: b loses first, then they alternate
-                lenB -= (rest + 1) / 2;
-                lenA -= rest / 2;
+                var (keepA, keepB) = LongestFirst(Math.Min(lenA, countedA ?? lenA), Math.Min(lenB, countedB ?? lenB), budget);
+                lenA = Math.Min(lenA, keepA);
+                lenB = Math.Min(lenB, keepB);
             }
         }
         int total = lenA + lenB + specials;
@@ -79,5 +81,24 @@ public sealed record EncodedText(int[] InputIds, int[] TokenTypeIds)
             types.AsSpan(startB).Fill(1);
         }
         return new EncodedText(ids, types);
+    }
+
+    /// <summary>
+    /// How many tokens of each part a pair keeps within <paramref name="budget"/> (tokens left after
+    /// the special ones), as <c>tokenizers</c>' longest-first rule: nothing is cut when both fit; a
+    /// shorter part of at most half the budget stays whole and the longer one is cut to the rest;
+    /// otherwise the shorter part keeps ⌊budget/2⌋ and the longer one ⌈budget/2⌉ (on a tie, the
+    /// second part is the longer one).
+    /// </summary>
+    public static (int KeepA, int KeepB) LongestFirst(int lenA, int lenB, int budget)
+    {
+        if (lenA < 0 || lenB < 0 || budget < 0) throw new ArgumentException($"lengths {lenA}, {lenB} and budget {budget} must not be negative");
+        if (lenA + lenB <= budget) return (lenA, lenB);
+        bool aLonger = lenA > lenB;
+        int shorter = Math.Min(lenA, lenB);
+        int keepShorter, keepLonger;
+        if (2 * shorter <= budget) (keepShorter, keepLonger) = (shorter, budget - shorter);
+        else (keepShorter, keepLonger) = (budget / 2, budget / 2 + budget % 2);
+        return aLonger ? (keepLonger, keepShorter) : (keepShorter, keepLonger);
     }
 }

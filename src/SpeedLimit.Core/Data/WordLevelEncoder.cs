@@ -47,8 +47,13 @@ public sealed class WordLevelEncoder : ITextEncoder
 
     public bool IsSpecial(int id) => id == PadId || id == ClsId || id == SepId || id == MaskId || id == UnkId;
 
-    public EncodedText Encode(string textA, string? textB, int maxLength) =>
-        EncodedText.Build(this, Tokenize(textA), textB is null ? null : Tokenize(textB), maxLength);
+    /// <summary>One token per word, so the length Hugging Face's truncation compares is the word count capped at the max length.</summary>
+    public EncodedText Encode(string textA, string? textB, int maxLength)
+    {
+        var a = Tokenize(textA);
+        var b = textB is null ? null : Tokenize(textB);
+        return EncodedText.Build(this, a, b, maxLength, Math.Min(a.Count, maxLength), b is null ? null : Math.Min(b.Count, maxLength));
+    }
 
     public string IdToToken(int id) => (uint)id < (uint)_vocab.Length
         ? _vocab[id]

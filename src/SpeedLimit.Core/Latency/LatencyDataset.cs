@@ -48,8 +48,9 @@ public static class LatencyDataset
             if (line.Length == 0) continue;
             try
             {
-                records.Add(JsonSerializer.Deserialize<LatencyRecord>(line, JsonOptions)
-                    ?? throw new JsonException("null record"));
+                var record = JsonSerializer.Deserialize<LatencyRecord>(line, JsonOptions) ?? throw new JsonException("null record");
+                if (Problem(record) is { } problem) throw new JsonException(problem);
+                records.Add(record);
             }
             catch (JsonException ex)
             {
@@ -57,6 +58,17 @@ public static class LatencyDataset
             }
         }
         return records;
+    }
+
+    /// <summary>What makes a parsed record unusable (a latency that is not a positive number, an impossible shape), or null.</summary>
+    private static string? Problem(LatencyRecord r)
+    {
+        if (r.Layers < 1 || r.Hidden < 1 || r.Ffn < 1 || r.Heads < 1) return $"architecture {r.Arch} with {r.Heads} heads has a dimension below 1";
+        if (r.Batch < 1 || r.SequenceLength < 1 || r.Threads < 1 || r.Runs < 1) return "batch, sequence length, threads and runs must be at least 1";
+        foreach (var (name, ms) in new[] { ("medianMs", r.MedianMs), ("p90Ms", r.P90Ms), ("trimmedMeanMs", r.TrimmedMeanMs), ("minMs", r.MinMs) })
+            if (!double.IsFinite(ms) || ms <= 0) return $"{name} {ms} is not a positive number of milliseconds";
+        if (string.IsNullOrWhiteSpace(r.CpuModel) || string.IsNullOrWhiteSpace(r.RuntimeVersion)) return "the device (cpuModel, runtimeVersion) is missing";
+        return null;
     }
 
     /// <summary>Cuts a partial last line left by a killed writer so the next append starts on a fresh line.</summary>

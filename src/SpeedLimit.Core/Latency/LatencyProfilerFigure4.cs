@@ -6,6 +6,21 @@ namespace SpeedLimit.Latency;
 /// <summary>Which summary of a record's timed runs the analysis uses.</summary>
 public enum LatencyStatistic { Median, Min, TrimmedMean, P90 }
 
+/// <summary>The one parser of statistic words, so `profile fit --statistic` and `latency fit --target` accept the same ones.</summary>
+public static class LatencyStatistics
+{
+    public const string Words = "median (or p50), min, trimmed-mean (or trimmed) or p90";
+
+    public static LatencyStatistic Parse(string? text, string flag) => text?.Trim().ToLowerInvariant() switch
+    {
+        "median" or "p50" => LatencyStatistic.Median,
+        "min" => LatencyStatistic.Min,
+        "trimmed-mean" or "trimmed" => LatencyStatistic.TrimmedMean,
+        "p90" => LatencyStatistic.P90,
+        _ => throw new UserInputException($"{flag} '{text}' is not known; use {Words}"),
+    };
+}
+
 /// <summary>One architecture measured at both precisions under the same conditions.</summary>
 public sealed record LatencyPair(Architecture Arch, double Fp32Ms, double Int8Ms)
 {

@@ -5,6 +5,12 @@ namespace SpeedLimit.Latency;
 /// <summary>Where a latency was measured: enough to tell whether a predictor still applies.</summary>
 public sealed record DeviceFingerprint(string CpuModel, int Threads, string RuntimeVersion)
 {
+    /// <summary>This machine, measuring with <paramref name="threads"/> intra-op threads.</summary>
+    public static DeviceFingerprint Current(int threads) => new(LatencyProfiler.CpuModel(), threads, Onnx.OnnxRunner.RuntimeVersion);
+
+    /// <summary>Same CPU and runtime (thread counts are compared per record by whoever filters them).</summary>
+    public bool SameDeviceAs(DeviceFingerprint other) => CpuModel == other.CpuModel && RuntimeVersion == other.RuntimeVersion;
+
     public override string ToString() => $"{CpuModel}, {Threads} thread(s), ONNX Runtime {RuntimeVersion}";
 }
 

@@ -21,6 +21,8 @@ public sealed class OnnxExportOptions
     /// <summary>int8 only: one weight scale per output channel instead of one per tensor.</summary>
     public bool PerChannel { get; set; }
     public QuantizedMatMulForm MatMulForm { get; set; } = QuantizedMatMulForm.Fused;
+    /// <summary>The task and tokenizer contract to write into the file's metadata (none for a bare export).</summary>
+    public ModelContract? Contract { get; set; }
 }
 
 /// <summary>
@@ -45,6 +47,8 @@ public static class BertOnnxExporter
     public const string Logits = "logits";
     public const int Opset = 17;
     public const float MaskValue = -10000f;
+    /// <summary>Metadata key of the number of positions the model has embeddings for: longer inputs cannot run.</summary>
+    public const string PositionLimitKey = "position_limit";
 
     public static OnnxModel Build(BertConfig config, BertParameterLayout layout, ReadOnlyMemory<float> parameters, OnnxExportOptions? options = null)
     {
@@ -69,6 +73,8 @@ public static class BertOnnxExporter
             throw new ArgumentException("the ONNX exporter writes classification and regression heads only; a masked-LM model has no deployable head (fine-tune it on a task first)");
         if (!Enum.IsDefined(options.Precision))
             throw new ArgumentException($"unknown precision '{options.Precision}'; use fp32 or int8");
+        if (options.Contract is { } c && (c.MaxLength > config.MaxPositions || c.VocabSize != config.VocabSize))
+            throw new ArgumentException($"the model contract (max length {c.MaxLength}, vocabulary {c.VocabSize}) does not fit the model ({config.MaxPositions} positions, vocabulary {config.VocabSize})");
         var layout = new BertParameterLayout(config);
         ReadOnlySpan<float> Get(string name)
         {
@@ -145,7 +151,18 @@ public static class BertOnnxExporter
 
         var doc = $"SpeedLimit BERT {config.Arch}, {heads} heads, {config.Head}, {options.Precision}" +
                   (options.Precision == Precision.Int8 ? $" ({(options.PerChannel ? "per-channel" : "per-tensor")} int8 weights, {options.MatMulForm})" : "");
-        return new OnnxModel(g.Build(), new Dictionary<string, long> { [""] = Opset, ["com.microsoft"] = 1 }, DocString: doc);
+        var metadata = new Dictionary<string, string>
+        {
+            [PositionLimitKey] = config.MaxPositions.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["architecture"] = config.Arch.ToString(),
+            ["heads"] = heads.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["precision"] = options.Precision.ToString().ToLowerInvariant(),
+            ["inputs"] = $"{InputIds},{AttentionMask},{TokenTypeIds} (int64, batch × sequence)",
+            ["outputs"] = $"{Logits} (float, batch × {config.Labels})",
+        };
+        if (options.Contract is { } contract)
+            foreach (var (k, v) in contract.ToMetadata()) metadata[k] = v;
+        return new OnnxModel(g.Build(), new Dictionary<string, long> { [""] = Opset, ["com.microsoft"] = 1 }, DocString: doc, Metadata: metadata);
     }
 
     public static byte[] ToBytes(BertConfig config, BertParameterLayout layout, ReadOnlyMemory<float> parameters, OnnxExportOptions? options = null) =>

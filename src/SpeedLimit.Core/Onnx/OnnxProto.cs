@@ -31,8 +31,10 @@ public sealed record OnnxValueInfo(string Name, OnnxDataType ElementType, object
 public sealed record OnnxGraph(string Name, IReadOnlyList<OnnxNode> Nodes, IReadOnlyList<OnnxTensor> Initializers,
     IReadOnlyList<OnnxValueInfo> Inputs, IReadOnlyList<OnnxValueInfo> Outputs);
 
+/// <param name="Metadata">ModelProto.metadata_props: free-form key/value pairs that runtimes expose (ORT: ModelMetadata.CustomMetadataMap).</param>
 public sealed record OnnxModel(OnnxGraph Graph, IReadOnlyDictionary<string, long> OpsetImports, long IrVersion = 8,
-    string ProducerName = "speedlimit", string ProducerVersion = "1", string DocString = "");
+    string ProducerName = "speedlimit", string ProducerVersion = "1", string DocString = "",
+    IReadOnlyDictionary<string, string>? Metadata = null);
 
 /// <summary>
 /// Serializes the subset of onnx.proto the exporter needs (ModelProto, GraphProto, NodeProto,
@@ -77,6 +79,13 @@ public static class OnnxProtoWriter
             op.String(1, domain);                   // OperatorSetIdProto.domain
             op.Varint(2, version);                  // OperatorSetIdProto.version
             msg.Message(8, op);                     // opset_import
+        }
+        foreach (var (key, value) in m.Metadata ?? new Dictionary<string, string>())
+        {
+            var entry = new ProtoMessage();
+            entry.String(1, key);                   // StringStringEntryProto.key
+            entry.String(2, value);                 // StringStringEntryProto.value
+            msg.Message(14, entry);                 // metadata_props
         }
         return msg;
     }

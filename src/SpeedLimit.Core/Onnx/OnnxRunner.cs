@@ -96,10 +96,28 @@ public sealed class OnnxRunner : IDisposable
             throw new InvalidDataException($"{source} is not a SpeedLimit BERT export: it needs an output '{BertOnnxExporter.Logits}' of shape (batch, labels)");
         }
         Labels = logits.Dimensions[1];
+        Metadata = new Dictionary<string, string>(_session.ModelMetadata.CustomMetadataMap);
+        if (Metadata.TryGetValue(BertOnnxExporter.PositionLimitKey, out var limit) && int.TryParse(limit, System.Globalization.CultureInfo.InvariantCulture, out var n) && n > 0)
+            PositionLimit = n;
+        Contract = ModelContract.FromMetadata(Metadata);
     }
 
     public OnnxRunnerOptions Options { get; }
     public int Labels { get; }
+    /// <summary>The file's metadata_props (empty for files without any).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+    /// <summary>Positions the model has embeddings for (from its metadata); null when the file does not say.</summary>
+    public int? PositionLimit { get; }
+    /// <summary>The task and tokenizer contract the file carries, if any.</summary>
+    public ModelContract? Contract { get; }
+
+    /// <summary>Fails with a clear message when an input is longer than the model can take (ORT would fail deep inside with a broadcast error).</summary>
+    private void CheckLength(int length, string what)
+    {
+        if (PositionLimit is int limit && length > limit)
+            throw new ArgumentException($"{what} has {length} tokens but the model has only {limit} positions; truncate inputs to at most {limit} tokens" +
+                (Contract is { } c ? $" (the model was trained and scored at max length {c.MaxLength}, longest-first truncation)" : ""));
+    }
 
     /// <summary>ONNX Runtime's native library version, e.g. "1.31.1".</summary>
     public static string RuntimeVersion => OrtEnv.Instance().GetVersionString();
@@ -107,6 +125,7 @@ public sealed class OnnxRunner : IDisposable
     public OnnxInputBuffer CreateBuffer(int batch, int sequenceLength)
     {
         if (batch < 1 || sequenceLength < 1) throw new ArgumentException($"batch {batch} and sequence length {sequenceLength} must be at least 1");
+        CheckLength(sequenceLength, "a buffer");
         return new OnnxInputBuffer(batch, sequenceLength, Labels);
     }
 
@@ -114,6 +133,7 @@ public sealed class OnnxRunner : IDisposable
     public void Run(OnnxInputBuffer buffer)
     {
         ArgumentNullException.ThrowIfNull(buffer);
+        CheckLength(buffer.SequenceLength, "the input");
         _session.Run(_runOptions, InputNames, buffer.Inputs, OutputNames, buffer.Outputs);
     }
 
@@ -135,7 +155,11 @@ public sealed class OnnxRunner : IDisposable
             {
                 int count = Math.Min(batchSize, tokenIds.Count - start);
                 int length = 1;
-                for (int i = 0; i < count; i++) length = Math.Max(length, tokenIds[start + i].Length);
+                for (int i = 0; i < count; i++)
+                {
+                    length = Math.Max(length, tokenIds[start + i].Length);
+                    CheckLength(tokenIds[start + i].Length, $"example {start + i}");
+                }
                 if (buffer is null || buffer.Batch != count || buffer.SequenceLength != length)
                 {
                     buffer?.Dispose();

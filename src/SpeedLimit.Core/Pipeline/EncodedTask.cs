@@ -13,6 +13,8 @@ public sealed class EncodedTask
         if (maxLength < 4) throw new ArgumentException($"max sequence length {maxLength} is too short; use at least 4 tokens");
         if (task.Train.Count == 0) throw new UserInputException($"task '{task.Name}' has no training examples");
         if (task.Dev.Count == 0) throw new UserInputException($"task '{task.Name}' has no dev examples to score candidates on");
+        if (UndefinedMetricReason(task) is { } why)
+            throw new UserInputException($"task '{task.Name}': {why}, so every candidate would score the same; use more dev examples (--max-dev-examples) or another dev file");
         Task = task;
         Encoder = encoder;
         MaxLength = maxLength;
@@ -44,6 +46,22 @@ public sealed class EncodedTask
         if (options.MaxTrainExamples is null && options.MaxDevExamples is null) return d;
         return new TaskDataset(d.Name, d.Kind, d.LabelNames, d.PrimaryMetric, Take(d.Train, options.MaxTrainExamples, seed),
             Take(d.Dev, options.MaxDevExamples, seed + 7919), d.Test, d.DevCarvedFromTrain, d.BuiltinEncoder);
+    }
+
+    /// <summary>
+    /// Why the task's primary metric is undefined on its dev split whatever a model predicts
+    /// (a correlation over fewer than two examples or over one gold value), or null. Such a split
+    /// cannot rank candidates: refused up front rather than scored as 0.
+    /// </summary>
+    internal static string? UndefinedMetricReason(TaskDataset task)
+    {
+        if (task.PrimaryMetric is not (PrimaryMetric.Matthews or PrimaryMetric.PearsonSpearman)) return null;
+        var name = task.PrimaryMetric == PrimaryMetric.Matthews ? "the Matthews correlation" : "the Pearson/Spearman correlation";
+        if (task.Dev.Count < 2) return $"{name} is undefined on a dev split of {task.Dev.Count} example";
+        bool constant = task.Kind == TaskKind.Regression
+            ? task.Dev.All(e => e.Score == task.Dev[0].Score)
+            : task.Dev.All(e => e.ClassId == task.Dev[0].ClassId);
+        return constant ? $"{name} is undefined on a dev split whose {task.Dev.Count} examples all have the same gold value" : null;
     }
 
     public TaskDataset Task { get; }

@@ -214,12 +214,21 @@ public static class OptionsFingerprint
         if (a is JsonObject oa && b is JsonObject ob)
         {
             foreach (var key in oa.Select(kv => kv.Key).Union(ob.Select(kv => kv.Key)))
-                Compare(oa[key], ob[key], path.Length == 0 ? key : $"{path}.{key}", diffs);
+            {
+                var sub = path.Length == 0 ? key : $"{path}.{key}";
+                if (!oa.ContainsKey(key) || !ob.ContainsKey(key))
+                    diffs.Add($"{sub}: {(oa.ContainsKey(key) ? Text(oa[key]) : "(absent)")} then, {(ob.ContainsKey(key) ? Text(ob[key]) : "(absent)")} now");
+                else Compare(oa[key], ob[key], sub, diffs);
+            }
             return;
         }
-        string sa = a?.ToJsonString() ?? "(none)", sb = b?.ToJsonString() ?? "(none)";
-        if (sa != sb) diffs.Add($"{path}: {Short(sa)} then, {Short(sb)} now");
+        string sa = Text(a), sb = Text(b);
+        if (sa != sb) diffs.Add($"{path}: {sa} then, {sb} now");
     }
 
-    private static string Short(string s) => s.Length <= 60 ? s : s[..57] + "…";
+    private static string Text(JsonNode? node)
+    {
+        var s = node?.ToJsonString() ?? "null";
+        return s.Length <= 60 ? s : s[..57] + "…";
+    }
 }

@@ -19,10 +19,6 @@ public enum PipelineStage { Data, Profiling, Predictor, Supermodel, Search, Base
 /// <summary>Progress of one stage: <paramref name="Completed"/> of <paramref name="Total"/> units.</summary>
 public sealed record PipelineProgress(PipelineStage Stage, string Message, int Completed, int Total, TimeSpan? Eta = null);
 
-/// <summary>A bound's winner as deployed: its int8 ONNX file, measured latency and dev metric on both runtimes.</summary>
-public sealed record DeployedWinner(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile,
-    double EngineMetric, double OnnxMetric, LatencyRecord Measured, bool MeetsBound);
-
 public sealed record PipelineResult(string RunFolder, RunResults Results, IReadOnlyList<DeployedWinner> Winners,
     IReadOnlyDictionary<PipelineStage, double> StageSeconds, IReadOnlyList<string> Notes);
 
@@ -52,9 +48,13 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         options.Validate();
         var output = Path.GetFullPath(options.Output.Folder).TrimEnd(Path.DirectorySeparatorChar);
         var work = WorkFolderFor(output);
-        PrepareFolders(output, work);
-
+        // Checked before anything is written (only the lock file, which goes with the run): a bad request leaves nothing behind.
+        using var runLock = RunLock.Acquire(output);
+        if (runLock.StalePid is int stale) _notes.Add($"took over the lock of run {stale}, which is no longer running");
+        CheckFolders(output, work);
         var task = Stage(PipelineStage.Data, () => LoadTask());
+        bool created = CreateWorkFolder(output, work);
+
         var profiler = new LatencyProfiler(new LatencyProfilerOptions
         {
             Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads,
@@ -64,10 +64,22 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.
         var measuredPath = Path.Combine(work, "measured.jsonl");
         var precisions = options.CompareFp32Search || options.Baselines.Count > 0 ? new[] { Precision.Int8, Precision.Fp32 } : new[] { options.Precision };
-        Stage(PipelineStage.Profiling, () => Profile(profiler, precisions, latencyPath, cancel));
-        var profiled = LatencyDataset.Load(latencyPath);
-        var predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(profiled, p, work)));
-        var bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(profiled, options.Precision);
+        Dictionary<Precision, LatencyPredictor> predictors;
+        List<double> bounds;
+        try
+        {
+            Stage(PipelineStage.Profiling, () => Profile(profiler, precisions, latencyPath, cancel));
+            var profiled = LatencyDataset.Load(latencyPath);
+            predictors = Stage(PipelineStage.Predictor, () => precisions.ToDictionary(p => p, p => FitPredictor(profiled, p, work)));
+            bounds = options.BoundsMs.Count > 0 ? options.BoundsMs.ToList() : AutoBounds(profiled, options.Precision);
+            CheckFeasible(bounds, predictors);
+        }
+        catch (Exception ex) when (created && CliFacingError(ex))
+        {
+            // Nothing worth resuming yet (a reused latency dataset keeps its records): leave no work folder to trip the corrected rerun.
+            Directory.Delete(work, recursive: true);
+            throw;
+        }
 
         var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(new SupermodelJob(options.Supermodel, options.Space, options.Seed, options.TrainThreads, options.Profiling.SequenceLength), task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
 
@@ -91,20 +103,26 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
                 return 0;
             });
 
-        var staging = Path.Combine(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.staging-{Guid.NewGuid():N}");
+        // The tail runs one way: export → verify → complete winner records → the report, written once from them.
+        var staging = Path.Combine(work, StagingFolder);
         try
         {
-            var results = new RunResults($"SpeedLimit on '{task.Task.Name}'", DateTimeOffset.UtcNow, searches, baselines);
-            Stage(PipelineStage.Report, () => { RunReport.Write(staging, results); return 0; });
-            var winners = Stage(PipelineStage.Export, () => ExportWinners(searches[0], evaluators[options.Precision], task, staging, cancel));
-            Stage(PipelineStage.Verification, () => { VerifyWinners(winners, profiler, staging); return 0; });
-            AppendDeploymentSection(Path.Combine(staging, RunReport.ReportFile), winners);
-            WriteJsonAtomically(Path.Combine(staging, "deployment.json"), new { winners = winners.Select(DescribeWinner), notes = _notes, stageSeconds = _stageSeconds });
+            Directory.CreateDirectory(staging);
+            var contract = RunPackage.Contract(task.Task, task.Encoder, task.MaxLength);
+            var exported = Stage(PipelineStage.Export, () => ExportWinners(searches[0], evaluators[options.Precision], task, contract, staging, cancel));
+            var winners = Stage(PipelineStage.Verification, () => VerifyWinners(exported, profiler, staging));
             store.Dispose(); // closing the only connection checkpoints the WAL into study.db before it is copied
-            File.Copy(latencyPath, Path.Combine(staging, "latency.jsonl"));
-            foreach (var f in new[] { "measured.jsonl", "study.db" })
-                if (File.Exists(Path.Combine(work, f))) File.Copy(Path.Combine(work, f), Path.Combine(staging, f));
-            foreach (var f in Directory.GetFiles(work, "predictor-*.json")) File.Copy(f, Path.Combine(staging, Path.GetFileName(f)));
+            var results = new RunResults($"SpeedLimit on '{task.Task.Name}'", DateTimeOffset.UtcNow, searches, baselines);
+            var deployment = new Deployment(contract, winners, [.. _notes], _stageSeconds.ToDictionary(kv => kv.Key.ToString(), kv => Math.Round(kv.Value, 2)));
+            Stage(PipelineStage.Report, () =>
+            {
+                RunReport.WriteInto(staging, results, deployment);
+                File.Copy(latencyPath, Path.Combine(staging, "latency.jsonl"));
+                foreach (var f in new[] { "measured.jsonl", "study.db" })
+                    if (File.Exists(Path.Combine(work, f))) File.Copy(Path.Combine(work, f), Path.Combine(staging, f));
+                foreach (var f in Directory.GetFiles(work, "predictor-*.json")) File.Copy(f, Path.Combine(staging, Path.GetFileName(f)));
+                return 0;
+            });
             Directory.Move(staging, output);
             Directory.Delete(work, recursive: true);
             return new PipelineResult(output, results, winners, _stageSeconds, _notes);
@@ -116,27 +134,53 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         }
     }
 
-    private void PrepareFolders(string output, string work)
+    /// <summary>Refuses an existing output, an unfinished run without --resume, and a resume with other settings (naming them).</summary>
+    private void CheckFolders(string output, string work)
     {
         if (Directory.Exists(output) || File.Exists(output))
             throw new UserInputException($"output '{options.Output.Folder}' already exists; choose another --output or remove it");
-        var fingerprintPath = Path.Combine(work, "options.json");
-        if (Directory.Exists(work))
-        {
-            if (!options.Output.Resume)
-                throw new UserInputException($"an unfinished run is in '{work}'; pass --resume to continue it, or delete that folder to start over");
-            if (File.Exists(fingerprintPath) && OptionsFingerprint.Differences(File.ReadAllText(fingerprintPath), options.Fingerprint()) is { Count: > 0 } diffs)
-                throw new UserInputException($"the unfinished run in '{work}' used different settings ({string.Join("; ", diffs.Take(4))}{(diffs.Count > 4 ? $"; and {diffs.Count - 4} more" : "")}); resume it with the same flags, or delete that folder to start over");
-            _notes.Add("resumed an unfinished run");
-        }
+        if (!Directory.Exists(work)) return;
+        if (!options.Output.Resume)
+            throw new UserInputException($"an unfinished run is in '{work}'; pass --resume to continue it, or delete that folder to start over");
+        var fingerprintPath = Path.Combine(work, OptionsFile);
+        if (File.Exists(fingerprintPath) && OptionsFingerprint.Differences(File.ReadAllText(fingerprintPath), options.Fingerprint()) is { Count: > 0 } diffs)
+            throw new UserInputException($"the unfinished run in '{work}' used different settings ({string.Join("; ", diffs.Take(4))}{(diffs.Count > 4 ? $"; and {diffs.Count - 4} more" : "")}); resume it with the same flags, or delete that folder to start over");
+    }
+
+    /// <summary>Creates (or reopens) the work folder; clears what a killed export left. True when this run created it.</summary>
+    private bool CreateWorkFolder(string output, string work)
+    {
+        bool existed = Directory.Exists(work);
+        if (existed) _notes.Add("resumed an unfinished run");
         Directory.CreateDirectory(work);
-        WriteTextAtomically(fingerprintPath, options.Fingerprint());
+        var staging = Path.Combine(work, StagingFolder);
+        if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        // Staging folders of earlier versions lived beside the output.
+        foreach (var old in Directory.GetDirectories(Path.GetDirectoryName(output)!, $".{Path.GetFileName(output)}.staging-*"))
+            Directory.Delete(old, recursive: true);
+        WriteTextAtomically(Path.Combine(work, OptionsFile), options.Fingerprint());
+        return !existed;
+    }
+
+    private const string OptionsFile = "options.json";
+    private const string StagingFolder = "staging";
+
+    private static bool CliFacingError(Exception ex) => ex is UserInputException or ArgumentException or InvalidDataException or FileNotFoundException;
+
+    /// <summary>Each searched precision must have at least one architecture predicted within each bound, before the supermodel is trained.</summary>
+    private void CheckFeasible(IReadOnlyList<double> bounds, IReadOnlyDictionary<Precision, LatencyPredictor> predictors)
+    {
+        var searched = options.CompareFp32Search ? new[] { options.Precision, Other(options.Precision) } : new[] { options.Precision };
+        foreach (var p in searched)
+            foreach (var b in bounds)
+                SpaceNarrowing.Narrow(options.Space, predictors[p], b); // throws naming the fastest architecture
     }
 
     private EncodedTask LoadTask()
     {
-        Report(PipelineStage.Data, $"loading task '{options.Data.Task}'", 0, 1);
-        var task = EncodedTask.Load(options.Data, options.Seed);
+        Report(PipelineStage.Data, $"loading task '{options.Data.Task}' and checking the request", 0, 1);
+        var (task, warnings) = RunPreflight.Run(options);
+        foreach (var w in warnings) _notes.Add($"warning: {w}");
         Report(PipelineStage.Data, $"{task.Task.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {task.Encoder.VocabSize}", 1, 1);
         return task;
     }
@@ -210,12 +254,29 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         return search.EvaluateBaselines(definition, store, $"baselines-{precision.ToString().ToLowerInvariant()}", $"uniform {precision} baselines", cancel);
     }
 
-    /// <summary>Rebuilds each bound's winner (fine-tuning is deterministic per seed), exports it as int8 ONNX and scores it on ORT.</summary>
-    private List<DeployedWinner> ExportWinners(SearchResult search, CandidateEvaluator evaluator, EncodedTask task, string folder, CancellationToken cancel)
+    /// <summary>One exported winner before its latency is verified (every field known).</summary>
+    private sealed record ExportedModel(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile,
+        DevScore Engine, DevScore OnnxRuntime, PaddingEffect Padding);
+
+    /// <summary>Padded batch size of the padding-effect measurement (the runner's default batch).</summary>
+    private const int PaddedBatch = 32;
+
+    /// <summary>
+    /// Rebuilds each bound's winner (fine-tuning is deterministic per seed), exports it with the
+    /// contract in its metadata, writes the tokenizer files beside it, and scores it on the dev split:
+    /// on the engine, and on ONNX Runtime each example alone (as the run folder's README calls it)
+    /// and in padded batches (how much int8 outputs depend on padding).
+    /// </summary>
+    private List<ExportedModel> ExportWinners(SearchResult search, CandidateEvaluator evaluator, EncodedTask task, ModelContract contract,
+        string folder, CancellationToken cancel)
     {
-        var winners = new List<DeployedWinner>();
         var bounds = search.Bounds.Where(b => b.Winner is not null).ToList();
         if (bounds.Count == 0) throw new UserInputException("no candidate met any bound by measurement; loosen the bound or widen the search space");
+        RunPackage.WriteTokenizer(folder, task.Encoder, contract);
+        var exported = new List<ExportedModel>();
+        var ids = task.Dev.Select(e => e.InputIds).ToList();
+        var types = task.Dev.Select(e => e.TokenTypeIds).ToList();
+        bool int8 = options.Precision == Precision.Int8;
         int i = 0;
         foreach (var b in bounds)
         {
@@ -226,66 +287,63 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             var onnx = Path.Combine(folder, name + ".onnx");
             var ckpt = Path.Combine(folder, name + ".safetensors");
             BertOnnxExporter.Save(model.Config, model.Layout, model.Parameters, onnx,
-                new OnnxExportOptions { Precision = options.Precision });
+                new OnnxExportOptions { Precision = options.Precision, Contract = contract });
             BertCheckpoint.Save(ckpt, model.Config, model.Parameters);
-            double engine = task.EvaluateDev(model, options.Precision == Precision.Int8 ? new Quantization.Int8Simulation(model) : null).Primary;
-            double ort;
+            double engine = task.EvaluateDev(model, int8 ? new Quantization.Int8Simulation(model) : null).Primary;
+            float[][] alone, batched;
             using (var runner = new OnnxRunner(onnx, new OnnxRunnerOptions { IntraOpThreads = options.TrainThreads }))
             {
-                var logits = runner.Predict(task.Dev.Select(e => e.InputIds).ToList(), task.Dev.Select(e => e.TokenTypeIds).ToList());
-                ort = task.Score(logits).Primary;
+                alone = runner.Predict(ids, types, batchSize: 1);
+                batched = runner.Predict(ids, types, batchSize: PaddedBatch);
             }
+            double ort = task.Score(alone).Primary;
             if (Math.Abs(engine - b.Winner.Metric) > 1e-9)
                 _notes.Add($"{arch}: rebuilt metric {engine:F4} differs from the searched {b.Winner.Metric:F4}");
-            winners.Add(new DeployedWinner(b.BoundMs, arch, Path.GetFileName(onnx), Path.GetFileName(ckpt), engine, ort, null!, false));
-            Report(PipelineStage.Export, $"{name}.onnx: engine int8 metric {engine:F4}, ONNX Runtime {ort:F4}", ++i, bounds.Count);
+            exported.Add(new ExportedModel(b.BoundMs, arch, Path.GetFileName(onnx), Path.GetFileName(ckpt),
+                new DevScore(engine, int8 ? "engine int8 simulation" : "engine fp32", "length-sorted padded batches of 64"),
+                new DevScore(ort, $"ONNX Runtime {OnnxRunner.RuntimeVersion}", RunPackage.OnnxScoring),
+                MeasurePadding(alone, batched, task)));
+            Report(PipelineStage.Export, $"{name}.onnx: engine metric {engine:F4}, ONNX Runtime {ort:F4}", ++i, bounds.Count);
         }
-        return winners;
+        return exported;
+    }
+
+    /// <summary>How far padded-batch logits are from each example's logits alone, and how often the top class differs.</summary>
+    internal static PaddingEffect MeasurePadding(float[][] alone, float[][] batched, EncodedTask task)
+    {
+        double maxDelta = 0;
+        int flips = 0;
+        for (int e = 0; e < alone.Length; e++)
+        {
+            for (int j = 0; j < alone[e].Length; j++) maxDelta = Math.Max(maxDelta, Math.Abs(alone[e][j] - batched[e][j]));
+            if (alone[e].Length > 1 && ArgMax(alone[e]) != ArgMax(batched[e])) flips++;
+        }
+        return new PaddingEffect(PaddedBatch, alone.Length, maxDelta, flips, task.Score(batched).Primary);
+    }
+
+    private static int ArgMax(float[] row)
+    {
+        int best = 0;
+        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
+        return best;
     }
 
     /// <summary>Measures each exported file with the profiler protocol; the bound is checked against this measurement.</summary>
-    private void VerifyWinners(List<DeployedWinner> winners, LatencyProfiler profiler, string folder)
+    private List<DeployedWinner> VerifyWinners(IReadOnlyList<ExportedModel> exported, LatencyProfiler profiler, string folder)
     {
-        for (int i = 0; i < winners.Count; i++)
+        var winners = new List<DeployedWinner>();
+        for (int i = 0; i < exported.Count; i++)
         {
-            var w = winners[i];
-            Report(PipelineStage.Verification, $"measuring {w.OnnxFile}", i, winners.Count);
-            var record = profiler.ProfileFile(Path.Combine(folder, w.OnnxFile), w.Arch, options.Precision);
-            winners[i] = w with { Measured = record, MeetsBound = record.MedianMs <= w.BoundMs };
-            if (!winners[i].MeetsBound)
-                _notes.Add($"{w.OnnxFile}: measured {record.MedianMs:F3} ms exceeds the {w.BoundMs} ms bound on re-measurement (machine noise?); the search's own verification had it within");
-            Report(PipelineStage.Verification, $"{w.OnnxFile}: median {record.MedianMs:F3} ms, p90 {record.P90Ms:F3} ms (bound {w.BoundMs} ms)", i + 1, winners.Count);
+            var e = exported[i];
+            Report(PipelineStage.Verification, $"measuring {e.OnnxFile}", i, exported.Count);
+            var record = profiler.ProfileFile(Path.Combine(folder, e.OnnxFile), e.Arch, options.Precision);
+            var verdict = new LatencyVerdict("median", record.MedianMs, e.BoundMs, record.MedianMs <= e.BoundMs, record);
+            if (!verdict.MeetsBound)
+                _notes.Add($"{e.OnnxFile}: measured {record.MedianMs:F3} ms exceeds the {e.BoundMs} ms bound on re-measurement (machine noise?); the search's own verification had it within");
+            winners.Add(new DeployedWinner(e.BoundMs, e.Arch, e.OnnxFile, e.CheckpointFile, e.Engine, e.OnnxRuntime, e.Padding, verdict));
+            Report(PipelineStage.Verification, $"{e.OnnxFile}: median {record.MedianMs:F3} ms, p90 {record.P90Ms:F3} ms (bound {e.BoundMs} ms)", i + 1, exported.Count);
         }
-    }
-
-    private static object DescribeWinner(DeployedWinner w) => new
-    {
-        boundMs = w.BoundMs, arch = w.Arch.ToString(), onnx = w.OnnxFile, checkpoint = w.CheckpointFile,
-        engineInt8Metric = w.EngineMetric, onnxRuntimeMetric = w.OnnxMetric, measured = w.Measured, meetsBound = w.MeetsBound,
-    };
-
-    private void AppendDeploymentSection(string reportPath, IReadOnlyList<DeployedWinner> winners)
-    {
-        var inv = CultureInfo.InvariantCulture;
-        var sb = new StringBuilder(File.ReadAllText(reportPath));
-        sb.AppendLine().AppendLine("## Deployable models").AppendLine();
-        sb.AppendLine("| bound (ms) | architecture | file | dev metric (engine int8) | dev metric (ONNX Runtime) | measured median / p90 (ms) | meets bound |");
-        sb.AppendLine("|---|---|---|---|---|---|---|");
-        foreach (var w in winners)
-            sb.AppendLine(string.Create(inv, $"| {w.BoundMs:G4} | {w.Arch} | `{w.OnnxFile}` | {w.EngineMetric:F4} | {w.OnnxMetric:F4} | {w.Measured.MedianMs:F3} / {w.Measured.P90Ms:F3} | {(w.MeetsBound ? "yes" : "**no**")} |"));
-        if (winners.Count > 0)
-        {
-            var m = winners[0].Measured;
-            sb.AppendLine().AppendLine(string.Create(inv, $"Measured with ONNX Runtime {m.RuntimeVersion} on {m.CpuModel}, {m.Threads} thread(s), batch {m.Batch} × {m.SequenceLength} tokens, {m.Runs} timed runs after warm-up."));
-        }
-        if (_notes.Count > 0)
-        {
-            sb.AppendLine().AppendLine("## Notes").AppendLine();
-            foreach (var n in _notes) sb.AppendLine($"- {n}");
-        }
-        sb.AppendLine().AppendLine("## Stage timings").AppendLine();
-        foreach (var (stage, s) in _stageSeconds) sb.AppendLine(string.Create(inv, $"- {stage}: {s:F1} s"));
-        WriteTextAtomically(reportPath, sb.ToString());
+        return winners;
     }
 
     private T Stage<T>(PipelineStage stage, Func<T> body)

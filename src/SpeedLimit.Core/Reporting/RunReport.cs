@@ -32,9 +32,7 @@ public static class RunReport
         Directory.CreateDirectory(temp);
         try
         {
-            File.WriteAllText(Path.Combine(temp, ResultsFile), results.ToJson(), Encoding.UTF8);
-            FrontPlot.Save(Path.Combine(temp, PlotFile), results);
-            File.WriteAllText(Path.Combine(temp, ReportFile), Markdown(results), Encoding.UTF8);
+            WriteInto(temp, results);
             if (Directory.Exists(target))
             {
                 var old = Path.Combine(parent, $".{Path.GetFileName(target)}.old-{Guid.NewGuid():N}");
@@ -51,11 +49,30 @@ public static class RunReport
         }
     }
 
+    /// <summary>
+    /// Writes results.json, front.png and report.md (and, for a pipeline run, deployment.json and the
+    /// package README) into an existing folder, each file once and complete. The pipeline calls it on
+    /// its staging folder after export and verification, so the report is rendered from the finished
+    /// winner records.
+    /// </summary>
+    public static void WriteInto(string folder, RunResults results, Deployment? deployment = null)
+    {
+        ArgumentNullException.ThrowIfNull(results);
+        AtomicFile.WriteAllText(Path.Combine(folder, ResultsFile), results.ToJson());
+        FrontPlot.Save(Path.Combine(folder, PlotFile), results);
+        if (deployment is not null)
+        {
+            RunPackage.WriteDeployment(folder, deployment);
+            RunPackage.WriteReadme(folder, deployment);
+        }
+        AtomicFile.WriteAllText(Path.Combine(folder, ReportFile), Markdown(results, deployment));
+    }
+
     /// <summary>Encoder parameters (attention, FFN, LayerNorms) of (e, h, f): a size comparable across searches.</summary>
     public static long EncoderParameters(Architecture a) =>
         (long)a.Layers * (4L * a.Hidden * a.Hidden + 4L * a.Hidden + 2L * a.Hidden * a.Ffn + a.Ffn + a.Hidden + 4L * a.Hidden);
 
-    public static string Markdown(RunResults results)
+    public static string Markdown(RunResults results, Deployment? deployment = null)
     {
         var inv = CultureInfo.InvariantCulture;
         var md = new StringBuilder();
@@ -141,6 +158,44 @@ public static class RunReport
             }
             Line();
         }
+        if (deployment is not null) DeploymentSection(deployment, Line);
         return md.ToString();
+    }
+
+    private static void DeploymentSection(Deployment d, Action<string> line)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        line("## Deployable models");
+        line("");
+        line($"Each file was rebuilt, exported and re-measured; dev metrics are on the {d.Winners.FirstOrDefault()?.Engine.Runtime ?? "engine"} and on ONNX Runtime " +
+             $"{RunPackage.OnnxScoring}. How to call them: [{RunPackage.ReadmeFile}]({RunPackage.ReadmeFile}).");
+        line("");
+        foreach (var row in WinnerTable.Markdown(d.Winners)) line(row);
+        if (d.Winners.Count > 0)
+        {
+            var m = d.Winners[0].Verdict.Measurement;
+            line("");
+            line(string.Create(inv, $"Measured with ONNX Runtime {m.RuntimeVersion} on {m.CpuModel}, {m.Threads} thread(s), batch {m.Batch} × {m.SequenceLength} tokens, {m.Runs} timed runs after warm-up; the bound is checked against the {d.Winners[0].Verdict.Statistic}."));
+            foreach (var w in d.Winners.Where(w => w.Padding is not null))
+            {
+                var p = w.Padding!;
+                line(string.Create(inv, $"int8 dynamic quantization makes outputs depend slightly on padding and batch composition: `{w.OnnxFile}` scored {w.OnnxRuntime.Metric:F4} alone and {p.BatchedMetric:F4} in padded batches of {p.BatchSize}; logits moved by up to {p.MaxAbsLogitDelta:G3}, the top class changed on {p.TopClassChanges} of {p.Examples} dev examples."));
+            }
+        }
+        if (d.Notes.Count > 0)
+        {
+            line("");
+            line("## Notes");
+            line("");
+            foreach (var n in d.Notes) line($"- {n}");
+        }
+        if (d.StageSeconds.Count > 0)
+        {
+            line("");
+            line("## Stage timings");
+            line("");
+            foreach (var (stage, sec) in d.StageSeconds) line(string.Create(inv, $"- {stage}: {sec:F1} s"));
+        }
+        line("");
     }
 }

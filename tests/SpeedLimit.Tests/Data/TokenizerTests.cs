@@ -111,27 +111,64 @@ public class TokenizerTests
         return ids;
     }
 
+    // The expected lengths are the table of tokenizers' own unit test (utils/truncation.rs, max length 7,
+    // parts of 0, 2, 4 and 8 tokens), plus ties and a longer second part at odd budgets.
     [Theory]
-    [InlineData(10, 4, 20)]
-    [InlineData(3, 9, 8)]
-    [InlineData(5, 5, 7)]
-    [InlineData(6, 5, 8)]
-    [InlineData(0, 12, 6)]
-    [InlineData(7, 0, 5)]
-    [InlineData(2, 2, 3)]
-    public void LongestFirstTruncationMatchesOneAtATimeLoop(int lenA, int lenB, int maxLength)
+    [InlineData(0, 8, 7, 0, 7)]
+    [InlineData(2, 8, 7, 2, 5)]
+    [InlineData(4, 4, 7, 3, 4)]
+    [InlineData(4, 8, 7, 3, 4)]
+    [InlineData(8, 2, 7, 5, 2)]
+    [InlineData(8, 4, 7, 4, 3)]
+    [InlineData(8, 8, 7, 3, 4)]
+    [InlineData(4, 2, 7, 4, 2)]
+    [InlineData(5, 5, 9, 4, 5)]   // tie: the second part gets the odd token
+    [InlineData(5, 10, 9, 4, 5)]  // the shorter part is over half the budget: it keeps ⌊9/2⌋
+    [InlineData(26, 23, 27, 14, 13)]
+    public void LongestFirstKeepsWhatTokenizersKeeps(int lenA, int lenB, int budget, int keepA, int keepB)
     {
+        Assert.Equal((keepA, keepB), EncodedText.LongestFirst(lenA, lenB, budget));
         var encoder = new WordLevelEncoder(Enumerable.Range(0, 40).Select(i => $"w{i}"));
-        var a = Enumerable.Range(10, lenA).ToList();
-        var b = Enumerable.Range(25, lenB).ToList();
-        var enc = EncodedText.Build(encoder, a, b, maxLength);
-        // Reference: Hugging Face's loop, one token at a time from the longer side (ties: from b).
-        var ra = new List<int>(a); var rb = new List<int>(b);
-        while (ra.Count + rb.Count > maxLength - 3)
-            if (ra.Count > rb.Count) ra.RemoveAt(ra.Count - 1); else rb.RemoveAt(rb.Count - 1);
-        Assert.Equal([encoder.ClsId, .. ra, encoder.SepId, .. rb, encoder.SepId], enc.InputIds);
-        Assert.Equal(Enumerable.Repeat(0, ra.Count + 2).Concat(Enumerable.Repeat(1, rb.Count + 1)), enc.TokenTypeIds);
-        Assert.True(enc.Length <= maxLength);
+        var enc = EncodedText.Build(encoder, Enumerable.Range(10, lenA).ToList(), Enumerable.Range(25, lenB).ToList(), budget + 3);
+        Assert.Equal([encoder.ClsId, .. Enumerable.Range(10, keepA), encoder.SepId, .. Enumerable.Range(25, keepB), encoder.SepId], enc.InputIds);
+        Assert.Equal(Enumerable.Repeat(0, keepA + 2).Concat(Enumerable.Repeat(1, keepB + 1)), enc.TokenTypeIds);
+    }
+
+    [Fact]
+    public void OverLongPartsCountAsTheMaxLengthWhenTruncating()
+    {
+        // tokenizers ≥ 0.23 stops tokenizing a part once it has max-length tokens, so parts of 26 and 23
+        // words at max length 16 both count as 16: a tie, and the second part gets the odd token.
+        var encoder = new WordLevelEncoder(Enumerable.Range(0, 40).Select(i => $"w{i}"));
+        string Words(int n) => string.Join(' ', Enumerable.Range(0, n).Select(i => $"w{i}"));
+        var enc = encoder.Encode(Words(26), Words(23), 16);
+        Assert.Equal(6 + 2, enc.TokenTypeIds.Count(t => t == 0));
+        Assert.Equal(7 + 1, enc.TokenTypeIds.Count(t => t == 1));
+    }
+
+    /// <summary>A tiny WordPiece vocabulary (no shared data needed).</summary>
+    private static BertTextEncoder TinyEncoder(TempDir dir) => BertTextEncoder.FromVocabFile(dir.File("vocab.txt",
+        string.Join("\n", "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "i", "istanbul", "line", "one", "two", "[", "]", "cls", "sep", "mask", "##s", "x") + "\n"));
+
+    [Fact]
+    public void SpecialTokensTypedInTextStayOneToken()
+    {
+        using var dir = new TempDir();
+        var e = TinyEncoder(dir);
+        int Id(string t) => Enumerable.Range(0, e.VocabSize).First(i => e.IdToToken(i) == t);
+        Assert.Equal([e.ClsId, Id("one"), e.SepId, Id("two"), e.MaskId, e.PadId, e.UnkId, e.SepId], e.Encode("one [SEP]two[MASK] [PAD][UNK]", null, 64).InputIds);
+        // Matched as written, before lower-casing: "[cls]" is ordinary text.
+        Assert.Equal([Id("["), Id("cls"), Id("]"), e.ClsId], e.Tokenize("[cls][CLS]"));
+    }
+
+    [Fact]
+    public void DottedCapitalIAndLineSeparatorsAsHuggingFace()
+    {
+        using var dir = new TempDir();
+        var e = TinyEncoder(dir);
+        int Id(string t) => Enumerable.Range(0, e.VocabSize).First(i => e.IdToToken(i) == t);
+        Assert.Equal([Id("istanbul"), Id("i")], e.Tokenize("İstanbul İ"));             // İ → I (accent stripped) → i
+        Assert.Equal([Id("line"), Id("one"), Id("line"), Id("two")], e.Tokenize("line\u2028one line\u2029two")); // U+2028/U+2029 separate words
     }
 
     [Fact]

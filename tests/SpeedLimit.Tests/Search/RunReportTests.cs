@@ -61,6 +61,14 @@ public class RunReportTests : IDisposable
     }
 
     [Fact]
+    public void RunFolderTextHasNoByteOrderMark()
+    {
+        var folder = Path.Combine(_root, "bom");
+        RunReport.Write(folder, Sample());
+        Assert.Equal(["report.md", "results.json"], StrictText.CheckFolder(folder).Order());
+    }
+
+    [Fact]
     public void AnExistingRunFolderIsKeptUnlessOverwriteIsAsked()
     {
         var results = Sample();
