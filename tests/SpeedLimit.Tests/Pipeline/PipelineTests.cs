@@ -74,7 +74,22 @@ public class PipelineTests : IDisposable
         Assert.Equal(32, tokenizer["truncation"]!["max_length"]!.GetValue<int>());
         Assert.Equal(vocab.Length, tokenizer["model"]!["vocab"]!.AsObject().Count);
         Assert.Equal(32, JsonNode.Parse(File.ReadAllText(Path.Combine(output, "tokenizer_config.json")))!["model_max_length"]!.GetValue<int>());
+        // The README's C# recipe, from the run folder's own files, reproduces the reported ONNX Runtime dev metric exactly.
+        var dev = SpeedLimit.Pipeline.EncodedTask.Load(new SpeedLimit.Pipeline.DataOptions { MaxTrainExamples = 2000, MaxDevExamples = 300, MaxSequenceLength = 32 }, seed: 3).Task.Dev;
+        var folderEncoder = new SpeedLimit.Data.WordLevelEncoder(vocab.Skip(5));
+        using (var runner = new SpeedLimit.Onnx.OnnxRunner(Path.Combine(output, "best.onnx")))
+        {
+            int correct = 0;
+            foreach (var e in dev)
+            {
+                var enc = folderEncoder.Encode(e.TextA, e.TextB, runner.Contract!.MaxLength);
+                var logits = runner.Predict([enc.InputIds], [enc.TokenTypeIds], batchSize: 1)[0];
+                if (Array.IndexOf(logits, logits.Max()) == e.ClassId) correct++;
+            }
+            Assert.Equal(ort, (double)correct / dev.Count, 12);
+        }
         var readme = File.ReadAllText(Path.Combine(output, "README.md"));
+        Assert.Contains("new WordLevelEncoder(File.ReadAllLines(\"vocab.txt\").Skip(5))", readme);
         Assert.Contains("InferenceSession(\"best.onnx\")", readme);
         // The report is written once, from the finished winners: its deployable-models table names the file.
         var report = File.ReadAllText(Path.Combine(output, "report.md"));
