@@ -49,9 +49,15 @@ public static class SearchCommands
         public readonly Option<int> Population = new("--population") { Description = "Candidates per generation.", DefaultValueFactory = _ => 6 };
         public readonly Option<bool> Resume = new("--resume") { Description = "Continue an unfinished run with the same --output (nothing finished is redone)." };
         public readonly Option<bool> Json = new("--json") { Description = "Print the result as JSON on stdout (progress goes to stderr)." };
+        public readonly Option<string?> Study = new("--study") { Description = "Study store shared with workers: a PostgreSQL connection string (or a SQLite file); this run then coordinates 'speedlimit worker' processes (docs/scale-out.md). Default: a SQLite file in the run's work folder." };
+        public readonly Option<string?> StudyName = new("--study-name") { Description = "Prefix of this run's study names in the --study store (default: the --output folder's name)." };
+        public readonly Option<string?> PublishDir = new("--publish-dir") { Description = "With --study: publish the supermodel and tokenized task into this folder (every worker must read it at the same path) instead of the database." };
+        public readonly Option<double> LeaseSeconds = new("--lease-seconds") { Description = "With --study: a worker silent this long is dead and its candidate goes back to the queue.", DefaultValueFactory = _ => 60 };
+        public readonly Option<bool> NoLocalEvaluation = new("--no-local-evaluation") { Description = "With --study: leave every candidate to the workers (this process only coordinates and measures latency)." };
 
         public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
-            LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json];
+            LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, Resume, Json,
+            Study, StudyName, PublishDir, LeaseSeconds, NoLocalEvaluation];
 
         public PipelineOptions Bind(ParseResult parse, string output)
         {
@@ -97,6 +103,11 @@ public static class SearchCommands
                     Parents = Math.Max(1, Math.Min(defaults.Search.Parents, population)),
                 },
                 Output = new OutputOptions { Folder = output, Resume = parse.GetValue(Resume) },
+                Study = new StudyOptions
+                {
+                    Location = parse.GetValue(Study), Name = parse.GetValue(StudyName), PublishFolder = parse.GetValue(PublishDir),
+                    LeaseSeconds = parse.GetValue(LeaseSeconds), EvaluateLocally = !parse.GetValue(NoLocalEvaluation),
+                },
             };
         }
     }

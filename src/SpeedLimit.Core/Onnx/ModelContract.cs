@@ -43,14 +43,22 @@ public sealed record ModelContract(
         ["vocab_sha256"] = VocabSha256,
     };
 
-    /// <summary>Reads a contract back from ONNX metadata; null when the file carries none (e.g. a bare <c>speedlimit export</c>).</summary>
+    /// <summary>
+    /// Reads a contract back from ONNX metadata; null when the file carries none or only part of one
+    /// (a bare <c>speedlimit export</c>, or another tool's file whose keys merely overlap).
+    /// </summary>
     public static ModelContract? FromMetadata(IReadOnlyDictionary<string, string> metadata)
     {
         ArgumentNullException.ThrowIfNull(metadata);
-        if (!metadata.TryGetValue("task", out var task)) return null;
-        string Get(string key) => metadata.TryGetValue(key, out var v) ? v : throw new InvalidDataException($"ONNX metadata has 'task' but no '{key}'");
-        return new ModelContract(task, Get("task_kind"), JsonSerializer.Deserialize<string[]>(Get("labels")) ?? [], Get("metric"), Get("tokenizer"),
-            int.Parse(Get("max_length"), CultureInfo.InvariantCulture), Get("do_lower_case") == "true",
-            int.Parse(Get("vocab_size"), CultureInfo.InvariantCulture), Get("vocab_sha256"));
+        string? Get(string key) => metadata.TryGetValue(key, out var v) ? v : null;
+        if (Get("task") is not { } task || Get("task_kind") is not { } kind || Get("labels") is not { } labelsJson || Get("metric") is not { } metric
+            || Get("tokenizer") is not { } tokenizer || Get("vocab_sha256") is not { } sha
+            || !int.TryParse(Get("max_length"), NumberStyles.None, CultureInfo.InvariantCulture, out var maxLength)
+            || !int.TryParse(Get("vocab_size"), NumberStyles.None, CultureInfo.InvariantCulture, out var vocabSize))
+            return null;
+        string[]? labels;
+        try { labels = JsonSerializer.Deserialize<string[]>(labelsJson); }
+        catch (JsonException) { return null; }
+        return labels is null ? null : new ModelContract(task, kind, labels, metric, tokenizer, maxLength, Get("do_lower_case") == "true", vocabSize, sha);
     }
 }

@@ -22,6 +22,17 @@ public sealed class EncodedTask
         Dev = TokenBatcher.Encode(task.Dev, encoder, maxLength);
     }
 
+    /// <summary>A task whose splits arrive already tokenized (a worker's copy of the coordinator's, see <see cref="CandidatePackage"/>).</summary>
+    internal EncodedTask(TaskDataset task, ITextEncoder encoder, int maxLength, IReadOnlyList<EncodedExample> train, IReadOnlyList<EncodedExample> dev)
+    {
+        if (train.Count == 0 || dev.Count == 0) throw new InvalidDataException($"task '{task.Name}': a published task needs training and dev examples");
+        Task = task;
+        Encoder = encoder;
+        MaxLength = maxLength;
+        Train = train;
+        Dev = dev;
+    }
+
     /// <summary>
     /// The task a run's options name: read (or generated), cut to the example limits with a seeded
     /// draw, and tokenized with its own vocabulary or the BERT vocabulary found from the options (or with

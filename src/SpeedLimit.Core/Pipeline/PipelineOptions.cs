@@ -40,6 +40,9 @@ public sealed record PipelineOptions
     /// <summary>Where the run folder goes; not part of the fingerprint.</summary>
     [JsonIgnore]
     public OutputOptions Output { get; init; } = new();
+    /// <summary>Where the study lives and whether workers help (scale-out); not part of the fingerprint.</summary>
+    [JsonIgnore]
+    public StudyOptions Study { get; init; } = new();
 
     /// <summary>Largest search space a run accepts: narrowing predicts every architecture, and beyond this it would take minutes and gigabytes.</summary>
     public const long MaxSpaceArchitectures = 2_000_000;
@@ -71,6 +74,7 @@ public sealed record PipelineOptions
         FineTune.Validate();
         Search.Validate();
         Output.Validate();
+        Study.Validate();
     }
 
     /// <summary>The settings that decide a run's results as JSON, compared when a run is resumed.</summary>

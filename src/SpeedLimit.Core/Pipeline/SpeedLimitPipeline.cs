@@ -40,6 +40,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
 
     private readonly Dictionary<PipelineStage, double> _stageSeconds = new();
     private readonly List<string> _notes = new();
+    private (int Completed, int Total) _searchCounts;
 
     public static string WorkFolderFor(string output) => Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar) + ".partial";
 
@@ -83,15 +84,27 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
 
         var supermodel = Stage(PipelineStage.Supermodel, () => SupermodelStage.Train(new SupermodelJob(options.Supermodel, options.Space, options.Seed, options.TrainThreads, options.Profiling.SequenceLength), task, Path.Combine(work, "supermodel.safetensors"), Progress, _notes, cancel));
 
-        using var store = StudyStore.Open(Path.Combine(work, "study.db"));
+        using var store = StudyStore.Open(options.Study.Location ?? Path.Combine(work, "study.db"));
         var searches = new List<SearchResult>();
         var evaluators = new Dictionary<Precision, CandidateEvaluator>();
         foreach (var p in precisions) evaluators[p] = new CandidateEvaluator(supermodel, task, options.FineTune, p, options.TrainThreads);
+        // With an explicit study store this run coordinates: one queue per precision, its package published once.
+        var queues = new Dictionary<Precision, CandidateQueue>();
+        using var closeQueues = new QueueSet(queues);
+        if (options.Study.Coordinates)
+            foreach (var p in precisions)
+            {
+                var package = CandidatePackage.Publish(store, supermodel, task, options.FineTune, p, options.TrainThreads, work, options.Study.PublishFolder);
+                queues[p] = new CandidateQueue(store, package.ToJson(), options.Study.QueueOptions()) { Waiting = WaitingReporter(p) };
+            }
+        if (options.Study.Coordinates)
+            _notes.Add($"studies in {store.Path}: {string.Join(", ", precisions.Select(p => options.Study.StudyName($"search-{p.ToString().ToLowerInvariant()}", output)))}" +
+                (options.Study.EvaluateLocally ? "" : " (evaluated by workers only)"));
         Stage(PipelineStage.Search, () =>
         {
             var order = options.CompareFp32Search ? new[] { options.Precision, Other(options.Precision) } : new[] { options.Precision };
             foreach (var p in order)
-                searches.Add(RunSearch(store, p, bounds, predictors[p], evaluators[p], profiler, measuredPath, task, cancel));
+                searches.Add(RunSearch(store, queues.GetValueOrDefault(p), p, bounds, predictors[p], evaluators[p], profiler, measuredPath, task, output, cancel));
             return 0;
         });
         var baselines = new List<BaselineResult>();
@@ -99,7 +112,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             Stage(PipelineStage.Baselines, () =>
             {
                 foreach (var p in new[] { Precision.Fp32, Precision.Int8 })
-                    baselines.Add(RunBaselines(store, p, predictors[p], evaluators[p], profiler, task, cancel));
+                    baselines.Add(RunBaselines(store, queues.GetValueOrDefault(p), p, predictors[p], evaluators[p], profiler, task, output, cancel));
                 return 0;
             });
 
@@ -111,6 +124,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             var contract = RunPackage.Contract(task.Task, task.Encoder, task.MaxLength);
             var exported = Stage(PipelineStage.Export, () => ExportWinners(searches[0], evaluators[options.Precision], task, contract, staging, cancel));
             var winners = Stage(PipelineStage.Verification, () => VerifyWinners(exported, profiler, staging));
+            closeQueues.Dispose(); // hands the studies back (coordinator leases) before the store closes
             store.Dispose(); // closing the only connection checkpoints the WAL into study.db before it is copied
             var results = new RunResults($"SpeedLimit on '{task.Task.Name}'", DateTimeOffset.UtcNow, searches, baselines);
             var deployment = new Deployment(contract, winners, [.. _notes], _stageSeconds.ToDictionary(kv => kv.Key.ToString(), kv => Math.Round(kv.Value, 2)));
@@ -224,34 +238,37 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         return bounds;
     }
 
-    private SearchResult RunSearch(StudyStore store, Precision precision, IReadOnlyList<double> bounds, LatencyPredictor predictor,
-        CandidateEvaluator evaluator, LatencyProfiler profiler, string measuredPath, EncodedTask task, CancellationToken cancel)
+    private SearchResult RunSearch(StudyStore store, CandidateQueue? queue, Precision precision, IReadOnlyList<double> bounds, LatencyPredictor predictor,
+        CandidateEvaluator evaluator, LatencyProfiler profiler, string measuredPath, EncodedTask task, string output, CancellationToken cancel)
     {
         var definition = new SearchDefinition(task.Task.Name, precision, options.Space, bounds, options.Seed, options.FineTune.Describe(), options.Search);
         var search = new EvolutionarySearch(predictor, evaluator, new OnnxLatencyMeasurer(profiler, precision))
         {
             Label = precision == Precision.Int8 ? "int8 search (SpeedLimit)" : "fp32 search (AutoTinyBERT-style)",
+            Queue = queue,
             OnMeasured = r => { LatencyDataset.Append(measuredPath, r); predictor.AddMeasurements([r]); },
         };
         search.Progress = new SyncProgress<SearchProgress>(p =>
         {
+            _searchCounts = (p.Completed, p.Total);
             SearchProgress?.Report(p);
             Report(PipelineStage.Search, $"[{precision}] {p.Message}", p.Completed, p.Total, p.EstimatedRemaining);
         });
-        string study = $"search-{precision.ToString().ToLowerInvariant()}";
+        string study = options.Study.StudyName($"search-{precision.ToString().ToLowerInvariant()}", output);
         return store.Exists(study) ? search.Resume(store, study, definition, cancel) : search.Run(definition, store, study, cancel);
     }
 
-    private BaselineResult RunBaselines(StudyStore store, Precision precision, LatencyPredictor predictor, CandidateEvaluator evaluator,
-        LatencyProfiler profiler, EncodedTask task, CancellationToken cancel)
+    private BaselineResult RunBaselines(StudyStore store, CandidateQueue? queue, Precision precision, LatencyPredictor predictor, CandidateEvaluator evaluator,
+        LatencyProfiler profiler, EncodedTask task, string output, CancellationToken cancel)
     {
         var definition = new BaselineDefinition(task.Task.Name, precision,
             options.Baselines.Select(a => new BaselineArchitecture($"uniform {a}", a)).ToList(), options.Seed, options.FineTune.Describe());
         var search = new EvolutionarySearch(predictor, evaluator, new OnnxLatencyMeasurer(profiler, precision))
         {
             Progress = new SyncProgress<SearchProgress>(p => Report(PipelineStage.Baselines, $"[{precision}] {p.Message}", p.Completed, p.Total, p.EstimatedRemaining)),
+            Queue = queue,
         };
-        return search.EvaluateBaselines(definition, store, $"baselines-{precision.ToString().ToLowerInvariant()}", $"uniform {precision} baselines", cancel);
+        return search.EvaluateBaselines(definition, store, options.Study.StudyName($"baselines-{precision.ToString().ToLowerInvariant()}", output), $"uniform {precision} baselines", cancel);
     }
 
     /// <summary>One exported winner before its latency is verified (every field known).</summary>
@@ -344,6 +361,32 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             Report(PipelineStage.Verification, $"{e.OnnxFile}: median {record.MedianMs:F3} ms, p90 {record.P90Ms:F3} ms (bound {e.BoundMs} ms)", i + 1, exported.Count);
         }
         return winners;
+    }
+
+    /// <summary>While the coordinator waits: how many of the generation's candidates are done and who runs the others (at most every 2 s).</summary>
+    private Action<IReadOnlyList<QueueEntry>> WaitingReporter(Precision precision)
+    {
+        var last = DateTime.MinValue;
+        return entries =>
+        {
+            if ((DateTime.UtcNow - last).TotalSeconds < 2) return;
+            last = DateTime.UtcNow;
+            var running = entries.Where(e => e.State == StudyStore.Running).Select(e => $"{e.Arch} on {e.Worker}").ToList();
+            int done = entries.Count(e => e.State == StudyStore.Done);
+            Report(PipelineStage.Search, $"[{precision}] generation: {done}/{entries.Count} done" +
+                (running.Count > 0 ? $", running {string.Join(", ", running)}" : "") + (entries.Count - done - running.Count is > 0 and var q ? $", {q} queued" : ""),
+                _searchCounts.Completed, _searchCounts.Total);
+        };
+    }
+
+    /// <summary>Disposes the run's candidate queues once (releasing their coordinator leases).</summary>
+    private sealed class QueueSet(Dictionary<Precision, CandidateQueue> queues) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var q in queues.Values) q.Dispose();
+            queues.Clear();
+        }
     }
 
     private T Stage<T>(PipelineStage stage, Func<T> body)

@@ -18,9 +18,11 @@ internal sealed class CandidateBook
     private readonly Precision _precision;
     private readonly string _budget;
     private readonly int _seed;
+    private readonly CandidateQueue? _queue;
 
-    public CandidateBook(StudyStore? store, long studyId, string task, Precision precision, string budget, int seed)
+    public CandidateBook(StudyStore? store, long studyId, string task, Precision precision, string budget, int seed, CandidateQueue? queue = null)
     {
+        _queue = store is null ? null : queue;
         _store = store;
         _studyId = studyId;
         _task = task;
@@ -41,6 +43,8 @@ internal sealed class CandidateBook
     public double FreshEvaluationSeconds { get; private set; }
 
     public int Count => _byArch.Count;
+    /// <summary>Fresh evaluations go through a candidate queue (workers) rather than the evaluator in this process.</summary>
+    public bool Distributed => _queue is not null;
     public bool TryGet(Architecture arch, out CandidateRecord record) => _byArch.TryGetValue(arch, out record!);
     public IReadOnlyList<CandidateRecord> All() => _byArch.Values.OrderBy(c => c.Order).ToList();
 
@@ -72,6 +76,51 @@ internal sealed class CandidateBook
         FreshEvaluationSeconds += watch.Elapsed.TotalSeconds;
         reused = false;
         return record;
+    }
+
+    /// <summary>
+    /// Evaluates a batch. Without a queue: one after another, as <see cref="Evaluate"/>. With one:
+    /// the fresh ones are enqueued together, and once workers have committed them all they are added
+    /// to the study in batch order (one transaction), so completion order ranks equal those of a
+    /// single-process run whatever finished first.
+    /// </summary>
+    public IReadOnlyList<(CandidateRecord Record, bool Reused)> EvaluateMany(IReadOnlyList<(Architecture Arch, double? PredictedMs)> items,
+        ICandidateEvaluator evaluator, CancellationToken cancellation)
+    {
+        var result = new List<(CandidateRecord, bool)>(items.Count);
+        if (_queue is null)
+        {
+            foreach (var (arch, predicted) in items)
+            {
+                var rec = Evaluate(arch, predicted, evaluator, cancellation, out var reused);
+                result.Add((rec, reused));
+            }
+            return result;
+        }
+        cancellation.ThrowIfCancellationRequested();
+        var fresh = items.Where(i => !_byArch.ContainsKey(i.Arch)).Select(i => (i.Arch, EvolutionarySearch.CandidateSeed(_seed, i.Arch))).Distinct().ToList();
+        var done = fresh.Count == 0 ? new Dictionary<Architecture, QueueEntry>()
+            : _queue.EvaluateAll(_studyId, fresh, evaluator, cancellation).ToDictionary(e => e.Arch);
+        var added = new List<CandidateRecord>();
+        foreach (var (arch, predicted) in items)
+        {
+            if (_byArch.TryGetValue(arch, out var known))
+            {
+                Reused++;
+                result.Add((known, true));
+                continue;
+            }
+            var e = done[arch];
+            var record = new CandidateRecord(arch, _byArch.Count, _task, _precision, _budget, e.Seed, e.Metric!.Value, predicted,
+                e.EvaluationSeconds ?? 0, e.WallSeconds ?? 0, e.StartedAt ?? DateTimeOffset.UnixEpoch, e.FinishedAt ?? DateTimeOffset.UnixEpoch);
+            _byArch[arch] = record;
+            added.Add(record);
+            Evaluations++;
+            FreshEvaluationSeconds += record.WallSeconds;
+            result.Add((record, false));
+        }
+        _store!.InsertCandidates(_studyId, added);
+        return result;
     }
 
     /// <summary>The candidate with its measurement, measuring (and committing) only when not yet measured.</summary>

@@ -34,6 +34,23 @@ public sealed class EvolutionarySearch
     /// <summary>Series name for reports; defaults to "int8 search" / "fp32 search".</summary>
     public string? Label { get; set; }
 
+    /// <summary>
+    /// With a queue (on the same store), this search is its study's coordinator: each generation's
+    /// candidates are enqueued for workers (see <see cref="StudyWorker"/>) and added to the study in
+    /// the search's own order once done, so the result equals a single-process run's.
+    /// </summary>
+    public CandidateQueue? Queue { get; set; }
+
+    private CandidateBook Book(StudyStore? store, long studyId, string studyName, string task, Precision precision, string budget, int seed)
+    {
+        if (Queue is not null && store is not null)
+        {
+            if (!ReferenceEquals(Queue.Store, store)) throw new ArgumentException("the candidate queue must be on the study's own store", nameof(store));
+            Queue.Attach(studyId, studyName);
+        }
+        return new CandidateBook(store, studyId, task, precision, budget, seed, store is null ? null : Queue);
+    }
+
     /// <summary>Runs a search in memory (nothing persisted).</summary>
     public SearchResult Run(SearchDefinition definition, CancellationToken cancellation = default)
     {
@@ -58,7 +75,7 @@ public sealed class EvolutionarySearch
         var watch = Stopwatch.StartNew();
         var (archs, preds, margin) = Narrow(definition);
         var row = store.Create(studyName, StudyStore.SearchKind, definition.ToJson(), margin, preds);
-        var book = new CandidateBook(store, row.Id, definition.Task, definition.Precision, definition.Budget, definition.Seed);
+        var book = Book(store, row.Id, studyName, definition.Task, definition.Precision, definition.Budget, definition.Seed);
         return new Session(this, definition, studyName, archs, preds, margin, book, watch, cancellation).Execute();
     }
 
@@ -74,13 +91,14 @@ public sealed class EvolutionarySearch
         ArgumentNullException.ThrowIfNull(store);
         var row = store.Require(studyName, StudyStore.SearchKind);
         if (expected is not null) StudyStore.RequireSameDefinition(row, expected.ToJson(), store.Path);
+        Queue?.Attach(row.Id, studyName); // a second coordinator is refused before anything is read or done
         var definition = SearchDefinition.FromJson(row.DefinitionJson);
         var watch = Stopwatch.StartNew();
         var archs = Enumerate(definition);
         var preds = store.LoadPredictions(row.Id, archs.Length);
         var margin = row.Margin ?? throw new InvalidDataException($"study '{studyName}' in '{store.Path}' has no stored margin; start a new study");
         CheckFeasible(definition, archs, preds, margin);
-        var book = new CandidateBook(store, row.Id, definition.Task, definition.Precision, definition.Budget, definition.Seed);
+        var book = Book(store, row.Id, studyName, definition.Task, definition.Precision, definition.Budget, definition.Seed);
         return new Session(this, definition, studyName, archs, preds, margin, book, watch, cancellation).Execute();
     }
 
@@ -113,14 +131,21 @@ public sealed class EvolutionarySearch
             }
             else studyId = store.Create(studyName!, StudyStore.BaselinesKind, definition.ToJson(), null, null).Id;
         }
-        var book = new CandidateBook(store, studyId, definition.Task, definition.Precision, definition.Budget, definition.Seed);
+        var book = Book(store, studyId, studyName ?? "", definition.Task, definition.Precision, definition.Budget, definition.Seed);
         var watch = Stopwatch.StartNew();
         var entries = new List<BaselineEntry>();
         int n = definition.Architectures.Count, step = 0;
+        // With a queue every baseline is handed to the workers at once; evaluated in order otherwise.
+        var evaluated = book.Distributed
+            ? book.EvaluateMany(definition.Architectures.Select(b => (b.Arch, (double?)_predictor.PredictMs(b.Arch))).ToList(), _evaluator, cancellation)
+            : null;
         foreach (var b in definition.Architectures)
         {
             double? predicted = _predictor.PredictMs(b.Arch);
-            var rec = book.Evaluate(b.Arch, predicted, _evaluator, cancellation, out var reused);
+            bool reused;
+            CandidateRecord rec;
+            if (evaluated is not null) (rec, reused) = evaluated[step];
+            else rec = book.Evaluate(b.Arch, predicted, _evaluator, cancellation, out reused);
             if (_measurer is not null) rec = book.Measure(rec, _measurer, BoundStatistic.Median, OnMeasured, cancellation);
             entries.Add(new BaselineEntry(b.Name, rec));
             step++;
@@ -320,9 +345,13 @@ public sealed class EvolutionarySearch
                     members.Add(chosen);
                 }
 
-                foreach (var idx in members)
+                // One batch per generation: the members are chosen before any is evaluated, so a queue
+                // can hand them to several workers; the records come back in member order.
+                var evaluated = _book.EvaluateMany(members.Select(i => (_archs[i], (double?)_preds[i])).ToList(), _owner._evaluator, _cancellation);
+                for (int m = 0; m < members.Count; m++)
                 {
-                    var rec = _book.Evaluate(_archs[idx], _preds[idx], _owner._evaluator, _cancellation, out var wasReused);
+                    int idx = members[m];
+                    var (rec, wasReused) = evaluated[m];
                     if (wasReused) reused++;
                     visited.Add(idx);
                     if (best is null || rec.Metric > best) best = rec.Metric;

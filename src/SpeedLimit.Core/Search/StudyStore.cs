@@ -1,6 +1,6 @@
+using System.Data.Common;
 using System.Globalization;
 using System.Text.Json;
-using Microsoft.Data.Sqlite;
 using SpeedLimit.Latency;
 using SpeedLimit.Model;
 
@@ -10,100 +10,161 @@ namespace SpeedLimit.Search;
 public sealed record StudyInfo(string Name, string Kind, string DefinitionJson, DateTimeOffset CreatedAt, int Candidates);
 
 /// <summary>
-/// The study store: one SQLite file holding studies (a search or a baseline set, with its
-/// definition as JSON) and every finished candidate, committed as it completes. WAL journaling
-/// and one transaction per write mean a process killed mid-write leaves the last committed
-/// state; a search resumes from it without evaluating any finished candidate again.
+/// The study store: studies (a search or a baseline set, with its definition as JSON) and every
+/// finished candidate, committed as it completes, in one of two databases with one schema: a SQLite
+/// file (the default; WAL journaling, one process) or PostgreSQL (a connection string; shared by a
+/// coordinator and workers on many machines, see <c>docs/scale-out.md</c>). One transaction per
+/// write means a process killed mid-write leaves the last committed state; a search resumes from
+/// it without evaluating any finished candidate again. The candidate queue, leases and published
+/// work packages are in <c>StudyQueue.cs</c>.
 /// </summary>
-public sealed class StudyStore : IDisposable
+public sealed partial class StudyStore : IDisposable
 {
     public const string SearchKind = "search";
     public const string BaselinesKind = "baselines";
-    private const int SchemaVersion = 1;
+    /// <summary>1: studies, predictions, candidates. 2: + queue, packages, blobs, coordinators (scale-out).</summary>
+    internal const int SchemaVersion = 2;
 
-    private readonly SqliteConnection _connection;
+    private readonly DbConnection _connection;
+    private readonly StudyDialect _dialect;
 
-    private StudyStore(string path, SqliteConnection connection)
+    private StudyStore(StudyDialect dialect, DbConnection connection)
     {
-        Path = path;
+        _dialect = dialect;
         _connection = connection;
     }
 
-    public string Path { get; }
+    /// <summary>Where the store is, as shown to users (a file path, or the PostgreSQL server without its password).</summary>
+    public string Path => _dialect.Display;
 
-    /// <summary>Opens (creating when absent) a study store file.</summary>
-    public static StudyStore Open(string path)
+    /// <summary>The string that opens this store again (another connection, a worker).</summary>
+    public string Location => _dialect.Location;
+
+    /// <summary>True for a PostgreSQL store (workers on other machines can share it).</summary>
+    public bool IsShared => _dialect.IsShared;
+
+    /// <summary>True when <paramref name="location"/> is a PostgreSQL connection string rather than a file path.</summary>
+    public static bool IsConnectionString(string location) => StudyDialect.IsPostgres(location);
+
+    /// <summary>Opens (creating when absent) a study store: a SQLite file path, or a PostgreSQL connection string.</summary>
+    public static StudyStore Open(string location)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        var full = System.IO.Path.GetFullPath(path);
-        var dir = System.IO.Path.GetDirectoryName(full);
-        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        // No pooling: disposing the store really closes the file (tests and resumes reopen it).
-        var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = full, Pooling = false }.ToString());
+        ArgumentException.ThrowIfNullOrWhiteSpace(location);
+        var dialect = StudyDialect.For(location);
+        DbConnection? connection = null;
         try
         {
-            connection.Open();
-            Exec(connection, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;");
-            var version = Convert.ToInt32(Scalar(connection, "PRAGMA user_version;"), CultureInfo.InvariantCulture);
+            connection = dialect.Open();
+            var version = dialect.ReadSchemaVersion(connection);
             if (version > SchemaVersion)
-                throw new InvalidDataException($"study store '{path}' has schema version {version}, newer than this program's {SchemaVersion}; use a newer speedlimit");
-            using (var tx = connection.BeginTransaction())
-            {
-                Exec(connection, """
-                    CREATE TABLE IF NOT EXISTS studies(
-                        id INTEGER PRIMARY KEY,
-                        name TEXT NOT NULL UNIQUE,
-                        kind TEXT NOT NULL,
-                        definition TEXT NOT NULL,
-                        margin REAL,
-                        created_at TEXT NOT NULL);
-                    CREATE TABLE IF NOT EXISTS predictions(
-                        study_id INTEGER NOT NULL REFERENCES studies(id),
-                        idx INTEGER NOT NULL,
-                        predicted_ms REAL NOT NULL,
-                        PRIMARY KEY(study_id, idx));
-                    CREATE TABLE IF NOT EXISTS candidates(
-                        study_id INTEGER NOT NULL REFERENCES studies(id),
-                        layers INTEGER NOT NULL, hidden INTEGER NOT NULL, ffn INTEGER NOT NULL,
-                        ord INTEGER NOT NULL,
-                        task TEXT NOT NULL, precision TEXT NOT NULL, budget TEXT NOT NULL, seed INTEGER NOT NULL,
-                        metric REAL NOT NULL, predicted_ms REAL,
-                        eval_seconds REAL NOT NULL, wall_seconds REAL NOT NULL,
-                        started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
-                        measured_ms REAL, measurement TEXT, measure_seconds REAL,
-                        PRIMARY KEY(study_id, layers, hidden, ffn));
-                    """, tx);
-                Exec(connection, $"PRAGMA user_version={SchemaVersion};", tx);
-                tx.Commit();
-            }
-            return new StudyStore(path, connection);
+                throw new InvalidDataException($"study store '{dialect.Display}' has schema version {version}, newer than this program's {SchemaVersion}; use the speedlimit version that created it (or a newer one)");
+            if (version < SchemaVersion) CreateSchema(dialect, connection);
+            return new StudyStore(dialect, connection);
         }
-        catch (SqliteException ex)
+        catch (Exception ex) when (dialect.Explain(ex) is { } explained)
         {
-            connection.Dispose();
-            throw new InvalidDataException($"'{path}' is not a usable study store ({ex.Message}); give a new file name or the .db a previous search wrote");
+            connection?.Dispose();
+            throw explained;
         }
         catch
         {
-            connection.Dispose();
+            connection?.Dispose();
             throw;
         }
+    }
+
+    private static void CreateSchema(StudyDialect d, DbConnection connection)
+    {
+        using var tx = connection.BeginTransaction();
+        d.LockSchema(connection, tx);
+        string id = d.IdColumn, real = d.Real, big = d.BigInt, blob = d.Blob;
+        foreach (var sql in new[]
+        {
+            $"""
+            CREATE TABLE IF NOT EXISTS studies(
+                id {id},
+                name TEXT NOT NULL UNIQUE,
+                kind TEXT NOT NULL,
+                definition TEXT NOT NULL,
+                margin {real},
+                created_at TEXT NOT NULL)
+            """,
+            $"""
+            CREATE TABLE IF NOT EXISTS predictions(
+                study_id {big} NOT NULL REFERENCES studies(id),
+                idx INTEGER NOT NULL,
+                predicted_ms {real} NOT NULL,
+                PRIMARY KEY(study_id, idx))
+            """,
+            $"""
+            CREATE TABLE IF NOT EXISTS candidates(
+                study_id {big} NOT NULL REFERENCES studies(id),
+                layers INTEGER NOT NULL, hidden INTEGER NOT NULL, ffn INTEGER NOT NULL,
+                ord INTEGER NOT NULL,
+                task TEXT NOT NULL, "precision" TEXT NOT NULL, budget TEXT NOT NULL, seed INTEGER NOT NULL,
+                metric {real} NOT NULL, predicted_ms {real},
+                eval_seconds {real} NOT NULL, wall_seconds {real} NOT NULL,
+                started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
+                measured_ms {real}, measurement TEXT, measure_seconds {real},
+                PRIMARY KEY(study_id, layers, hidden, ffn))
+            """,
+            // The candidate queue: one row per architecture a coordinator asked for; a worker's lease
+            // is (worker, attempts) with a heartbeat on the database clock.
+            $"""
+            CREATE TABLE IF NOT EXISTS queue(
+                study_id {big} NOT NULL REFERENCES studies(id),
+                layers INTEGER NOT NULL, hidden INTEGER NOT NULL, ffn INTEGER NOT NULL,
+                seq INTEGER NOT NULL, seed INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                enqueued_at {real} NOT NULL,
+                worker TEXT, claimed_at {real}, heartbeat_at {real},
+                attempts INTEGER NOT NULL,
+                metric {real}, eval_seconds {real}, wall_seconds {real},
+                started_at TEXT, finished_at TEXT,
+                PRIMARY KEY(study_id, layers, hidden, ffn))
+            """,
+            "CREATE INDEX IF NOT EXISTS queue_state ON queue(state, seq)",
+            $"""
+            CREATE TABLE IF NOT EXISTS packages(
+                study_id {big} PRIMARY KEY REFERENCES studies(id),
+                spec TEXT NOT NULL,
+                lease_seconds {real} NOT NULL,
+                published_at {real} NOT NULL)
+            """,
+            $"""
+            CREATE TABLE IF NOT EXISTS blobs(
+                sha256 TEXT PRIMARY KEY,
+                size_bytes {big} NOT NULL,
+                data {blob},
+                path TEXT)
+            """,
+            $"""
+            CREATE TABLE IF NOT EXISTS coordinators(
+                study_id {big} PRIMARY KEY REFERENCES studies(id),
+                owner TEXT NOT NULL,
+                since {real} NOT NULL,
+                heartbeat_at {real} NOT NULL,
+                lease_seconds {real} NOT NULL)
+            """,
+        })
+            Exec(connection, sql, tx);
+        d.WriteSchemaVersion(connection, tx, SchemaVersion);
+        tx.Commit();
     }
 
     public void Dispose() => _connection.Dispose();
 
     public IReadOnlyList<StudyInfo> Studies()
     {
-        using var cmd = _connection.CreateCommand();
-        cmd.CommandText = "SELECT s.name, s.kind, s.definition, s.created_at, (SELECT COUNT(*) FROM candidates c WHERE c.study_id = s.id) FROM studies s ORDER BY s.id";
+        using var cmd = Command("SELECT s.name, s.kind, s.definition, s.created_at, (SELECT COUNT(*) FROM candidates c WHERE c.study_id = s.id) FROM studies s ORDER BY s.id");
         using var reader = cmd.ExecuteReader();
         var list = new List<StudyInfo>();
         while (reader.Read())
-            list.Add(new StudyInfo(reader.GetString(0), reader.GetString(1), reader.GetString(2), ParseTime(reader.GetString(3)), reader.GetInt32(4)));
+            list.Add(new StudyInfo(reader.GetString(0), reader.GetString(1), reader.GetString(2), ParseTime(reader.GetString(3)), Convert.ToInt32(reader.GetValue(4), CultureInfo.InvariantCulture)));
         return list;
     }
 
-    public bool Exists(string name) => FindId(name) is not null;
+    public bool Exists(string name) => Find(name) is not null;
 
     /// <summary>The stored definition of a search study (to resume it without restating its settings).</summary>
     public SearchDefinition LoadSearchDefinition(string name) => SearchDefinition.FromJson(Require(name, SearchKind).DefinitionJson);
@@ -142,31 +203,27 @@ public sealed class StudyStore : IDisposable
             throw new UserInputException($"study '{name}' already exists in '{Path}'; resume it, or choose another study name");
         using var tx = _connection.BeginTransaction();
         long id;
-        using (var cmd = _connection.CreateCommand())
-        {
-            cmd.Transaction = tx;
-            cmd.CommandText = "INSERT INTO studies(name, kind, definition, margin, created_at) VALUES ($n, $k, $d, $m, $t); SELECT last_insert_rowid();";
-            cmd.Parameters.AddWithValue("$n", name);
-            cmd.Parameters.AddWithValue("$k", kind);
-            cmd.Parameters.AddWithValue("$d", definitionJson);
-            cmd.Parameters.AddWithValue("$m", (object?)margin ?? DBNull.Value);
-            cmd.Parameters.AddWithValue("$t", FormatTime(DateTimeOffset.UtcNow));
+        using (var cmd = Command("INSERT INTO studies(name, kind, definition, margin, created_at) VALUES (@n, @k, @d, @m, @t) RETURNING id", tx,
+            ("n", name), ("k", kind), ("d", definitionJson), ("m", margin), ("t", FormatTime(DateTimeOffset.UtcNow))))
             id = Convert.ToInt64(cmd.ExecuteScalar(), CultureInfo.InvariantCulture);
-        }
         if (predictionsMs is not null)
         {
-            using var cmd = _connection.CreateCommand();
-            cmd.Transaction = tx;
-            cmd.CommandText = "INSERT INTO predictions(study_id, idx, predicted_ms) VALUES ($s, $i, $p)";
-            var s = cmd.Parameters.Add("$s", SqliteType.Integer);
-            var i = cmd.Parameters.Add("$i", SqliteType.Integer);
-            var p = cmd.Parameters.Add("$p", SqliteType.Real);
-            cmd.Prepare();
-            s.Value = id;
-            for (int k = 0; k < predictionsMs.Count; k++)
+            // Many rows per statement: one round trip per few hundred predictions on a remote server.
+            const int chunk = 500;
+            for (int start = 0; start < predictionsMs.Count; start += chunk)
             {
-                i.Value = k;
-                p.Value = predictionsMs[k];
+                int n = Math.Min(chunk, predictionsMs.Count - start);
+                using var cmd = _connection.CreateCommand();
+                cmd.Transaction = tx;
+                var sql = new System.Text.StringBuilder("INSERT INTO predictions(study_id, idx, predicted_ms) VALUES ");
+                AddParameter(cmd, "s", id);
+                for (int k = 0; k < n; k++)
+                {
+                    if (k > 0) sql.Append(", ");
+                    sql.Append(CultureInfo.InvariantCulture, $"(@s, {start + k}, @p{k})");
+                    AddParameter(cmd, $"p{k}", predictionsMs[start + k]);
+                }
+                cmd.CommandText = sql.ToString();
                 cmd.ExecuteNonQuery();
             }
         }
@@ -178,9 +235,7 @@ public sealed class StudyStore : IDisposable
     {
         var result = new double[expectedCount];
         int n = 0;
-        using var cmd = _connection.CreateCommand();
-        cmd.CommandText = "SELECT idx, predicted_ms FROM predictions WHERE study_id = $s ORDER BY idx";
-        cmd.Parameters.AddWithValue("$s", studyId);
+        using var cmd = Command("SELECT idx, predicted_ms FROM predictions WHERE study_id = @s ORDER BY idx", null, ("s", studyId));
         using var reader = cmd.ExecuteReader();
         while (reader.Read())
         {
@@ -192,64 +247,47 @@ public sealed class StudyStore : IDisposable
         return result;
     }
 
-    internal void InsertCandidate(long studyId, CandidateRecord c)
+    internal void InsertCandidate(long studyId, CandidateRecord c) => InsertCandidates(studyId, [c]);
+
+    /// <summary>Commits finished candidates in one transaction (a generation evaluated by workers lands whole or not at all).</summary>
+    internal void InsertCandidates(long studyId, IReadOnlyList<CandidateRecord> candidates)
     {
+        if (candidates.Count == 0) return;
         using var tx = _connection.BeginTransaction();
-        using var cmd = _connection.CreateCommand();
-        cmd.Transaction = tx;
-        cmd.CommandText = """
-            INSERT INTO candidates(study_id, layers, hidden, ffn, ord, task, precision, budget, seed, metric, predicted_ms,
-                eval_seconds, wall_seconds, started_at, finished_at, measured_ms, measurement, measure_seconds)
-            VALUES ($s, $e, $h, $f, $o, $task, $prec, $budget, $seed, $metric, $pred, $es, $ws, $st, $ft, $mm, $meas, $ms)
-            """;
-        cmd.Parameters.AddWithValue("$s", studyId);
-        cmd.Parameters.AddWithValue("$e", c.Arch.Layers);
-        cmd.Parameters.AddWithValue("$h", c.Arch.Hidden);
-        cmd.Parameters.AddWithValue("$f", c.Arch.Ffn);
-        cmd.Parameters.AddWithValue("$o", c.Order);
-        cmd.Parameters.AddWithValue("$task", c.Task);
-        cmd.Parameters.AddWithValue("$prec", c.Precision.ToString());
-        cmd.Parameters.AddWithValue("$budget", c.Budget);
-        cmd.Parameters.AddWithValue("$seed", c.Seed);
-        cmd.Parameters.AddWithValue("$metric", c.Metric);
-        cmd.Parameters.AddWithValue("$pred", (object?)c.PredictedMs ?? DBNull.Value);
-        cmd.Parameters.AddWithValue("$es", c.EvaluationSeconds);
-        cmd.Parameters.AddWithValue("$ws", c.WallSeconds);
-        cmd.Parameters.AddWithValue("$st", FormatTime(c.StartedAt));
-        cmd.Parameters.AddWithValue("$ft", FormatTime(c.FinishedAt));
-        cmd.Parameters.AddWithValue("$mm", (object?)c.MeasuredMs ?? DBNull.Value);
-        cmd.Parameters.AddWithValue("$meas", c.Measurement is null ? DBNull.Value : JsonSerializer.Serialize(c.Measurement, SearchJson.Compact));
-        cmd.Parameters.AddWithValue("$ms", (object?)c.MeasurementSeconds ?? DBNull.Value);
-        cmd.ExecuteNonQuery();
+        foreach (var c in candidates)
+        {
+            using var cmd = Command("""
+                INSERT INTO candidates(study_id, layers, hidden, ffn, ord, task, "precision", budget, seed, metric, predicted_ms,
+                    eval_seconds, wall_seconds, started_at, finished_at, measured_ms, measurement, measure_seconds)
+                VALUES (@s, @e, @h, @f, @o, @task, @prec, @budget, @seed, @metric, @pred, @es, @ws, @st, @ft, @mm, @meas, @ms)
+                """, tx,
+                ("s", studyId), ("e", c.Arch.Layers), ("h", c.Arch.Hidden), ("f", c.Arch.Ffn), ("o", c.Order), ("task", c.Task),
+                ("prec", c.Precision.ToString()), ("budget", c.Budget), ("seed", c.Seed), ("metric", c.Metric), ("pred", c.PredictedMs),
+                ("es", c.EvaluationSeconds), ("ws", c.WallSeconds), ("st", FormatTime(c.StartedAt)), ("ft", FormatTime(c.FinishedAt)),
+                ("mm", c.MeasuredMs), ("meas", c.Measurement is null ? null : JsonSerializer.Serialize(c.Measurement, SearchJson.Compact)),
+                ("ms", c.MeasurementSeconds));
+            cmd.ExecuteNonQuery();
+        }
         tx.Commit();
     }
 
     internal void SetMeasurement(long studyId, Architecture arch, double measuredMs, LatencyRecord measurement, double seconds)
     {
         using var tx = _connection.BeginTransaction();
-        using var cmd = _connection.CreateCommand();
-        cmd.Transaction = tx;
-        cmd.CommandText = "UPDATE candidates SET measured_ms = $mm, measurement = $meas, measure_seconds = $ms WHERE study_id = $s AND layers = $e AND hidden = $h AND ffn = $f";
-        cmd.Parameters.AddWithValue("$mm", measuredMs);
-        cmd.Parameters.AddWithValue("$meas", JsonSerializer.Serialize(measurement, SearchJson.Compact));
-        cmd.Parameters.AddWithValue("$ms", seconds);
-        cmd.Parameters.AddWithValue("$s", studyId);
-        cmd.Parameters.AddWithValue("$e", arch.Layers);
-        cmd.Parameters.AddWithValue("$h", arch.Hidden);
-        cmd.Parameters.AddWithValue("$f", arch.Ffn);
+        using var cmd = Command("UPDATE candidates SET measured_ms = @mm, measurement = @meas, measure_seconds = @ms WHERE study_id = @s AND layers = @e AND hidden = @h AND ffn = @f", tx,
+            ("mm", measuredMs), ("meas", JsonSerializer.Serialize(measurement, SearchJson.Compact)), ("ms", seconds),
+            ("s", studyId), ("e", arch.Layers), ("h", arch.Hidden), ("f", arch.Ffn));
         if (cmd.ExecuteNonQuery() != 1) throw new InvalidOperationException($"study {studyId}: no stored candidate {arch} to attach a measurement to");
         tx.Commit();
     }
 
     internal IReadOnlyList<CandidateRecord> LoadCandidates(long studyId)
     {
-        using var cmd = _connection.CreateCommand();
-        cmd.CommandText = """
-            SELECT layers, hidden, ffn, ord, task, precision, budget, seed, metric, predicted_ms, eval_seconds, wall_seconds,
+        using var cmd = Command("""
+            SELECT layers, hidden, ffn, ord, task, "precision", budget, seed, metric, predicted_ms, eval_seconds, wall_seconds,
                    started_at, finished_at, measured_ms, measurement, measure_seconds
-            FROM candidates WHERE study_id = $s ORDER BY ord
-            """;
-        cmd.Parameters.AddWithValue("$s", studyId);
+            FROM candidates WHERE study_id = @s ORDER BY ord
+            """, null, ("s", studyId));
         using var reader = cmd.ExecuteReader();
         var list = new List<CandidateRecord>();
         while (reader.Read())
@@ -270,15 +308,11 @@ public sealed class StudyStore : IDisposable
 
     private StudyRow? Find(string name)
     {
-        using var cmd = _connection.CreateCommand();
-        cmd.CommandText = "SELECT id, name, kind, definition, margin FROM studies WHERE name = $n";
-        cmd.Parameters.AddWithValue("$n", name);
+        using var cmd = Command("SELECT id, name, kind, definition, margin FROM studies WHERE name = @n", null, ("n", name));
         using var reader = cmd.ExecuteReader();
         if (!reader.Read()) return null;
         return new StudyRow(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.IsDBNull(4) ? null : reader.GetDouble(4));
     }
-
-    private long? FindId(string name) => Find(name)?.Id;
 
     private string KnownNames()
     {
@@ -286,22 +320,33 @@ public sealed class StudyStore : IDisposable
         return names.Count == 0 ? "none" : string.Join(", ", names);
     }
 
-    private static string FormatTime(DateTimeOffset t) => t.ToString("O", CultureInfo.InvariantCulture);
+    /// <summary>A command with named parameters (@name in the SQL; null becomes SQL NULL).</summary>
+    private DbCommand Command(string sql, DbTransaction? tx = null, params (string Name, object? Value)[] parameters)
+    {
+        var cmd = _connection.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        foreach (var (name, value) in parameters) AddParameter(cmd, name, value);
+        return cmd;
+    }
 
-    private static DateTimeOffset ParseTime(string s) => DateTimeOffset.Parse(s, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
+    private static void AddParameter(DbCommand cmd, string name, object? value)
+    {
+        var p = cmd.CreateParameter();
+        p.ParameterName = name;
+        p.Value = value ?? DBNull.Value;
+        cmd.Parameters.Add(p);
+    }
 
-    private static void Exec(SqliteConnection connection, string sql, SqliteTransaction? tx = null)
+    internal static string FormatTime(DateTimeOffset t) => t.ToString("O", CultureInfo.InvariantCulture);
+
+    internal static DateTimeOffset ParseTime(string s) => DateTimeOffset.Parse(s, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind);
+
+    private static void Exec(DbConnection connection, string sql, DbTransaction? tx = null)
     {
         using var cmd = connection.CreateCommand();
         cmd.Transaction = tx;
         cmd.CommandText = sql;
         cmd.ExecuteNonQuery();
-    }
-
-    private static object? Scalar(SqliteConnection connection, string sql)
-    {
-        using var cmd = connection.CreateCommand();
-        cmd.CommandText = sql;
-        return cmd.ExecuteScalar();
     }
 }

@@ -52,6 +52,17 @@ public class ModelMetadataTests
     }
 
     [Fact]
+    public void PartialOrForeignMetadataIsNoContract()
+    {
+        var full = s_contract.ToMetadata();
+        var back = ModelContract.FromMetadata(full)!;
+        Assert.Equal(s_contract with { Labels = back.Labels }, back);
+        Assert.Null(ModelContract.FromMetadata(new Dictionary<string, string> { ["task"] = "text-classification" })); // another tool's key
+        Assert.Null(ModelContract.FromMetadata(new Dictionary<string, string>(full) { ["labels"] = "not json" }));
+        Assert.Null(ModelContract.FromMetadata(new Dictionary<string, string>(full) { ["max_length"] = "-3" }));
+    }
+
+    [Fact]
     public void AContractThatDoesNotFitTheModelIsRejected()
     {
         var ex = Assert.Throws<ArgumentException>(() => Export(s_contract with { MaxLength = 41 }));

@@ -4,29 +4,29 @@ using SpeedLimit.Search;
 
 namespace SpeedLimit.Tests.Search;
 
-public class StudyStoreTests : IDisposable
+/// <summary>The study store's semantics, on both stores (a SQLite file, a PostgreSQL database) unless a test says otherwise.</summary>
+[Collection("postgres")]
+public sealed class StudyStoreTests(PostgresCluster cluster) : IDisposable
 {
-    private readonly string _db = SearchTestData.TempPath("study.db");
+    private readonly StoreLocations _stores = new(cluster);
 
-    public void Dispose()
-    {
-        foreach (var suffix in new[] { "", "-wal", "-shm" })
-            if (File.Exists(_db + suffix)) File.Delete(_db + suffix);
-    }
+    public void Dispose() => _stores.Dispose();
 
     private static SearchDefinition Def() =>
         SearchTestData.Definition([1.5, 3.0], seed: 5, configure: o => o with { Generations = 4, CandidatesPerGeneration = 6 });
 
-    [Fact]
-    public void KilledSearchResumesWithoutReevaluatingAndEqualsAnUninterruptedRun()
+    [Theory]
+    [MemberData(nameof(StoreKinds.All), MemberType = typeof(StoreKinds))]
+    public void KilledSearchResumesWithoutReevaluatingAndEqualsAnUninterruptedRun(string kind)
     {
+        var db = _stores.New(kind);
         var predictor = new LinearPredictor();
         var reference = new EvolutionarySearch(predictor, new SmoothEvaluator(), new FakeMeasurer(predictor)).Run(Def());
         Assert.True(reference.Candidates.Count > 12);
 
         // First process: crashes before its 8th evaluation (in the second bound's search or later).
         var first = new SmoothEvaluator(crashAfter: 7);
-        using (var store = StudyStore.Open(_db))
+        using (var store = StudyStore.Open(db))
             Assert.Throws<SimulatedCrash>(() => new EvolutionarySearch(predictor, first, new FakeMeasurer(predictor)).Run(Def(), store, "s1"));
         Assert.Equal(7, first.Calls);
 
@@ -34,7 +34,7 @@ public class StudyStoreTests : IDisposable
         // changed (the stored narrowing must be used, not a new one).
         var second = new SmoothEvaluator();
         SearchResult resumed;
-        using (var store = StudyStore.Open(_db))
+        using (var store = StudyStore.Open(db))
         {
             Assert.Equal(7, store.Candidates("s1").Count);
             resumed = new EvolutionarySearch(new LinearPredictor(scale: 0.5), second, new FakeMeasurer(predictor)).Resume(store, "s1", Def());
@@ -48,7 +48,7 @@ public class StudyStoreTests : IDisposable
         // Resuming a finished study evaluates and measures nothing and gives the same result again.
         var third = new SmoothEvaluator();
         var thirdMeasurer = new FakeMeasurer(predictor);
-        using (var store = StudyStore.Open(_db))
+        using (var store = StudyStore.Open(db))
         {
             var again = new EvolutionarySearch(predictor, third, thirdMeasurer).Resume(store, "s1");
             Assert.Equal(SearchTestData.Fingerprint(reference), SearchTestData.Fingerprint(again));
@@ -57,9 +57,11 @@ public class StudyStoreTests : IDisposable
         Assert.Empty(thirdMeasurer.Measured);
     }
 
-    [Fact]
-    public void CrashDuringVerificationKeepsFinishedMeasurements()
+    [Theory]
+    [MemberData(nameof(StoreKinds.All), MemberType = typeof(StoreKinds))]
+    public void CrashDuringVerificationKeepsFinishedMeasurements(string kind)
     {
+        var db = _stores.New(kind);
         var predictor = new LinearPredictor();
         var factor = (Architecture a) => 1.0 + (a.Layers % 2) * 0.4; // odd layer counts measure 40% slow
         var reference = new EvolutionarySearch(predictor, new SmoothEvaluator(), new FakeMeasurer(predictor, factor)).Run(Def());
@@ -67,11 +69,11 @@ public class StudyStoreTests : IDisposable
         Assert.True(measurements >= 2);
 
         var crashing = new FakeMeasurer(predictor, factor, crashAfter: 1);
-        using (var store = StudyStore.Open(_db))
+        using (var store = StudyStore.Open(db))
             Assert.Throws<SimulatedCrash>(() => new EvolutionarySearch(predictor, new SmoothEvaluator(), crashing).Run(Def(), store, "v"));
         var evaluator = new SmoothEvaluator();
         var measurer = new FakeMeasurer(predictor, factor);
-        using (var store = StudyStore.Open(_db))
+        using (var store = StudyStore.Open(db))
         {
             var resumed = new EvolutionarySearch(predictor, evaluator, measurer).Resume(store, "v");
             Assert.Equal(SearchTestData.Fingerprint(reference), SearchTestData.Fingerprint(resumed));
@@ -81,11 +83,13 @@ public class StudyStoreTests : IDisposable
         Assert.DoesNotContain(crashing.Measured[0], measurer.Measured);
     }
 
-    [Fact]
-    public void ResumeRefusesDifferentSettingsAndRunRefusesAnExistingName()
+    [Theory]
+    [MemberData(nameof(StoreKinds.All), MemberType = typeof(StoreKinds))]
+    public void ResumeRefusesDifferentSettingsAndRunRefusesAnExistingName(string kind)
     {
+        var db = _stores.New(kind);
         var predictor = new LinearPredictor();
-        using var store = StudyStore.Open(_db);
+        using var store = StudyStore.Open(db);
         new EvolutionarySearch(predictor, new SmoothEvaluator()).Run(Def(), store, "s");
 
         var changed = SearchTestData.Definition([1.5, 3.0], seed: 5, configure: o => o with { Generations = 5, CandidatesPerGeneration = 6 });
@@ -110,31 +114,36 @@ public class StudyStoreTests : IDisposable
         Assert.True(evaluator.Calls > 0);
     }
 
-    [Fact]
-    public void InfeasibleRunWritesNothingToTheStore()
+    [Theory]
+    [MemberData(nameof(StoreKinds.All), MemberType = typeof(StoreKinds))]
+    public void InfeasibleRunWritesNothingToTheStore(string kind)
     {
-        using var store = StudyStore.Open(_db);
+        var db = _stores.New(kind);
+        using var store = StudyStore.Open(db);
         Assert.Throws<UserInputException>(() => new EvolutionarySearch(new LinearPredictor(), new SmoothEvaluator()).Run(SearchTestData.Definition([0.1]), store, "x"));
         Assert.False(store.Exists("x"));
         Assert.Empty(store.Studies());
     }
 
-    [Fact]
-    public void StoredCandidatesRoundTripExactly()
+    [Theory]
+    [MemberData(nameof(StoreKinds.All), MemberType = typeof(StoreKinds))]
+    public void StoredCandidatesRoundTripExactly(string kind)
     {
+        var db = _stores.New(kind);
         var predictor = new LinearPredictor();
         SearchResult result;
-        using (var store = StudyStore.Open(_db))
+        using (var store = StudyStore.Open(db))
             result = new EvolutionarySearch(predictor, new SmoothEvaluator(), new FakeMeasurer(predictor)).Run(Def(), store, "rt");
-        using (var store = StudyStore.Open(_db))
+        using (var store = StudyStore.Open(db))
         {
             var stored = store.Candidates("rt");
             Assert.Equal(result.Candidates, stored); // record equality: every field, doubles bit-exact
             var info = Assert.Single(store.Studies());
             Assert.Equal(("rt", StudyStore.SearchKind, result.Candidates.Count), (info.Name, info.Kind, info.Candidates));
         }
+        if (kind != "sqlite") return;
         // WAL mode is on, so a killed writer leaves the last committed state.
-        using var connection = new SqliteConnection($"Data Source={_db};Pooling=False");
+        using var connection = new SqliteConnection($"Data Source={db};Pooling=False");
         connection.Open();
         using var cmd = connection.CreateCommand();
         cmd.CommandText = "PRAGMA journal_mode;";
@@ -144,23 +153,26 @@ public class StudyStoreTests : IDisposable
     [Fact]
     public void NotAStudyStoreIsAClearError()
     {
-        File.WriteAllText(_db, "this is not a database, just some text that is long enough to have a header ....................");
-        var ex = Assert.Throws<InvalidDataException>(() => StudyStore.Open(_db));
+        var db = _stores.New("sqlite");
+        File.WriteAllText(db, "this is not a database, just some text that is long enough to have a header ....................");
+        var ex = Assert.Throws<InvalidDataException>(() => StudyStore.Open(db));
         Assert.Contains("not a usable study store", ex.Message);
     }
 
-    [Fact]
-    public void BaselinesAreEvaluatedOnceAndContinueFromTheStore()
+    [Theory]
+    [MemberData(nameof(StoreKinds.All), MemberType = typeof(StoreKinds))]
+    public void BaselinesAreEvaluatedOnceAndContinueFromTheStore(string kind)
     {
+        var db = _stores.New(kind);
         var predictor = new LinearPredictor();
         var def = new BaselineDefinition("fake", SpeedLimit.Precision.Fp32,
             [new("tiny", new Architecture(1, 32, 64)), new("small", new Architecture(2, 64, 128)), new("medium", new Architecture(4, 128, 256))], 5, "fake budget");
         var first = new SmoothEvaluator(crashAfter: 2);
-        using (var store = StudyStore.Open(_db))
+        using (var store = StudyStore.Open(db))
             Assert.Throws<SimulatedCrash>(() => new EvolutionarySearch(predictor, first, new FakeMeasurer(predictor)).EvaluateBaselines(def, store, "fp32 baselines"));
         var second = new SmoothEvaluator();
         var measurer = new FakeMeasurer(predictor);
-        using (var store = StudyStore.Open(_db))
+        using (var store = StudyStore.Open(db))
         {
             var result = new EvolutionarySearch(predictor, second, measurer).EvaluateBaselines(def, store, "fp32 baselines");
             Assert.Equal(["tiny", "small", "medium"], result.Entries.Select(e => e.Name));
