@@ -42,6 +42,7 @@ public static class Program
         foreach (var command in LatencyCommands.Create()) root.Subcommands.Add(command);
         foreach (var command in TrainCommands.Create()) root.Subcommands.Add(command);
         foreach (var command in CompareCommands.Create()) root.Subcommands.Add(command);
+        foreach (var command in PretrainedCommands.Create()) root.Subcommands.Add(command);
         foreach (var command in StudyCommands.Create()) root.Subcommands.Add(command);
         return root;
     }

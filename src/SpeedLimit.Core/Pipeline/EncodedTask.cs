@@ -35,12 +35,13 @@ public sealed class EncodedTask
 
     /// <summary>
     /// The task a run's options name: read (or generated), cut to the example limits with a seeded
-    /// draw, and tokenized with its own vocabulary or the BERT vocabulary found from the options.
+    /// draw, and tokenized with its own vocabulary or the BERT vocabulary found from the options (or with
+    /// <paramref name="encoder"/> when given, e.g. a pretrained model's own tokenizer).
     /// </summary>
-    public static EncodedTask Load(DataOptions options, int seed)
+    public static EncodedTask Load(DataOptions options, int seed, ITextEncoder? encoder = null)
     {
         var dataset = Subsample(TaskCatalog.Load(options.Task, options.DataDir, seed), options, seed);
-        var encoder = TaskCatalog.EncoderFor(dataset, options.VocabPath, options.DataDir, AppContext.BaseDirectory, Environment.CurrentDirectory);
+        encoder ??= TaskCatalog.EncoderFor(dataset, options.VocabPath, options.DataDir, AppContext.BaseDirectory, Environment.CurrentDirectory);
         return new EncodedTask(dataset, encoder, options.MaxSequenceLength);
     }
 

@@ -86,5 +86,16 @@ public sealed class Trainer
         return new StepResult(loss, true, norm, lr, null);
     }
 
+    /// <summary>
+    /// After restoring weights and optimizer state saved after <paramref name="microBatches"/> micro-batches,
+    /// continues the dropout seed sequence where it stopped, so a resumed run draws the masks an
+    /// uninterrupted one would.
+    /// </summary>
+    public void ResumeDropoutAt(long microBatches)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(microBatches);
+        _dropoutCounter = (ulong)_options.Seed * 0x9E3779B97F4A7C15UL + (ulong)microBatches;
+    }
+
     private ulong NextDropoutSeed() => ++_dropoutCounter;
 }
