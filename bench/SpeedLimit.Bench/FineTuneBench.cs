@@ -34,16 +34,7 @@ public sealed class FineTuneBench : IBenchSection
                 var rng = new Random(2);
                 var ids = Enumerable.Range(0, batch * T).Select(_ => rng.Next(1000, encoder.Config.VocabSize)).ToArray();
                 var labelled = new LabeledBatch(EncoderInput.Unpadded(batch, T, ids), Enumerable.Range(0, batch).Select(i => i % 2).ToArray());
-                trainer.Step(labelled); // warm-up: activations, JIT
-                var wall = new List<double>(); var cpu = new List<double>();
-                for (int r = 0; r < runs; r++)
-                {
-                    double c0 = GemmBench.ProcessCpuSeconds();
-                    var clock = Stopwatch.StartNew();
-                    trainer.Step(labelled);
-                    wall.Add(clock.Elapsed.TotalSeconds);
-                    cpu.Add(GemmBench.ProcessCpuSeconds() - c0);
-                }
+                var (wall, cpu) = TrainingBench.TimeSteps(trainer, labelled, runs);
                 double flops = TrainingBench.TrainingFlops(model.Config, batch, T);
                 double w = Timing.Median(wall), c = Timing.Median(cpu) / threads;
                 string tag = $"(6,384,1536)_b{batch}x{T}_{threads}t";

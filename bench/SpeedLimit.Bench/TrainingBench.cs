@@ -33,16 +33,7 @@ public sealed class TrainingBench : IBenchSection
                 var rng = new Random(2);
                 var ids = Enumerable.Range(0, batch * T).Select(_ => rng.Next(1000, vocab)).ToArray();
                 var labelled = new LabeledBatch(EncoderInput.Unpadded(batch, T, ids), Enumerable.Range(0, batch).Select(i => i % 2).ToArray());
-                trainer.Step(labelled); // warm-up (allocates activations, JIT)
-                var wall = new List<double>(); var cpu = new List<double>();
-                for (int r = 0; r < runs; r++)
-                {
-                    double c0 = GemmBench.ProcessCpuSeconds();
-                    var clock = Stopwatch.StartNew();
-                    trainer.Step(labelled);
-                    wall.Add(clock.Elapsed.TotalSeconds);
-                    cpu.Add(GemmBench.ProcessCpuSeconds() - c0);
-                }
+                var (wall, cpu) = TrainingBench.TimeSteps(trainer, labelled, runs);
                 double flops = TrainingFlops(config, batch, T);
                 double w = Timing.Median(wall), c = Timing.Median(cpu) / threads; // cpu per thread ≈ wall on an idle machine
                 string tag = $"{arch}_b{batch}_{threads}t";
@@ -61,6 +52,22 @@ public sealed class TrainingBench : IBenchSection
     }
 
     /// <summary>Matmul FLOPs of one training step (forward ×3: the backward does two products per forward one).</summary>
+    /// <summary>One untimed warm-up step (activations, JIT), then <paramref name="runs"/> timed steps: wall and process-CPU seconds each.</summary>
+    internal static (List<double> Wall, List<double> Cpu) TimeSteps(Trainer trainer, LabeledBatch batch, int runs)
+    {
+        trainer.Step(batch);
+        var wall = new List<double>(); var cpu = new List<double>();
+        for (int r = 0; r < runs; r++)
+        {
+            double c0 = GemmBench.ProcessCpuSeconds();
+            var clock = Stopwatch.StartNew();
+            trainer.Step(batch);
+            wall.Add(clock.Elapsed.TotalSeconds);
+            cpu.Add(GemmBench.ProcessCpuSeconds() - c0);
+        }
+        return (wall, cpu);
+    }
+
     internal static double TrainingFlops(BertConfig c, int batch, int T)
     {
         double tokens = (double)batch * T;
