@@ -63,6 +63,29 @@ public static class DynamicQuantization
         return (byte)((int)MathF.Round(v, MidpointRounding.ToEven) + zeroPoint);
     }
 
+    /// <summary>
+    /// <see cref="QuantizeActivation"/> of every element (the same divide, clamp, round half to even and shift, in
+    /// vectorized passes over chunks), into <paramref name="quantized"/>.
+    /// </summary>
+    public static void QuantizeActivations(ReadOnlySpan<float> x, float scale, byte zeroPoint, Span<byte> quantized)
+    {
+        if (quantized.Length < x.Length) throw new ArgumentException($"output holds {quantized.Length} values, input has {x.Length}");
+        const int Chunk = 1024;
+        Span<float> v = stackalloc float[Chunk];
+        float lo = 0f - zeroPoint, hi = 255f - zeroPoint;
+        for (int start = 0; start < x.Length; start += Chunk)
+        {
+            int n = Math.Min(Chunk, x.Length - start);
+            var t = v[..n];
+            TensorPrimitives.Divide(x.Slice(start, n), scale, t);
+            TensorPrimitives.Max(t, lo, t);
+            TensorPrimitives.Min(t, hi, t);
+            TensorPrimitives.Round(t, MidpointRounding.ToEven, t);
+            TensorPrimitives.Add(t, (float)zeroPoint, t); // integral, in [0, 255]: exact
+            TensorPrimitives.ConvertTruncating<float, byte>(t, quantized.Slice(start, n));
+        }
+    }
+
     /// <summary><c>DynamicQuantizeLinear</c> over the whole tensor: returns its scale and zero point and fills <paramref name="quantized"/>.</summary>
     public static (float Scale, byte ZeroPoint) DynamicQuantizeLinear(ReadOnlySpan<float> x, Span<byte> quantized)
     {
