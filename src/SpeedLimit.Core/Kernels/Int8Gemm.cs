@@ -84,7 +84,46 @@ public static class Int8Gemm
         }
         fixed (byte* px = x)
         fixed (int* pc = acc)
-            Int8Driver.Run(new Int8Args(w, m, px, ldx, zeroPoint, pc, ldacc), threads);
+            Int8Driver.Run(new Int8Args(w, m, px, ldx, zeroPoint, pc, ldacc, null, null, 0, null, 0), threads);
+    }
+
+    /// <summary>
+    /// The dequantizing form: y(M,N) = float(acc)·multiplier + bias, rounded as two separate steps (multiply, then
+    /// add: no fused multiply-add), with acc as <see cref="Multiply"/> computes it; <paramref name="multipliers"/>
+    /// holds one value (per tensor) or N (per output), <paramref name="bias"/> N values or none.
+    /// </summary>
+    public static unsafe void MultiplyDequantize(int m, ReadOnlySpan<byte> x, int ldx, byte zeroPoint, PackedInt8Matrix w,
+        ReadOnlySpan<float> multipliers, ReadOnlySpan<float> bias, Span<float> y, int ldy, int threads = 0)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        int n = w.N, k = w.K;
+        if (m < 0) throw new ArgumentException($"int8 GEMM rows must be >= 0, got {m}.", nameof(m));
+        GemmChecks.ValidateOperand("x", m, k, x.Length, ldx, "ldx");
+        GemmChecks.ValidateOperand("y", m, n, y.Length, ldy, "ldy");
+        if (multipliers.Length != 1 && multipliers.Length != n)
+            throw new ArgumentException($"int8 GEMM needs 1 multiplier (per tensor) or {n} (per output), got {multipliers.Length}.", nameof(multipliers));
+        if (!bias.IsEmpty && bias.Length != n) throw new ArgumentException($"int8 GEMM bias has {bias.Length} values, expected {n}.", nameof(bias));
+        threads = GemmChecks.Threads(threads);
+        if (m == 0 || n == 0) return;
+        if (w.Path == Int8GemmPath.Scalar)
+        {
+            var acc = new int[n];
+            for (int i = 0; i < m; i++)
+            {
+                ScalarInt8Gemm.Multiply(1, n, k, x[(i * ldx)..], ldx, zeroPoint, w.Values, acc, n);
+                for (int j = 0; j < n; j++)
+                {
+                    float v = acc[j] * multipliers[multipliers.Length == 1 ? 0 : j];
+                    y[i * ldy + j] = bias.IsEmpty ? v : v + bias[j];
+                }
+            }
+            return;
+        }
+        fixed (byte* px = x)
+        fixed (float* py = y)
+        fixed (float* pm = multipliers)
+        fixed (float* pb = bias)
+            Int8Driver.Run(new Int8Args(w, m, px, ldx, zeroPoint, null, 0, py, pm, multipliers.Length, bias.IsEmpty ? null : pb, ldy), threads);
     }
 }
 
@@ -131,7 +170,7 @@ public sealed unsafe class PackedInt8Matrix
         _storage = GC.AllocateArray<int>((int)slots + 16, pinned: true);
         nint address = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_storage));
         _offset = (int)(((64 - (address & 63)) & 63) / sizeof(int));
-        ColumnSums = new int[n];
+        ColumnSums = GC.AllocateArray<int>(n, pinned: true);
         for (int j = 0; j < n; j++)
         {
             int s = 0;
@@ -174,7 +213,7 @@ public sealed unsafe class PackedInt8Matrix
     public int K { get; }
     /// <summary>The weight as given, (N,K) row-major.</summary>
     internal sbyte[] Values { get; }
-    /// <summary>Σ_k w[n,k] per output.</summary>
+    /// <summary>Σ_k w[n,k] per output (a pinned array: the kernels read it through a pointer).</summary>
     internal int[] ColumnSums { get; }
     internal int KSteps { get; }
     internal int Npad { get; }
@@ -200,13 +239,16 @@ public sealed unsafe class PackedInt8Matrix
     }
 }
 
-internal readonly unsafe struct Int8Args(PackedInt8Matrix w, int m, byte* x, int ldx, byte zeroPoint, int* c, int ldc)
+/// <summary>One int8 product's operands: int32 output C, or (when Y is set) float output Y = float(acc)·multiplier + bias.</summary>
+internal readonly unsafe struct Int8Args(PackedInt8Matrix w, int m, byte* x, int ldx, byte zeroPoint, int* c, int ldc,
+    float* y, float* multipliers, int multiplierCount, float* bias, int ldy)
 {
     public readonly PackedInt8Matrix W = w;
-    public readonly int M = m, Ldx = ldx, Ldc = ldc;
+    public readonly int M = m, Ldx = ldx, Ldc = ldc, Ldy = ldy, MultiplierCount = multiplierCount;
     public readonly byte* X = x;
     public readonly byte ZeroPoint = zeroPoint;
     public readonly int* C = c;
+    public readonly float* Y = y, Multipliers = multipliers, Bias = bias;
 }
 
 /// <summary>Splits an int8 product over rows (and over outputs when the rows are few) and runs the tiles.</summary>
@@ -259,7 +301,15 @@ internal static unsafe class Int8Driver
                 {
                     int rows = Math.Min(mr, mc - ir);
                     int* aPanel = ap + (long)ir * steps;
-                    int* cTile = g.C + (long)(ic + ir) * g.Ldc + jr;
+                    int* cTile = g.C + (long)(ic + ir) * g.Ldc + jr; // unused (null) when dequantizing
+                    if (g.Y != null)
+                    {
+                        // Dequantizing: the int tile into scratch, then the epilogue into y.
+                        if (w.Emulated) Int8Kernels.EmulatedTile(path, aPanel, bPanel, steps, tile, nr);
+                        else Int8Kernels.Tile(path, aPanel, bPanel, steps, tile, nr);
+                        Int8Kernels.Dequantize(in g, tile, nr, ic + ir, rows, jr, cols, vnni);
+                        continue;
+                    }
                     bool full = rows == mr && cols == nr;
                     int* dst = full ? cTile : tile;
                     int ldd = full ? g.Ldc : nr;
@@ -268,10 +318,10 @@ internal static unsafe class Int8Driver
                     if (vnni || !full)
                         for (int r = 0; r < rows; r++)
                         {
-                            int* s = dst + (long)r * ldd;
+                            int* src = dst + (long)r * ldd;
                             int* d = cTile + (long)r * g.Ldc;
                             for (int j = 0; j < cols; j++)
-                                d[j] = vnni ? s[j] - g.ZeroPoint * w.ColumnSums[jr + j] : s[j];
+                                d[j] = vnni ? src[j] - g.ZeroPoint * w.ColumnSums[jr + j] : src[j];
                         }
                 }
             }
@@ -387,6 +437,40 @@ internal static unsafe class Int8Kernels
             case Int8GemmPath.AvxVnni: Vnni6x16(a, b, steps, c, ldc); break;
             case Int8GemmPath.Avx512BW: Bw8x32(a, b, steps, c, ldc); break;
             default: Avx2x4x16(a, b, steps, c, ldc); break;
+        }
+    }
+
+    /// <summary>
+    /// y[row0+r, col0+j] = float(tile[r,j] (− zp·Σw for VNNI))·multiplier + bias for the valid rows × cols of a tile:
+    /// convert, multiply, add as three roundings, exactly as the scalar form <c>(float)acc * m + b</c>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Dequantize(in Int8Args g, int* tile, int ldt, int row0, int rows, int col0, int cols, bool vnni)
+    {
+        int zp = g.ZeroPoint;
+        int* sums = vnni ? (int*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(g.W.ColumnSums)) + col0 : null; // pinned: see ColumnSums
+        bool perTensor = g.MultiplierCount == 1;
+        float* mult = perTensor ? g.Multipliers : g.Multipliers + col0;
+        float* bias = g.Bias == null ? null : g.Bias + col0;
+        for (int r = 0; r < rows; r++)
+        {
+            int* t = tile + (long)r * ldt;
+            float* y = g.Y + (long)(row0 + r) * g.Ldy + col0;
+            int j = 0;
+            for (; j + 8 <= cols; j += 8)
+            {
+                var acc = Vector256.Load(t + j);
+                if (vnni) acc -= Vector256.Create(zp) * Vector256.Load(sums + j);
+                var v = Vector256.ConvertToSingle(acc) * (perTensor ? Vector256.Create(mult[0]) : Vector256.Load(mult + j));
+                if (bias != null) v += Vector256.Load(bias + j);
+                v.Store(y + j);
+            }
+            for (; j < cols; j++)
+            {
+                int acc = vnni ? t[j] - zp * sums[j] : t[j];
+                float v = acc * mult[perTensor ? 0 : j];
+                y[j] = bias == null ? v : v + bias[j];
+            }
         }
     }
 

@@ -18,7 +18,7 @@ public sealed class Int8Simulation
     private readonly Dictionary<string, Layer> _layers = new(StringComparer.Ordinal);
     private readonly bool _floatProducts;
     private byte[] _xq = [];
-    private int[] _acc = [];
+    private float[] _multipliers = [];
     private float[] _xf = [];
 
     private sealed record Layer(PackedInt8Matrix Packed, float[] WeightAsFloat, float[] Scales, int Out, int In);
@@ -82,11 +82,12 @@ public sealed class Int8Simulation
         }
         else
         {
-            int m = rows * outDim;
-            if (_acc.Length < m) _acc = new int[m];
-            var acc = _acc.AsSpan(0, m);
-            Int8Gemm.Multiply(rows, xq, inDim, zp, layer.Packed, acc, outDim, threads);
-            for (int i = 0; i < m; i++) y[i] = acc[i]; // int32 → float, exact below 2^24 (where the float products were exact too)
+            // Multipliers x_scale·w_scale rounded once per output, as the float-product form below does.
+            if (_multipliers.Length < outDim) _multipliers = new float[outDim];
+            var multipliers = _multipliers.AsSpan(0, PerChannel ? outDim : 1);
+            for (int o = 0; o < multipliers.Length; o++) multipliers[o] = scale * layer.Scales[o];
+            Int8Gemm.MultiplyDequantize(rows, xq, inDim, zp, layer.Packed, multipliers, bias, y, outDim, threads);
+            return;
         }
         var scales = layer.Scales;
         for (int r = 0; r < rows; r++)

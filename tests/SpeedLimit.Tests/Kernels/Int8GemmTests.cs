@@ -75,6 +75,42 @@ public class Int8GemmTests
                 extreme: s % 3 == 0, emulated: true);
     }
 
+    public static IEnumerable<object[]> DequantizeCases() =>
+        Int8Gemm.SupportedPaths.Select(p => new object[] { p, false })
+            .Concat(new[] { Int8GemmPath.AvxVnni, Int8GemmPath.Avx512BW, Int8GemmPath.Avx2 }.Select(p => new object[] { p, true }));
+
+    [Theory]
+    [MemberData(nameof(DequantizeCases))]
+    public void DequantizingFormIsTheScalarFormulaBitForBit(Int8GemmPath path, bool emulated)
+    {
+        // y = float(acc)·m + b, two roundings, per tensor and per output, with and without bias, edge tiles included.
+        var rng = new Random(400 + (int)path);
+        for (int s = 0; s < 10; s++)
+        {
+            int m = Pick(rng) % 70 + 1, n = Pick(rng), k = Pick(rng);
+            byte zp = (byte)rng.Next(256);
+            var x = new byte[m * k]; rng.NextBytes(x);
+            var w = new sbyte[n * k]; for (int i = 0; i < w.Length; i++) w[i] = (sbyte)rng.Next(-127, 128);
+            bool perOutput = s % 2 == 0, withBias = s % 3 != 0;
+            var mult = Enumerable.Range(0, perOutput ? n : 1).Select(_ => (float)(rng.NextDouble() * 1e-3)).ToArray();
+            var bias = withBias ? Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray() : [];
+            var acc = new int[m * n];
+            ScalarInt8Gemm.Multiply(m, n, k, x, k, zp, w, acc, n);
+            int ldy = n + 3;
+            var y = Enumerable.Repeat(-7f, m * ldy).ToArray();
+            var packed = emulated ? PackedInt8Matrix.PackEmulated(w, n, k, path) : PackedInt8Matrix.Pack(w, n, k, path);
+            Int8Gemm.MultiplyDequantize(m, x, k, zp, packed, mult, bias, y, ldy, threads: 1 + s % 2);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < ldy; j++)
+                {
+                    float want = j >= n ? -7f : acc[i * n + j] * mult[perOutput ? j : 0];
+                    if (j < n && withBias) want += bias[j];
+                    Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(y[i * ldy + j]),
+                        $"{path}{(emulated ? " emulated" : "")} ({m},{n},{k}) y[{i},{j}] = {y[i * ldy + j]:R}, want {want:R}");
+                }
+        }
+    }
+
     [Fact]
     public void ScalarPathIsTheTwin()
     {
