@@ -62,7 +62,7 @@ public sealed class Int8Simulation
 
     public bool Covers(string weightName) => _layers.ContainsKey(weightName);
 
-    /// <summary>y(rows,out) = dequant(quant(x)·W_q) + b for the named weight.</summary>
+    /// <summary>y(rows,out) = dequant(quant(x)·W_q) + b for the named weight (no bias when <paramref name="bias"/> is empty).</summary>
     public void Forward(string weightName, ReadOnlySpan<float> x, ReadOnlySpan<float> bias, Span<float> y, int rows, int threads)
     {
         var layer = _layers[weightName];
@@ -95,7 +95,7 @@ public sealed class Int8Simulation
             var row = y.Slice(r * outDim, outDim);
             if (!PerChannel) TensorPrimitives.Multiply(row, scale * scales[0], row);
             else for (int o = 0; o < outDim; o++) row[o] *= scale * scales[o];
-            TensorPrimitives.Add(row, bias, row);
+            if (!bias.IsEmpty) TensorPrimitives.Add(row, bias, row);
         }
     }
 }

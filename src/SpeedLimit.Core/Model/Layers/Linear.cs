@@ -6,11 +6,12 @@ namespace SpeedLimit.Model.Layers;
 /// <summary>Fully connected layer y = x·Wᵀ + b with PyTorch's (out, in) weight layout.</summary>
 public static class Linear
 {
-    /// <summary>y(N,out) = x(N,in) · W(out,in)ᵀ + b(out).</summary>
+    /// <summary>y(N,out) = x(N,in) · W(out,in)ᵀ + b(out); an empty bias adds nothing (a fused pass after it adds the bias).</summary>
     public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
         Span<float> y, int rows, int inDim, int outDim, int threads)
     {
         Gemm.Multiply(false, true, rows, outDim, inDim, x, inDim, weight, inDim, y, outDim, accumulate: false, threads);
+        if (bias.IsEmpty) return;
         for (int r = 0; r < rows; r++)
         {
             var row = y.Slice(r * outDim, outDim);
