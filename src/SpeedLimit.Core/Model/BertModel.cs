@@ -62,6 +62,51 @@ public sealed class BertModel
     /// </summary>
     internal BertActivations? Workspace { get => _act; set => _act = value; }
 
+    private int _freezeDepth;
+    private Dictionary<string, PackedMatrix>? _packs;
+
+    /// <summary>Whether a <see cref="FreezeWeights"/> scope is open.</summary>
+    public bool WeightsFrozen => _freezeDepth > 0;
+
+    /// <summary>
+    /// Declares the parameters fixed until the returned scope is disposed: meanwhile every linear layer packs its
+    /// weight once (in the layouts its forward and input-gradient products read, <see cref="PackedMatrix"/>) and
+    /// reuses the packing in every pass — evaluation over many batches, a distillation teacher, the micro-batches
+    /// of one accumulation group — instead of repacking it per call. Writing parameters while frozen would leave
+    /// the passes on the old values, so don't; a <see cref="Training.Trainer"/> refuses to step a frozen model.
+    /// Scopes nest; the packings are dropped when the last one closes. Results are bit-identical either way.
+    /// </summary>
+    public IDisposable FreezeWeights()
+    {
+        _freezeDepth++;
+        return new FreezeScope(this);
+    }
+
+    private sealed class FreezeScope(BertModel model) : IDisposable
+    {
+        private bool _closed;
+
+        public void Dispose()
+        {
+            if (_closed) return;
+            _closed = true;
+            if (--model._freezeDepth == 0) model._packs = null;
+        }
+    }
+
+    /// <summary>The named (out,in) weight packed as the product with it needs — forward: op(B) = Wᵀ; input gradient: op(B) = W — or null when not frozen.</summary>
+    private PackedMatrix? PackOf(string weight, int outDim, int inDim, bool forward)
+    {
+        if (_freezeDepth == 0) return null;
+        _packs ??= new Dictionary<string, PackedMatrix>(StringComparer.Ordinal);
+        string key = forward ? weight : weight + "|dx";
+        if (!_packs.TryGetValue(key, out var packed))
+            _packs[key] = packed = forward
+                ? PackedMatrix.Pack(true, inDim, outDim, Tensor(weight), inDim, Threads)
+                : PackedMatrix.Pack(false, outDim, inDim, Tensor(weight), inDim, Threads);
+        return packed;
+    }
+
     public float[] EnsureGradients()
     {
         if (Gradients.Length != Parameters.Length) Gradients = new float[Parameters.Length];
@@ -117,7 +162,7 @@ public sealed class BertModel
         {
             var b = addBias ? Tensor(bias) : default;
             if (int8 is not null && int8.Covers(weight)) int8.Forward(weight, x, b, y, rows, threads);
-            else Linear.Forward(x, Tensor(weight), b, y, rows, inDim, outDim, threads);
+            else Linear.Forward(x, Tensor(weight), b, y, rows, inDim, outDim, threads, PackOf(weight, outDim, inDim, forward: true));
         }
         float[]? DropoutMask(float[] mask, ref SplitMix64 rng)
         {
@@ -217,7 +262,7 @@ public sealed class BertModel
             Array.Clear(a.DHead1, 0, M * H);
             Gelu.Backward(a.HeadPre.AsSpan(0, M * H), a.DHead2, a.DHead1);
             Array.Clear(a.DHead2, 0, M * H);
-            Linear.Backward(a.HeadIn, Tensor(N.MlmTransformWeight), a.DHead1, a.DHead2, Gradient(N.MlmTransformWeight), Gradient(N.MlmTransformBias), M, H, H, threads);
+            Linear.Backward(a.HeadIn, Tensor(N.MlmTransformWeight), a.DHead1, a.DHead2, Gradient(N.MlmTransformWeight), Gradient(N.MlmTransformBias), M, H, H, threads, PackOf(N.MlmTransformWeight, H, H, forward: false));
             for (int i = 0; i < M; i++)
             {
                 var dst = dHidden.AsSpan(a.MlmPositions[i] * H, H);
@@ -229,12 +274,12 @@ public sealed class BertModel
             int C = Config.Labels;
             CheckLength(dLogits, B * C);
             Array.Clear(a.DHead1, 0, B * H);
-            Linear.Backward(a.HeadOut, Tensor(N.ClassifierWeight), dLogits, a.DHead1, Gradient(N.ClassifierWeight), Gradient(N.ClassifierBias), B, H, C, threads);
+            Linear.Backward(a.HeadOut, Tensor(N.ClassifierWeight), dLogits, a.DHead1, Gradient(N.ClassifierWeight), Gradient(N.ClassifierBias), B, H, C, threads, PackOf(N.ClassifierWeight, C, H, forward: false));
             if (a.Dropout > 0) TensorPrimitives.Multiply(a.DHead1.AsSpan(0, B * H), a.HeadDropMask.AsSpan(0, B * H), a.DHead1.AsSpan(0, B * H));
             Array.Clear(a.DHead2, 0, B * H);
             Gelu.TanhBackward(a.HeadAct.AsSpan(0, B * H), a.DHead1.AsSpan(0, B * H), a.DHead2);
             Array.Clear(a.DHead1, 0, B * H);
-            Linear.Backward(a.HeadIn, Tensor(N.PoolerWeight), a.DHead2, a.DHead1, Gradient(N.PoolerWeight), Gradient(N.PoolerBias), B, H, H, threads);
+            Linear.Backward(a.HeadIn, Tensor(N.PoolerWeight), a.DHead2, a.DHead1, Gradient(N.PoolerWeight), Gradient(N.PoolerBias), B, H, H, threads, PackOf(N.PoolerWeight, H, H, forward: false));
             for (int b = 0; b < B; b++) a.DHead1.AsSpan(b * H, H).CopyTo(dHidden.AsSpan(b * T * H, H));
         }
         AddHiddenGradient(hiddenGradients, Config.Layers, dHidden, nh);
@@ -250,10 +295,10 @@ public sealed class BertModel
             Array.Copy(dOther, dHidden, nh); // dHidden now holds dX1
             if (a.Dropout > 0) TensorPrimitives.Multiply(dOther.AsSpan(0, nh), L.FfnDropMask.AsSpan(0, nh), dOther.AsSpan(0, nh));
             Array.Clear(a.DFfn1, 0, Ntok * F);
-            Linear.Backward(L.PostGelu, Tensor(N.Output(l, "weight")), dOther, a.DFfn1, Gradient(N.Output(l, "weight")), Gradient(N.Output(l, "bias")), Ntok, F, H, threads);
+            Linear.Backward(L.PostGelu, Tensor(N.Output(l, "weight")), dOther, a.DFfn1, Gradient(N.Output(l, "weight")), Gradient(N.Output(l, "bias")), Ntok, F, H, threads, PackOf(N.Output(l, "weight"), H, F, forward: false));
             Array.Clear(a.DFfn2, 0, Ntok * F);
             Gelu.Backward(L.PreGelu, a.DFfn1, a.DFfn2, Ntok * F, threads);
-            Linear.Backward(L.X1, Tensor(N.Intermediate(l, "weight")), a.DFfn2, dHidden, Gradient(N.Intermediate(l, "weight")), Gradient(N.Intermediate(l, "bias")), Ntok, H, F, threads);
+            Linear.Backward(L.X1, Tensor(N.Intermediate(l, "weight")), a.DFfn2, dHidden, Gradient(N.Intermediate(l, "weight")), Gradient(N.Intermediate(l, "bias")), Ntok, H, F, threads, PackOf(N.Intermediate(l, "weight"), F, H, forward: false));
             // x1 = LN(r1): dR1 (into dOther)
             Array.Clear(dOther, 0, nh);
             LayerNorm.Backward(L.Residual1, Tensor(N.AttentionLayerNorm(l, "weight")), L.Ln1Mean, L.Ln1Rstd, dHidden, dOther,
@@ -262,13 +307,13 @@ public sealed class BertModel
             Array.Copy(dOther, dHidden, nh); // dHidden now holds dX (residual path)
             if (a.Dropout > 0) TensorPrimitives.Multiply(dOther.AsSpan(0, nh), L.AttnDropMask.AsSpan(0, nh), dOther.AsSpan(0, nh));
             Array.Clear(a.DContext, 0, nh);
-            Linear.Backward(L.Context, Tensor(N.AttentionOutput(l, "weight")), dOther, a.DContext, Gradient(N.AttentionOutput(l, "weight")), Gradient(N.AttentionOutput(l, "bias")), Ntok, H, H, threads);
+            Linear.Backward(L.Context, Tensor(N.AttentionOutput(l, "weight")), dOther, a.DContext, Gradient(N.AttentionOutput(l, "weight")), Gradient(N.AttentionOutput(l, "bias")), Ntok, H, H, threads, PackOf(N.AttentionOutput(l, "weight"), H, H, forward: false));
             Array.Clear(a.DQ, 0, nh); Array.Clear(a.DK, 0, nh); Array.Clear(a.DV, 0, nh);
             Attention.Backward(L.Q, L.K, L.V, L.Probs, a.DContext, a.DQ, a.DK, a.DV, a.AttentionScratch, B, T, H, Config.Heads, threads);
             var x = a.Hidden[l];
-            Linear.Backward(x, Tensor(N.Query(l, "weight")), a.DQ, dHidden, Gradient(N.Query(l, "weight")), Gradient(N.Query(l, "bias")), Ntok, H, H, threads);
-            Linear.Backward(x, Tensor(N.Key(l, "weight")), a.DK, dHidden, Gradient(N.Key(l, "weight")), Gradient(N.Key(l, "bias")), Ntok, H, H, threads);
-            Linear.Backward(x, Tensor(N.Value(l, "weight")), a.DV, dHidden, Gradient(N.Value(l, "weight")), Gradient(N.Value(l, "bias")), Ntok, H, H, threads);
+            Linear.Backward(x, Tensor(N.Query(l, "weight")), a.DQ, dHidden, Gradient(N.Query(l, "weight")), Gradient(N.Query(l, "bias")), Ntok, H, H, threads, PackOf(N.Query(l, "weight"), H, H, forward: false));
+            Linear.Backward(x, Tensor(N.Key(l, "weight")), a.DK, dHidden, Gradient(N.Key(l, "weight")), Gradient(N.Key(l, "bias")), Ntok, H, H, threads, PackOf(N.Key(l, "weight"), H, H, forward: false));
+            Linear.Backward(x, Tensor(N.Value(l, "weight")), a.DV, dHidden, Gradient(N.Value(l, "weight")), Gradient(N.Value(l, "bias")), Ntok, H, H, threads, PackOf(N.Value(l, "weight"), H, H, forward: false));
             AddHiddenGradient(hiddenGradients, l, dHidden, nh);
         }
 

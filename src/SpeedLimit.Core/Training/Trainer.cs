@@ -43,6 +43,7 @@ public sealed class Trainer
     private readonly GradientAccumulator _accumulator;
     private readonly LogitGradientBuffer _dLogits = new();
     private ulong _dropoutCounter;
+    private IDisposable? _groupFreeze; // an accumulation group's micro-batches share one packing of each weight
 
     /// <param name="totalOptimizerSteps">Length of the learning-rate schedule.</param>
     public Trainer(BertModel model, TrainingOptions options, long totalOptimizerSteps, float dropout = 0.1f)
@@ -72,6 +73,7 @@ public sealed class Trainer
     public StepResult Step(LabeledBatch batch, float[]? teacherLogits = null, float temperature = 1f, float distillWeight = 0f)
     {
         batch.Validate(Model.Config);
+        FreezeForGroup();
         long t = System.Diagnostics.Stopwatch.GetTimestamp();
         var logits = Model.Forward(batch.Input, Dropout, NextDropoutSeed());
         PhaseTimes.ForwardSeconds += TrainingPhaseTimes.Since(ref t);
@@ -88,6 +90,7 @@ public sealed class Trainer
     /// <summary>One micro-batch of masked-LM training.</summary>
     public StepResult Step(MaskedLmBatch batch)
     {
+        FreezeForGroup();
         long t = System.Diagnostics.Stopwatch.GetTimestamp();
         var logits = Model.Forward(batch.Input, Dropout, NextDropoutSeed(), batch.Positions);
         PhaseTimes.ForwardSeconds += TrainingPhaseTimes.Since(ref t);
@@ -104,6 +107,10 @@ public sealed class Trainer
     {
         PhaseTimes.MicroBatches++;
         if (!_accumulator.CompleteMicroBatch()) return new StepResult(loss, false, double.NaN, 0f, null);
+        _groupFreeze?.Dispose();
+        _groupFreeze = null;
+        if (Model.WeightsFrozen)
+            throw new InvalidOperationException("the model's weights are frozen (BertModel.FreezeWeights scope open); close the scope before training it");
         long t = System.Diagnostics.Stopwatch.GetTimestamp();
         var grads = Model.Gradients;
         var bad = float.IsFinite(loss) ? GradientUtilities.FindNonFinite(grads, Model.Layout) : new NonFiniteReport("loss", 0, -1, loss);
@@ -135,4 +142,10 @@ public sealed class Trainer
     }
 
     private ulong NextDropoutSeed() => ++_dropoutCounter;
+
+    /// <summary>With several micro-batches per optimizer step, the weights stay fixed over the group: pack them once for all of its passes.</summary>
+    private void FreezeForGroup()
+    {
+        if (_options.AccumulationSteps > 1 && _groupFreeze is null && !Model.WeightsFrozen) _groupFreeze = Model.FreezeWeights();
+    }
 }
