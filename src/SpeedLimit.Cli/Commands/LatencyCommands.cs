@@ -45,12 +45,14 @@ public static class LatencyCommands
             var folder = parse.GetValue(store) ?? LatencyServerOptions.DefaultStoreFolder;
             double mb = parse.GetValue(maxUpload);
             if (!(mb > 0) || !double.IsFinite(mb)) throw new UserInputException($"--max-upload-mb {mb} must be a positive number of megabytes");
-            var (token, source) = LatencyServerOptions.ResolveToken(parse.GetValue(tokenFile), folder);
             var options = new LatencyServerOptions
             {
                 Urls = parse.GetValue(urls)!.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-                StoreFolder = folder, Token = token, MaxUploadBytes = (long)Math.Min(mb * 1e6, long.MaxValue / 2),
+                StoreFolder = folder, MaxUploadBytes = (long)Math.Min(mb * 1e6, long.MaxValue / 2),
             };
+            options.Validate(requireToken: false); // before the token, which may be generated into the store
+            var (token, source) = LatencyServerOptions.ResolveToken(parse.GetValue(tokenFile), folder);
+            options.Token = token;
             using var cancel = new CancelOnSignals();
             var server = new LatencyServer(options, ChildProcessLatencyDevice.Shared, Console.Out);
             Console.Out.WriteLine($"token {source}");

@@ -38,14 +38,15 @@ public sealed class LatencyServerOptions
     public static string DefaultStoreFolder =>
         Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.DoNotVerify), "speedlimit", "serve");
 
-    public void Validate()
+    /// <param name="requireToken">False to check the rest before a token is resolved (which may write one into the store).</param>
+    public void Validate(bool requireToken = true)
     {
         if (Urls.Count == 0) throw new UserInputException("--urls is empty; give e.g. http://127.0.0.1:5117");
         foreach (var u in Urls)
             if (!Uri.TryCreate(u, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
                 throw new UserInputException($"--urls '{u}' is not an http:// address with a host and port, e.g. http://127.0.0.1:5117 (for TLS, put a reverse proxy in front)");
         if (string.IsNullOrWhiteSpace(StoreFolder)) throw new UserInputException("--store is empty; give a folder for uploaded models and results");
-        if (Token.Length < 8) throw new UserInputException("the server token must have at least 8 characters; give a longer one in --token-file or SPEEDLIMIT_LATENCY_TOKEN, or neither to generate one");
+        if (requireToken && Token.Length < 8) throw new UserInputException("the server token must have at least 8 characters; give a longer one in --token-file or SPEEDLIMIT_LATENCY_TOKEN, or neither to generate one");
         if (MaxUploadBytes < 1) throw new UserInputException($"--max-upload-mb must be positive (got {MaxUploadBytes} bytes)");
         if (MaxModelsPerRequest < 1) throw new UserInputException($"at least one model per request must be allowed (got {MaxModelsPerRequest})");
     }
@@ -166,7 +167,7 @@ public sealed class LatencyServer : IAsyncDisposable
         }
         _app = app;
         Addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToList() ?? [.. _options.Urls];
-        Log($"listening on {string.Join(", ", Addresses)}; store {_store.Folder} ({_store.ModelCount} model(s)); upload limit {_options.MaxUploadBytes / 1e6:0.###} MB; measuring with {_device.Name} on {_device.Fingerprint(1)}");
+        Log($"listening on {string.Join(", ", Addresses)}; store {_store.Folder} ({_store.ModelCount} model(s)); upload limit {_options.MaxUploadBytes / 1e6:0.###} MB; device: {_device.Name} on {_device.Fingerprint(1)}");
         foreach (var a in Addresses)
             if (Uri.TryCreate(a, UriKind.Absolute, out var uri) && !IsLoopback(uri.Host))
                 Log($"warning: {a} is plain HTTP on a network address: the token and the models travel unencrypted; prefer an SSH tunnel (ssh -L {uri.Port}:127.0.0.1:{uri.Port}) or a TLS proxy");
