@@ -37,7 +37,7 @@ public static class RunPreflight
         int cores = Environment.ProcessorCount;
         if (options.TrainThreads > cores)
             yield return $"--threads {options.TrainThreads} exceeds this machine's {cores} cores; training will be slower, not faster";
-        if (options.Profiling.Threads > cores)
+        if (options.Profiling.Threads > cores && options.Profiling.Endpoint is null) // a remote device has its own cores
             yield return $"--latency-threads {options.Profiling.Threads} exceeds this machine's {cores} cores; latencies will be measured oversubscribed";
         if (options.Data.MaxSequenceLength > options.Profiling.SequenceLength)
             yield return $"--max-length {options.Data.MaxSequenceLength} is longer than the {options.Profiling.SequenceLength} tokens latency is measured at; the bound holds for {options.Profiling.SequenceLength}-token inputs only";

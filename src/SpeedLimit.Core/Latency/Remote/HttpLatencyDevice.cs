@@ -42,8 +42,10 @@ public sealed class HttpLatencyDevice : ILatencyDevice, IDisposable
     /// <summary>The endpoint's address without a trailing slash.</summary>
     public string Address => _endpoint.Url.ToString().TrimEnd('/');
 
+    private int _uploads;
+
     /// <summary>Uploads this device sent (models the server did not have yet).</summary>
-    public int Uploads { get; private set; }
+    public int Uploads => _uploads;
 
     public DeviceFingerprint Fingerprint(int threads) => Info(threads).Fingerprint;
 
@@ -137,7 +139,7 @@ public sealed class HttpLatencyDevice : ILatencyDevice, IDisposable
                 throw new LatencyEndpointException($"the latency endpoint {Address} rejected model '{path}': {ErrorText(text)}");
             return (bool?)null;
         });
-        Uploads++;
+        Interlocked.Increment(ref _uploads);
     }
 
     private string TooLarge(string path, long size, long limit) =>
@@ -161,9 +163,9 @@ public sealed class HttpLatencyDevice : ILatencyDevice, IDisposable
             using (var timer = CancellationTokenSource.CreateLinkedTokenSource(cancel))
             {
                 timer.CancelAfter(timeout);
+                using var request = build(); // outside the try: a model file that cannot be read is not a connection failure
                 try
                 {
-                    using var request = build();
                     using var response = _http.Send(request, HttpCompletionOption.ResponseContentRead, timer.Token);
                     string text;
                     using (var reader = new StreamReader(response.Content.ReadAsStream(timer.Token), Encoding.UTF8))
