@@ -15,7 +15,7 @@ namespace SpeedLimit.Reporting;
 /// order, metric, max length, truncation) in <c>deployment.json</c> and in each ONNX file's metadata,
 /// and a <c>README.md</c> that shows how to call the model from C#, Python and Node.
 /// </summary>
-public static class RunPackage
+internal static class RunPackage
 {
     public const string VocabFile = "vocab.txt";
     public const string TokenizerFile = "tokenizer.json";
