@@ -5,7 +5,7 @@ namespace SpeedLimit.Data;
 /// so it needs no vocabulary file. Ids 0..4 are [PAD], [UNK], [CLS], [SEP], [MASK]; words follow
 /// in the order given. Unknown words map to [UNK].
 /// </summary>
-internal sealed class WordLevelEncoder : ITextEncoder
+public sealed class WordLevelEncoder : ITextEncoder
 {
     public static readonly string[] SpecialTokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 

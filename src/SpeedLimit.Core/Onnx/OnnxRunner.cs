@@ -3,7 +3,7 @@ using Microsoft.ML.OnnxRuntime;
 namespace SpeedLimit.Onnx;
 
 /// <summary>How ONNX Runtime runs a model.</summary>
-internal sealed class OnnxRunnerOptions
+public sealed class OnnxRunnerOptions
 {
     /// <summary>Intra-op threads (the threads one inference uses). Inter-op is always 1 and execution sequential.</summary>
     public int IntraOpThreads { get; set; } = 1;
@@ -12,7 +12,7 @@ internal sealed class OnnxRunnerOptions
 }
 
 /// <summary>Preallocated inputs and output for one (batch, sequence) shape; the arrays are what ORT reads and writes.</summary>
-internal sealed class OnnxInputBuffer : IDisposable
+public sealed class OnnxInputBuffer : IDisposable
 {
     internal OnnxInputBuffer(int batch, int sequenceLength, int labels)
     {
@@ -55,7 +55,7 @@ internal sealed class OnnxInputBuffer : IDisposable
 /// An exported BERT model on ONNX Runtime's CPU provider: explicit intra-op threads, one inter-op
 /// thread, sequential execution, all graph optimizations. Owns its session; dispose it.
 /// </summary>
-internal sealed class OnnxRunner : IDisposable
+public sealed class OnnxRunner : IDisposable
 {
     private static readonly string[] InputNames = [BertOnnxExporter.InputIds, BertOnnxExporter.AttentionMask, BertOnnxExporter.TokenTypeIds];
     private static readonly string[] OutputNames = [BertOnnxExporter.Logits];
