@@ -214,7 +214,7 @@ public sealed record OutputOptions
 }
 
 /// <summary>Serializes options records for the resume check and names the settings that differ.</summary>
-public static class OptionsFingerprint
+internal static class OptionsFingerprint
 {
     public static readonly JsonSerializerOptions Json = new()
     {

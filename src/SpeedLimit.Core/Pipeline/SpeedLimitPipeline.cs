@@ -382,15 +382,16 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     }
 
     /// <summary>One exported winner before its latency is verified (every field known).</summary>
-    private sealed record ExportedModel(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile,
-        DevScore Engine, DevScore OnnxRuntime, PaddingEffect Padding);
+    private sealed record ExportedModel(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile, string HuggingFaceFolder,
+        long OnnxBytes, DevScore Engine, DevScore OnnxRuntime, PaddingEffect Padding);
 
     /// <summary>Padded batch size of the padding-effect measurement (the runner's default batch).</summary>
     private const int PaddedBatch = 32;
 
     /// <summary>
     /// Rebuilds each bound's winner (fine-tuning is deterministic per seed), exports it with the
-    /// contract in its metadata, writes the tokenizer files beside it, and scores it on the dev split:
+    /// contract in its metadata, writes the tokenizer files beside it and the same weights as a Hugging
+    /// Face folder (so users load what we found in their own stack), and scores it on the dev split:
     /// on the engine, and on ONNX Runtime each example alone (as the run folder's README calls it)
     /// and in padded batches (how much int8 outputs depend on padding).
     /// </summary>
@@ -400,6 +401,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var bounds = search.Bounds.Where(b => b.Winner is not null).ToList();
         if (bounds.Count == 0) throw new UserInputException("no candidate met any bound by measurement; loosen the bound or widen the search space");
         RunPackage.WriteTokenizer(folder, task.Encoder, contract);
+        var vocab = RunPackage.Vocabulary(task.Encoder);
         var exported = new List<ExportedModel>();
         var ids = task.Dev.Select(e => e.InputIds).ToList();
         var types = task.Dev.Select(e => e.TokenTypeIds).ToList();
@@ -416,6 +418,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             BertOnnxExporter.Save(model.Config, model.Layout, model.Parameters, onnx,
                 new OnnxExportOptions { Precision = options.Precision, Contract = contract });
             BertCheckpoint.Save(ckpt, model.Config, model.Parameters);
+            var hf = Path.Combine(folder, name + "-hf");
+            HuggingFaceFolder.Write(hf, model, vocab, contract.DoLowerCase, labelNames: contract.Labels.Count > 0 ? contract.Labels : null, overwrite: true);
             double engine = task.EvaluateDev(model, int8 ? new Quantization.Int8Simulation(model) : null).Primary;
             float[][] alone, batched;
             using (var runner = new OnnxRunner(onnx, new OnnxRunnerOptions { IntraOpThreads = options.TrainThreads }))
@@ -426,7 +430,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             double ort = task.Score(alone).Primary;
             if (Math.Abs(engine - b.Winner.Metric) > 1e-9)
                 _notes.Add($"{arch}: rebuilt metric {engine:F4} differs from the searched {b.Winner.Metric:F4}");
-            exported.Add(new ExportedModel(b.BoundMs, arch, Path.GetFileName(onnx), Path.GetFileName(ckpt),
+            exported.Add(new ExportedModel(b.BoundMs, arch, Path.GetFileName(onnx), Path.GetFileName(ckpt), Path.GetFileName(hf), new FileInfo(onnx).Length,
                 new DevScore(engine, int8 ? "engine int8 simulation" : "engine fp32", "length-sorted padded batches of 64"),
                 new DevScore(ort, $"ONNX Runtime {OnnxRunner.RuntimeVersion}", RunPackage.OnnxScoring),
                 MeasurePadding(alone, batched, task)));
@@ -475,7 +479,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
                 _notes.Add($"{e.OnnxFile}: uncertain at the verification protocol's limit ({judgement.Describe()}): the bound lies inside the confidence interval of its {LatencyBound.Name(bound.Statistic)}");
             if (record.Protocol is { Drifted: true } note)
                 _notes.Add($"{e.OnnxFile}: the reference model drifted {note.DriftPercent:F0} % during the final measurement (after {note.Attempts} attempt(s)): the machine's speed changed while measuring");
-            winners.Add(new DeployedWinner(e.BoundMs, e.Arch, e.OnnxFile, e.CheckpointFile, e.Engine, e.OnnxRuntime, e.Padding, verdict));
+            winners.Add(new DeployedWinner(e.BoundMs, e.Arch, e.OnnxFile, e.CheckpointFile, e.HuggingFaceFolder, e.OnnxBytes,
+                Reporting.RunReport.EncoderParameters(e.Arch), e.Engine, e.OnnxRuntime, e.Padding, verdict));
             Report(PipelineStage.Verification, $"{e.OnnxFile}: {judgement.Describe()}", i + 1, exported.Count);
         }
         return winners;

@@ -4,7 +4,7 @@ using SpeedLimit.Kernels;
 namespace SpeedLimit.Model.Layers;
 
 /// <summary>Fully connected layer y = x·Wᵀ + b with PyTorch's (out, in) weight layout.</summary>
-public static class Linear
+internal static class Linear
 {
     /// <summary>y(N,out) = x(N,in) · W(out,in)ᵀ + b(out).</summary>
     public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias,
