@@ -54,7 +54,7 @@ public static class LatencyCommands
             var (token, source) = LatencyServerOptions.ResolveToken(parse.GetValue(tokenFile), folder);
             options.Token = token;
             using var cancel = new CancelOnSignals();
-            var server = new LatencyServer(options, ChildProcessLatencyDevice.Shared, Console.Out);
+            var server = new LatencyServer(options, log: Console.Out); // measures in the dedicated child process
             Console.Out.WriteLine($"token {source}");
             server.StartAsync(cancel.Token).GetAwaiter().GetResult();
             cancel.Token.WaitHandle.WaitOne();

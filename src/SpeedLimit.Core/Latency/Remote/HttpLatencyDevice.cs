@@ -50,7 +50,7 @@ public sealed class HttpLatencyDevice : ILatencyDevice, IDisposable
     public DeviceFingerprint Fingerprint(int threads) => Info(threads).Fingerprint;
 
     /// <summary>The server's fingerprint at a thread count, its device and upload limit (asked once per thread count).</summary>
-    public RemoteDeviceInfo Info(int threads, CancellationToken cancel = default)
+    internal RemoteDeviceInfo Info(int threads, CancellationToken cancel = default)
     {
         lock (_gate)
         {

@@ -71,7 +71,7 @@ public sealed class LatencyServerOptions
 }
 
 /// <summary>What a server did since it started.</summary>
-public sealed record LatencyServerCounts(int Measurements, int ModelsMeasured, int Uploads, int CacheHits, int Queued, string? Measuring);
+internal sealed record LatencyServerCounts(int Measurements, int ModelsMeasured, int Uploads, int CacheHits, int Queued, string? Measuring);
 
 /// <summary>
 /// <c>speedlimit latency serve</c>: measures ONNX models on this machine for a search running elsewhere,
@@ -104,22 +104,23 @@ public sealed class LatencyServer : IAsyncDisposable
 
     private sealed record Job(Task<IReadOnlyList<LatencyRecord>> Task);
 
-    public LatencyServer(LatencyServerOptions options, ILatencyDevice device, TextWriter? log = null)
+    /// <param name="device">Where models are measured (default: the dedicated child process, as local profiling).</param>
+    public LatencyServer(LatencyServerOptions options, ILatencyDevice? device = null, TextWriter? log = null)
     {
         options.Validate();
         _options = options;
-        _device = device;
+        _device = device ?? ChildProcessLatencyDevice.Shared;
         _log = log ?? TextWriter.Null;
         _store = new LatencyStore(options.StoreFolder);
         _tokenHash = SHA256.HashData(Encoding.UTF8.GetBytes(options.Token));
     }
 
-    public LatencyStore Store => _store;
+    internal LatencyStore Store => _store;
 
     /// <summary>The addresses it listens on (with the actual ports), once started.</summary>
     public IReadOnlyList<string> Addresses { get; private set; } = [];
 
-    public LatencyServerCounts Counts
+    internal LatencyServerCounts Counts
     {
         get
         {

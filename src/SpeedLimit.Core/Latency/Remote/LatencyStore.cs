@@ -6,10 +6,10 @@ namespace SpeedLimit.Latency.Remote;
 /// <summary>One finished measurement in the server's journal (<c>measurements.jsonl</c>): what was measured, once.</summary>
 /// <param name="Id">The request's content key (<see cref="RemoteProtocol.Key"/>).</param>
 /// <param name="Bound">The bound the request was judged against, if any (finalists and verification).</param>
-public sealed record JournalEntry(string Id, DateTimeOffset FinishedAt, double Seconds, string Protocol, string? Bound, IReadOnlyList<RemoteModel> Models);
+internal sealed record JournalEntry(string Id, DateTimeOffset FinishedAt, double Seconds, string Protocol, string? Bound, IReadOnlyList<RemoteModel> Models);
 
 /// <summary>A stored result: the request and the records it got.</summary>
-public sealed record StoredResult(RemoteMeasureRequest Request, IReadOnlyList<LatencyRecord> Records);
+internal sealed record StoredResult(RemoteMeasureRequest Request, IReadOnlyList<LatencyRecord> Records);
 
 /// <summary>
 /// The server's folder: <c>models/SHA256.onnx</c> (uploads, checked before they are kept),
@@ -17,7 +17,7 @@ public sealed record StoredResult(RemoteMeasureRequest Request, IReadOnlyList<La
 /// <c>measurements.jsonl</c> (the journal, a line per measurement taken) and <c>uploads/</c> (uploads in
 /// progress, cleared at start). It survives a restart: a retried or resumed request is answered from it.
 /// </summary>
-public sealed class LatencyStore
+internal sealed class LatencyStore
 {
     public string Folder { get; }
     private readonly object _journalGate = new();

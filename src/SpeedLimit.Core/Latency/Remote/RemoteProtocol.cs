@@ -49,10 +49,10 @@ public sealed record LatencyEndpointOptions(Uri Url, string Token, double RetryS
 public sealed class LatencyEndpointException(string message, Exception? inner = null) : IOException(message, inner);
 
 /// <summary>One model of a remote measurement, named by the SHA-256 of its file (uploaded before).</summary>
-public sealed record RemoteModel(string Sha256, Architecture Arch, int Heads, Precision Precision);
+internal sealed record RemoteModel(string Sha256, Architecture Arch, int Heads, Precision Precision);
 
 /// <summary>The body of <c>POST /v1/measure</c>.</summary>
-public sealed record RemoteMeasureRequest(IReadOnlyList<RemoteModel> Models, MeasurementSettings Settings);
+internal sealed record RemoteMeasureRequest(IReadOnlyList<RemoteModel> Models, MeasurementSettings Settings);
 
 /// <summary>
 /// The reply to <c>POST /v1/measure</c>: <c>done</c> with the records, or <c>queued</c>/<c>measuring</c>
@@ -60,16 +60,16 @@ public sealed record RemoteMeasureRequest(IReadOnlyList<RemoteModel> Models, Mea
 /// </summary>
 /// <param name="Id">The request's content key (the same request always has the same id).</param>
 /// <param name="Cached">Served from the server's store without measuring.</param>
-public sealed record RemoteMeasureReply(string Id, string State, IReadOnlyList<LatencyRecord>? Records = null, string? Error = null, bool Cached = false);
+internal sealed record RemoteMeasureReply(string Id, string State, IReadOnlyList<LatencyRecord>? Records = null, string? Error = null, bool Cached = false);
 
 /// <summary>The reply to <c>GET /v1/fingerprint</c>.</summary>
-public sealed record RemoteDeviceInfo(DeviceFingerprint Fingerprint, string Device, long MaxUploadBytes, int ProtocolVersion);
+internal sealed record RemoteDeviceInfo(DeviceFingerprint Fingerprint, string Device, long MaxUploadBytes, int ProtocolVersion);
 
 /// <summary>An error reply (any 4xx/5xx of the server).</summary>
-public sealed record RemoteError(string Error, IReadOnlyList<string>? Missing = null);
+internal sealed record RemoteError(string Error, IReadOnlyList<string>? Missing = null);
 
 /// <summary>The wire format shared by the server and <see cref="HttpLatencyDevice"/>.</summary>
-public static class RemoteProtocol
+internal static class RemoteProtocol
 {
     public const int Version = 1;
 
