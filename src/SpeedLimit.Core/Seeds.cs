@@ -5,7 +5,7 @@ namespace SpeedLimit;
 /// randomized per process, these are the same in every process, so a resumed run in a new process
 /// draws exactly what the original would have.
 /// </summary>
-public static class Seeds
+internal static class Seeds
 {
     public static int Combine(int seed, long a, long b = 0)
     {

@@ -1,7 +1,7 @@
 namespace SpeedLimit;
 
 /// <summary>The one median/quantile helper (latency summaries, predictor residuals, data percentiles).</summary>
-public static class Statistics
+internal static class Statistics
 {
     /// <summary>Median; the mean of the two middle values for an even count.</summary>
     public static double Median(IEnumerable<double> values)

@@ -19,7 +19,7 @@ public sealed record SafeTensor(string Name, int[] Shape, string DType, float[] 
 }
 
 /// <summary>A tensor's header entry: dtype, shape and byte range in the data section.</summary>
-public sealed record SafeTensorInfo(string Name, string DType, int[] Shape, long Begin, long End)
+internal sealed record SafeTensorInfo(string Name, string DType, int[] Shape, long Begin, long End)
 {
     public long Count => Shape.Aggregate(1L, (p, d) => p * d);
 }
@@ -30,7 +30,7 @@ public sealed record SafeTensorInfo(string Name, string DType, int[] Shape, long
 /// read one at a time straight into buffers the caller owns (e.g. slices of a flat parameter
 /// buffer), so loading a model needs no second copy.
 /// </summary>
-public sealed class SafeTensorsReader : IDisposable
+internal sealed class SafeTensorsReader : IDisposable
 {
     private readonly FileStream _stream;
     private readonly long _dataStart;

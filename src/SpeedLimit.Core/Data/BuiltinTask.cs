@@ -47,7 +47,7 @@ public sealed class BuiltinTaskOptions
 /// See docs/builtin-task.md for measured accuracies per model size.
 /// </para>
 /// </summary>
-public static class BuiltinTask
+internal static class BuiltinTask
 {
     public const string Name = "builtin";
     public static readonly string[] LabelNames = ["both_positive", "both_negative", "disagree"];

@@ -1,7 +1,7 @@
 namespace SpeedLimit.Data;
 
 /// <summary>Validation splits carved out of train for tasks that ship without one.</summary>
-public static class DataSplits
+internal static class DataSplits
 {
     /// <summary>
     /// Moves a seeded random <paramref name="fraction"/> of <paramref name="examples"/> into a

@@ -11,7 +11,7 @@ public sealed record MetricReport(PrimaryMetric Metric, double Primary, IReadOnl
 /// correlation with a constant side is 0, MCC with an empty row or column of the confusion matrix
 /// is 0, F1 with no true positives is 0 (scikit-learn's choices).
 /// </summary>
-public static class GlueMetrics
+internal static class GlueMetrics
 {
     public static double Accuracy(ReadOnlySpan<int> predicted, ReadOnlySpan<int> gold)
     {

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace SpeedLimit.Data;
 
 /// <summary>Options for loading a GLUE task folder.</summary>
-public sealed class GlueLoadOptions
+internal sealed class GlueLoadOptions
 {
     /// <summary>Share of train moved into dev when the folder has no dev file (STS-B and CoLA here).</summary>
     public double CarvedDevFraction { get; set; } = 0.1;
@@ -17,7 +17,7 @@ public sealed class GlueLoadOptions
 /// columns are found by header name; CoLA's train/dev have no header; test files have no label
 /// column; labels may be strings (RTE/QNLI/MNLI) or floats (STS-B).
 /// </summary>
-public static class GlueTasks
+internal static class GlueTasks
 {
     internal sealed record Spec(
         string Name, TaskKind Kind, string[] LabelNames, PrimaryMetric Metric,

@@ -3,7 +3,7 @@ using System.Text;
 namespace SpeedLimit.Data;
 
 /// <summary>Settings of masked-LM pretraining data (BERT's defaults).</summary>
-public sealed class MaskedLmOptions
+internal sealed class MaskedLmOptions
 {
     /// <summary>Length of each segment including [CLS] and [SEP].</summary>
     public int SegmentLength { get; set; } = 128;
@@ -30,7 +30,7 @@ public sealed class MaskedLmOptions
 }
 
 /// <summary>A masked segment: model input and labels (original id where masked, -100 elsewhere).</summary>
-public sealed record MaskedSegment(int[] InputIds, int[] Labels);
+internal sealed record MaskedSegment(int[] InputIds, int[] Labels);
 
 /// <summary>
 /// Plain-text files → token stream → fixed-length segments <c>[CLS] … [SEP]</c> → BERT masking.
@@ -38,7 +38,7 @@ public sealed record MaskedSegment(int[] InputIds, int[] Labels);
 /// the chunk size and the shuffle buffer. Text flows across lines and files (RoBERTa-style packing);
 /// only the very last segment may be shorter. Everything random comes from the seed and the epoch.
 /// </summary>
-public sealed class MaskedLmCorpus
+internal sealed class MaskedLmCorpus
 {
     private readonly IReadOnlyList<string> _files;
     private readonly ITextEncoder _encoder;

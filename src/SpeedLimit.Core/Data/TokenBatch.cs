@@ -80,7 +80,7 @@ public sealed record EncodedExample(int[] InputIds, int[] TokenTypeIds, int Clas
 }
 
 /// <summary>Options for turning encoded examples into batches.</summary>
-public sealed class BatchOptions
+internal sealed class BatchOptions
 {
     public int BatchSize { get; set; } = 32;
     /// <summary>Shuffle (training) or keep a deterministic length-sorted order (evaluation).</summary>
@@ -94,7 +94,7 @@ public sealed class BatchOptions
 }
 
 /// <summary>Encodes task examples and cuts them into length-bucketed, padded batches; drops nothing.</summary>
-public static class TokenBatcher
+internal static class TokenBatcher
 {
     public static List<EncodedExample> Encode(IReadOnlyList<TaskExample> examples, ITextEncoder encoder, int maxLength)
     {

@@ -26,7 +26,7 @@ public enum GemmPath
 /// Large calls split C between threads; small ones (e.g. one attention head) run on the calling
 /// thread. Pack buffers are per thread and reused, so steady-state calls do not allocate.
 /// </remarks>
-public static class Gemm
+internal static class Gemm
 {
     private static GemmPath _path = GemmPath.Auto;
 
@@ -169,7 +169,7 @@ public static class Gemm
 }
 
 /// <summary>The plain scalar twin of <see cref="Gemm"/>: the reference the SIMD kernels are tested against.</summary>
-public static class ScalarGemm
+internal static class ScalarGemm
 {
     public static void Multiply(bool transA, bool transB, int m, int n, int k,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,

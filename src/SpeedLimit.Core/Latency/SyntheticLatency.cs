@@ -9,7 +9,7 @@ namespace SpeedLimit.Latency;
 /// 16 and an efficiency that drops for small matrices, fp32 attention and element-wise work,
 /// times log-normal measurement noise. Its numbers are of the order of a 1-thread CPU run.
 /// </summary>
-public sealed class SyntheticLatency(double noiseSigma = 0.01)
+internal sealed class SyntheticLatency(double noiseSigma = 0.01)
 {
     public double NoiseSigma { get; } = noiseSigma;
 

@@ -1,7 +1,7 @@
 namespace SpeedLimit.Onnx;
 
 /// <summary>Builds an <see cref="OnnxGraph"/> node by node, naming intermediate values uniquely.</summary>
-public sealed class OnnxGraphBuilder(string name)
+internal sealed class OnnxGraphBuilder(string name)
 {
     private readonly List<OnnxNode> _nodes = [];
     private readonly List<OnnxTensor> _initializers = [];

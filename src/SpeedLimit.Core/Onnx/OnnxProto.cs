@@ -42,7 +42,7 @@ public sealed record OnnxModel(OnnxGraph Graph, IReadOnlyDictionary<string, long
 /// Field numbers are those of the public onnx.proto schema. Each message is built as a tree
 /// whose sizes are computed before writing, so large initializers are copied once.
 /// </summary>
-public static class OnnxProtoWriter
+internal static class OnnxProtoWriter
 {
     public static byte[] ToBytes(OnnxModel model)
     {

@@ -9,7 +9,7 @@ namespace SpeedLimit.Pipeline;
 /// does not depend on the values) at the search's precision and times it on its device with the
 /// profiler's protocol; for a bound, an uncertain verdict is sampled longer.
 /// </summary>
-public sealed class OnnxLatencyMeasurer(LatencyProfiler profiler, Precision precision) : ILatencyMeasurer
+internal sealed class OnnxLatencyMeasurer(LatencyProfiler profiler, Precision precision) : ILatencyMeasurer
 {
     public LatencyRecord Measure(Architecture arch, CancellationToken cancellation)
     {

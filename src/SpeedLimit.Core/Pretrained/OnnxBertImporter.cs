@@ -9,7 +9,7 @@ namespace SpeedLimit.Pretrained;
 /// <summary>What the graph alone cannot tell reliably; taken from a config.json beside the file when there is one.</summary>
 /// <param name="Heads">Attention heads (otherwise read from the graph's head reshape or score scale).</param>
 /// <param name="LayerNormEps">LayerNorm epsilon (otherwise read from the graph).</param>
-public sealed record OnnxImportHints(int? Heads = null, float? LayerNormEps = null);
+internal sealed record OnnxImportHints(int? Heads = null, float? LayerNormEps = null);
 
 /// <summary>
 /// Imports a BERT from an ONNX export of a Hugging Face model (torch.onnx or optimum, without ORT's
@@ -20,7 +20,7 @@ public sealed record OnnxImportHints(int? Heads = null, float? LayerNormEps = nu
 /// tensors; heads and LayerNorm epsilon from the graph (the head reshape and the epsilon constant) unless
 /// hints give them. Anything that cannot be attributed is an error naming the node and tensor.
 /// </summary>
-public static class OnnxBertImporter
+internal static class OnnxBertImporter
 {
     private static readonly HashSet<string> FusedOps = new(StringComparer.Ordinal)
     {

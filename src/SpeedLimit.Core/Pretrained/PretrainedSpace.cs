@@ -23,7 +23,7 @@ public sealed record PretrainedSpaceOptions
 }
 
 /// <summary>The search space of a pretrained model: derived from its shape, or a given space checked against it.</summary>
-public static class PretrainedSpace
+internal static class PretrainedSpace
 {
     /// <summary>
     /// e ∈ {min..E}, h ∈ {…, H − step, H}, f ∈ {…, F − step, F} with the model's head count. For

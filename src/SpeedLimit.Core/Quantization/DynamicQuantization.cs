@@ -7,7 +7,7 @@ namespace SpeedLimit.Quantization;
 /// <summary>Symmetric int8 weights of one linear layer: values (out,in) and one scale per tensor or per output row.</summary>
 /// <param name="Values">Quantized weights, (out,in) row-major, in [-127, 127].</param>
 /// <param name="Scales">Length 1 (per tensor) or <paramref name="OutDim"/> (per output channel).</param>
-public sealed record QuantizedWeight(sbyte[] Values, float[] Scales, int OutDim, int InDim, bool PerChannel)
+internal sealed record QuantizedWeight(sbyte[] Values, float[] Scales, int OutDim, int InDim, bool PerChannel)
 {
     public float ScaleOf(int row) => Scales.Length == 1 ? Scales[0] : Scales[row];
 
@@ -38,7 +38,7 @@ public sealed record QuantizedWeight(sbyte[] Values, float[] Scales, int OutDim,
 /// <item>Linear layer: y = float(Σ (x_q − zp)·w_q) · (x_scale·w_scale) + b, the integer sum exact in int32.</item>
 /// </list>
 /// </summary>
-public static class DynamicQuantization
+internal static class DynamicQuantization
 {
     public const int WeightQMax = 127;
 

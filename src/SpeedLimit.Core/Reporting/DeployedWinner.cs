@@ -39,8 +39,11 @@ public sealed record LatencyVerdict(string Statistic, double ValueMs, double Bou
 /// One bound's deployed model, complete: built once after export and verification, then written to
 /// deployment.json, report.md and the CLI's table from this record alone.
 /// </summary>
-public sealed record DeployedWinner(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile,
-    DevScore Engine, DevScore OnnxRuntime, PaddingEffect? Padding, LatencyVerdict Verdict)
+/// <param name="HuggingFaceFolder">The same weights as a Hugging Face folder (config.json, model.safetensors, tokenizer files).</param>
+/// <param name="OnnxBytes">Size of the deployed ONNX file (int8 weights for an int8 search).</param>
+/// <param name="EncoderParameters">Encoder parameters (attention, FFN, LayerNorms), comparable across searches.</param>
+public sealed record DeployedWinner(double BoundMs, Architecture Arch, string OnnxFile, string CheckpointFile, string HuggingFaceFolder,
+    long OnnxBytes, long EncoderParameters, DevScore Engine, DevScore OnnxRuntime, PaddingEffect? Padding, LatencyVerdict Verdict)
 {
     public bool MeetsBound => Verdict.MeetsBound;
 }
@@ -53,7 +56,7 @@ public sealed record Deployment(Onnx.ModelContract Contract, IReadOnlyList<Deplo
 public static class WinnerTable
 {
     public static readonly string[] Header =
-        ["bound (ms)", "architecture", "file", "dev metric (engine int8 / ONNX Runtime)", "measured median / p90 (ms)", "meets bound (verdict, interval)"];
+        ["bound (ms)", "architecture", "file", "size (MB) / encoder params (M)", "dev metric (engine int8 / ONNX Runtime)", "measured median / p90 (ms)", "meets bound (verdict, interval)"];
 
     public static string[] Cells(DeployedWinner w)
     {
@@ -62,6 +65,7 @@ public static class WinnerTable
         return
         [
             w.BoundMs.ToString("G4", inv), w.Arch.ToString(), w.OnnxFile,
+            string.Create(inv, $"{w.OnnxBytes / 1e6:0.##} / {w.EncoderParameters / 1e6:0.###}"),
             string.Create(inv, $"{w.Engine.Metric:F4} / {w.OnnxRuntime.Metric:F4}"),
             string.Create(inv, $"{m.MedianMs:F3} / {m.P90Ms:F3}"),
             w.Verdict.Describe(),
@@ -76,7 +80,8 @@ public static class WinnerTable
         {
             var cells = Cells(w);
             cells[2] = $"`{cells[2]}`";
-            if (!w.MeetsBound) cells[5] = $"**{cells[5]}**";
+            int verdict = Header.Length - 1;
+            if (!w.MeetsBound) cells[verdict] = $"**{cells[verdict]}**";
             yield return "| " + string.Join(" | ", cells) + " |";
         }
     }

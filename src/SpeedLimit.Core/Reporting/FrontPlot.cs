@@ -8,7 +8,7 @@ namespace SpeedLimit.Reporting;
 /// verified winners at their measured latency, baselines at measured (else predicted) latency,
 /// and one dashed line per bound.
 /// </summary>
-public static class FrontPlot
+internal static class FrontPlot
 {
     public static void Save(string path, RunResults results, int width = 1100, int height = 700)
     {

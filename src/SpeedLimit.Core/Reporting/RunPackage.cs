@@ -15,7 +15,7 @@ namespace SpeedLimit.Reporting;
 /// order, metric, max length, truncation) in <c>deployment.json</c> and in each ONNX file's metadata,
 /// and a <c>README.md</c> that shows how to call the model from C#, Python and Node.
 /// </summary>
-public static class RunPackage
+internal static class RunPackage
 {
     public const string VocabFile = "vocab.txt";
     public const string TokenizerFile = "tokenizer.json";
@@ -167,7 +167,7 @@ public static class RunPackage
         Line("| file | what |");
         Line("|---|---|");
         foreach (var w in d.Winners)
-            Line(string.Create(inv, $"| `{w.OnnxFile}` | {w.Arch}, for the {w.BoundMs:G4} ms bound (measured median {w.Verdict.Measurement.MedianMs:F3} ms); checkpoint `{w.CheckpointFile}` |"));
+            Line(string.Create(inv, $"| `{w.OnnxFile}` | {w.Arch}, for the {w.BoundMs:G4} ms bound (measured median {w.Verdict.Measurement.MedianMs:F3} ms); checkpoint `{w.CheckpointFile}`; the same weights as a Hugging Face folder `{w.HuggingFaceFolder}/` |"));
         Line($"| `{VocabFile}`, `{TokenizerFile}`, `{TokenizerConfigFile}`, `{SpecialTokensFile}` | the tokenizer ({c.Tokenizer}, {(c.DoLowerCase ? "lower-cased, accents stripped" : "cased")}) |");
         Line($"| `{DeploymentFile}` | contract, winners, notes |");
         Line();
@@ -224,6 +224,19 @@ public static class RunPackage
         Line(c.TaskKind == "regression" ? "print(logits[0])" : "print(labels[int(logits.argmax())])");
         Line("```");
         Line();
+        if (d.Winners.Count > 0)
+        {
+            Line("## Hugging Face transformers (the fp32 weights, to fine-tune further or run in your own stack)");
+            Line();
+            Line("```python");
+            Line("from transformers import AutoModelForSequenceClassification, AutoTokenizer");
+            Line();
+            Line($"model = AutoModelForSequenceClassification.from_pretrained(\"{d.Winners[0].HuggingFaceFolder}\")");
+            Line($"tok = AutoTokenizer.from_pretrained(\"{d.Winners[0].HuggingFaceFolder}\")");
+            Line("logits = model(**tok(\"first text\", \"second text\", return_tensors=\"pt\")).logits");
+            Line("```");
+            Line();
+        }
         Line("## Node (onnxruntime-node + tokenizers)");
         Line();
         Line("```js");

@@ -3,7 +3,7 @@ using SpeedLimit.Model;
 
 namespace SpeedLimit.Search;
 
-public sealed class CandidateQueueOptions
+internal sealed class CandidateQueueOptions
 {
     /// <summary>A claim (worker) or coordinator whose heartbeat is older than this is dead; its candidate goes back to the queue.</summary>
     public double LeaseSeconds { get; set; } = 60;
@@ -30,7 +30,7 @@ public sealed class CandidateQueueOptions
 /// them. The search then adds them to the study in its own deterministic order, so the result does
 /// not depend on how many workers ran or which finished first.
 /// </summary>
-public sealed class CandidateQueue : IDisposable
+internal sealed class CandidateQueue : IDisposable
 {
     private readonly StudyStore _store;
     private readonly string _packageSpec;

@@ -12,7 +12,7 @@ namespace SpeedLimit.Search;
 /// evaluation cache, followed by verification of each bound's winner by measurement.
 /// It is given its predictor, evaluator and measurer; it never builds them.
 /// </summary>
-public sealed class EvolutionarySearch
+internal sealed class EvolutionarySearch
 {
     private readonly ILatencyPredictor _predictor;
     private readonly ICandidateEvaluator _evaluator;

@@ -14,7 +14,7 @@ public interface ILatencyPredictor
 }
 
 /// <summary>A predictor whose margin can be recalibrated with measurements taken during the search (its model unchanged).</summary>
-public interface IRecalibratingLatencyPredictor : ILatencyPredictor
+internal interface IRecalibratingLatencyPredictor : ILatencyPredictor
 {
     /// <summary>The conformal margin over the predictor's calibration residuals plus these measurements (the bound statistic's point value).</summary>
     double RecalibratedMargin(IReadOnlyList<(LatencyRecord Record, double MeasuredMs)> measurements);
@@ -35,7 +35,7 @@ public interface ICandidateEvaluator
 /// latency on the deployment CPU with the profiler's protocol. The search uses it to check the
 /// bound by measurement, never only by prediction.
 /// </summary>
-public interface ILatencyMeasurer
+internal interface ILatencyMeasurer
 {
     LatencyRecord Measure(Architecture arch, CancellationToken cancellation);
 

@@ -1,7 +1,7 @@
 namespace SpeedLimit.Search;
 
 /// <summary>Accuracy-vs-latency Pareto front: lower latency and higher metric both win.</summary>
-public static class ParetoFront
+internal static class ParetoFront
 {
     /// <summary>
     /// The items no other item beats on both axes, fastest first. An item is kept when its metric

@@ -7,7 +7,7 @@ namespace SpeedLimit.Training;
 /// Thrown instead of an optimizer step when a gradient holds NaN or ±Infinity; names the
 /// tensor so the trainer can report which part of the model blew up.
 /// </summary>
-public sealed class NonFiniteException(NonFiniteReport report)
+internal sealed class NonFiniteException(NonFiniteReport report)
     : Exception($"non-finite gradient: {report.Value} in tensor '{report.TensorName}' at element {report.ElementIndex} (flat index {report.FlatIndex}); lower the learning rate or enable gradient clipping")
 {
     public NonFiniteReport Report { get; } = report;
@@ -17,10 +17,10 @@ public sealed class NonFiniteException(NonFiniteReport report)
 /// <param name="TensorName">Layout name of the tensor (or "buffer" without a layout).</param>
 /// <param name="ElementIndex">Index inside that tensor.</param>
 /// <param name="FlatIndex">Index in the flat buffer.</param>
-public sealed record NonFiniteReport(string TensorName, long ElementIndex, long FlatIndex, float Value);
+internal sealed record NonFiniteReport(string TensorName, long ElementIndex, long FlatIndex, float Value);
 
 /// <summary>Global-norm computation, clipping, finiteness checks and accumulation scaling.</summary>
-public static class GradientUtilities
+internal static class GradientUtilities
 {
     private const int ChunkLength = 8192;
 
@@ -124,7 +124,7 @@ public static class GradientUtilities
 /// Counts micro-batches of one optimizer step. Pass <see cref="LossScale"/> (1/n) as the
 /// losses' gradScale so the accumulated gradient is already the average.
 /// </summary>
-public sealed class GradientAccumulator
+internal sealed class GradientAccumulator
 {
     public GradientAccumulator(int microBatchesPerStep)
     {

@@ -14,7 +14,7 @@ public enum LearningRateScheduleKind
 /// decay is peak · (total − step) / (total − warmup), which is positive on every step before
 /// <c>TotalSteps</c> and 0 from there on.
 /// </summary>
-public sealed class LearningRateSchedule
+internal sealed class LearningRateSchedule
 {
     public LearningRateSchedule(float peakLearningRate, long totalSteps, long warmupSteps,
         LearningRateScheduleKind kind = LearningRateScheduleKind.LinearWarmupLinearDecay)

@@ -10,7 +10,7 @@ namespace SpeedLimit.Training;
 /// loss term or fold in gradient accumulation (1/n) without another pass. Pass an empty span
 /// to compute the loss only.
 /// </summary>
-public static class Losses
+internal static class Losses
 {
     /// <summary>Label value of rows that do not count (masked-LM positions not masked), as in PyTorch.</summary>
     public const int IgnoreIndex = -100;

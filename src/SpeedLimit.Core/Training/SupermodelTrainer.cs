@@ -35,7 +35,7 @@ public sealed record SupermodelOptions
 /// learns from the labels; the others also distil from its logits (in-place distillation), which
 /// needs no external teacher.
 /// </summary>
-public sealed class SupermodelTrainer
+internal sealed class SupermodelTrainer
 {
     private readonly SupermodelOptions _options;
     private readonly Trainer _trainer;          // owns AdamW/schedule/clipping over the supermodel buffer

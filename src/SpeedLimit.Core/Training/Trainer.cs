@@ -6,7 +6,7 @@ namespace SpeedLimit.Training;
 /// <param name="Loss">Task loss (plus weighted distillation loss when a teacher was given).</param>
 /// <param name="OptimizerStepped">True when this micro-batch completed an accumulation group and the weights moved.</param>
 /// <param name="SkippedNonFinite">Non-null when the gradients held NaN/Inf: the step was skipped, not trained on.</param>
-public sealed record StepResult(float Loss, bool OptimizerStepped, double GradientNorm, float LearningRate, NonFiniteReport? SkippedNonFinite);
+internal sealed record StepResult(float Loss, bool OptimizerStepped, double GradientNorm, float LearningRate, NonFiniteReport? SkippedNonFinite);
 
 /// <summary>Wall seconds a <see cref="Trainer"/> spent in each phase of its steps since the last <see cref="Reset"/> (for profiles; a timestamp per phase).</summary>
 public sealed class TrainingPhaseTimes
@@ -36,7 +36,7 @@ public sealed class TrainingPhaseTimes
 /// clipping and an AdamW step on the linear warm-up/decay schedule. Optional soft-target
 /// distillation from a teacher's logits (temperature, weight).
 /// </summary>
-public sealed class Trainer
+internal sealed class Trainer
 {
     private readonly TrainingOptions _options;
     private readonly LearningRateSchedule _schedule;

@@ -93,6 +93,15 @@ public class PipelineTests : IDisposable
         Assert.Equal(32, tokenizer["truncation"]!["max_length"]!.GetValue<int>());
         Assert.Equal(vocab.Length, tokenizer["model"]!["vocab"]!.AsObject().Count);
         Assert.Equal(32, JsonNode.Parse(File.ReadAllText(Path.Combine(output, "tokenizer_config.json")))!["model_max_length"]!.GetValue<int>());
+        // Beside the winner, the same weights as a Hugging Face folder that reads back as the checkpoint's model.
+        Assert.Equal("best-hf", winner["huggingFaceFolder"]!.GetValue<string>());
+        var hf = SpeedLimit.Pretrained.HuggingFaceFolder.Read(Path.Combine(output, "best-hf"));
+        var ckpt = SpeedLimit.Checkpoints.BertCheckpoint.Load(Path.Combine(output, "best.safetensors"));
+        Assert.Equal(ckpt.Config.Arch, hf.Config.Arch);
+        var hfModel = hf.CreateModel(seed: 1, head: ckpt.Config.Head, labels: ckpt.Config.Labels, randomInitialized: out var notInFolder);
+        Assert.Empty(notInFolder);
+        Assert.Equal(ckpt.Parameters, hfModel.Parameters);
+        Assert.Equal(new FileInfo(Path.Combine(output, "best.onnx")).Length, winner["onnxBytes"]!.GetValue<long>());
         // The README's C# recipe, from the run folder's own files, reproduces the reported ONNX Runtime dev metric exactly.
         var dev = SpeedLimit.Pipeline.EncodedTask.Load(new SpeedLimit.Pipeline.DataOptions { MaxTrainExamples = 2000, MaxDevExamples = 300, MaxSequenceLength = 32 }, seed: 3).Task.Dev;
         var folderEncoder = new SpeedLimit.Data.WordLevelEncoder(vocab.Skip(5));

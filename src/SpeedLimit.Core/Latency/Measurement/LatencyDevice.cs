@@ -49,7 +49,7 @@ public interface ILatencyDevice
 }
 
 /// <summary>The fixed model every session interleaves with its models, so drift of the machine shows.</summary>
-public static class LatencyReference
+internal static class LatencyReference
 {
     public static Architecture Arch { get; } = new(2, 192, 384);
     public const int Heads = 12;
@@ -66,7 +66,7 @@ public static class LatencyReference
 }
 
 /// <summary>The measurement itself, shared by the worker process, the server and the in-process device.</summary>
-public static class LatencyMeasurementEngine
+internal static class LatencyMeasurementEngine
 {
     public static IReadOnlyList<LatencyRecord> Measure(IReadOnlyList<ModelToMeasure> models, MeasurementSettings settings, string isolation, CancellationToken cancel = default)
     {
@@ -132,7 +132,7 @@ public static class LatencyMeasurementEngine
 }
 
 /// <summary>Measures in the calling process (what a test or a machine without the worker falls back to); its records say so.</summary>
-public sealed class InProcessLatencyDevice : ILatencyDevice
+internal sealed class InProcessLatencyDevice : ILatencyDevice
 {
     public static InProcessLatencyDevice Instance { get; } = new();
     public string Name => "in process";
@@ -142,9 +142,9 @@ public sealed class InProcessLatencyDevice : ILatencyDevice
 }
 
 /// <summary>The request and reply lines between a parent and its measurement worker.</summary>
-public sealed record WorkerRequest(IReadOnlyList<ModelToMeasure> Models, MeasurementSettings Settings);
+internal sealed record WorkerRequest(IReadOnlyList<ModelToMeasure> Models, MeasurementSettings Settings);
 
-public sealed record WorkerReply(IReadOnlyList<LatencyRecord>? Records, string? Error, DeviceFingerprint? Fingerprint = null);
+internal sealed record WorkerReply(IReadOnlyList<LatencyRecord>? Records, string? Error, DeviceFingerprint? Fingerprint = null);
 
 /// <summary>
 /// The worker side (<c>speedlimit latency measure-worker</c>): reads one JSON request per line,
@@ -187,7 +187,7 @@ public static class MeasurementWorker
 }
 
 /// <summary>Pins the calling thread to one CPU (Linux sched_setaffinity); elsewhere it says it did not.</summary>
-public static partial class CpuPinning
+internal static partial class CpuPinning
 {
     [LibraryImport("libc", EntryPoint = "sched_setaffinity", SetLastError = true)]
     private static partial int SchedSetAffinity(int pid, nint size, byte[] mask);
@@ -225,7 +225,7 @@ public static partial class CpuPinning
 /// request. <see cref="Shared"/> is the process-wide instance (the worker exits when we do: its
 /// input closes).
 /// </summary>
-public sealed class ChildProcessLatencyDevice : ILatencyDevice, IDisposable
+internal sealed class ChildProcessLatencyDevice : ILatencyDevice, IDisposable
 {
     private readonly string _fileName;
     private readonly string[] _prefixArgs;

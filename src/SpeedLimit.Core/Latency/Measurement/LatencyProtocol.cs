@@ -94,7 +94,7 @@ public sealed record LatencyProtocol(
 }
 
 /// <summary>One model under measurement: a single timed run, returning its time in milliseconds on the protocol's clock.</summary>
-public interface ILatencyTarget
+internal interface ILatencyTarget
 {
     double RunMs();
 }
@@ -102,15 +102,15 @@ public interface ILatencyTarget
 /// <summary>What the reference saw in one session.</summary>
 /// <param name="RoundLevelsMs">The reference's lower quartile in each round.</param>
 /// <param name="DriftPercent">(max − min) / min of the round levels, in percent.</param>
-public sealed record DriftCheck(IReadOnlyList<double> RoundLevelsMs, double DriftPercent, bool Detected);
+internal sealed record DriftCheck(IReadOnlyList<double> RoundLevelsMs, double DriftPercent, bool Detected);
 
 /// <summary>The outcome of one measurement session: a summary per model, the reference's, and the drift check.</summary>
 /// <param name="Extended">Per model: sampled past the minimum because a bound's verdict was uncertain.</param>
-public sealed record MeasurementSession(IReadOnlyList<LatencySummary> Models, IReadOnlyList<bool> Extended, LatencySummary Reference,
+internal sealed record MeasurementSession(IReadOnlyList<LatencySummary> Models, IReadOnlyList<bool> Extended, LatencySummary Reference,
     DriftCheck Drift, int Attempts);
 
 /// <summary>Runs the protocol over models and a reference (see <see cref="LatencyProtocol"/>).</summary>
-public static class InterleavedMeasurement
+internal static class InterleavedMeasurement
 {
     private const int SafetyRuns = 50_000_000;
 

@@ -33,7 +33,7 @@ public sealed class FeatureModelOptions
 /// (quantize, bias, GELU, residual, LayerNorm), a fixed cost per layer (op dispatch, softmax over
 /// heads·T² which is constant when heads and T are) and per run (session, embeddings, pooler).
 /// </summary>
-public static class OperatorFeatures
+internal static class OperatorFeatures
 {
     public static readonly string[] Names =
     [
@@ -68,7 +68,7 @@ public static class OperatorFeatures
 /// per unit of work (ms per MAC, per element, per op), so every prediction grows with e, h and f.
 /// Fitted to relative error (rows weighted by 1/measured), which is what MAPE and the margin judge.
 /// </summary>
-public sealed class FeatureLatencyModel : ILatencyModel
+internal sealed class FeatureLatencyModel : ILatencyModel
 {
     private readonly double[] _weights;
 

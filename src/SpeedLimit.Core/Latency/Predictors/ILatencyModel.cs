@@ -36,7 +36,7 @@ public interface ILatencyModel
 }
 
 /// <summary>Fits and reads back latency models by kind.</summary>
-public static class LatencyModels
+internal static class LatencyModels
 {
     public static ILatencyModel Fit(LatencyModelKind kind, IReadOnlyList<Architecture> archs, IReadOnlyList<double> ms,
         LatencyShape shape, MlpOptions mlp, FeatureModelOptions features) => kind switch

@@ -41,7 +41,7 @@ public sealed class MlpOptions
 /// gradients in one gradient buffer of the same layout, so the optimizer loops over one span.
 /// Weights are stored (out,in) row-major, as PyTorch's Linear.
 /// </summary>
-public sealed class LatencyMlp
+internal sealed class LatencyMlp
 {
     private readonly int[] _dims;          // layer widths: in, width, ..., width, 1
     private readonly int[] _weightOffset;  // per linear layer

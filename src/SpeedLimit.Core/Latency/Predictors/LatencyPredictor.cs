@@ -6,7 +6,7 @@ using SpeedLimit.Search;
 namespace SpeedLimit.Latency.Predictors;
 
 /// <summary>An <see cref="ILatencyPredictor"/> that can predict many architectures in one call (a batched forward pass).</summary>
-public interface IBatchLatencyPredictor : ILatencyPredictor
+internal interface IBatchLatencyPredictor : ILatencyPredictor
 {
     void PredictMs(ReadOnlySpan<Architecture> archs, Span<double> ms);
 }

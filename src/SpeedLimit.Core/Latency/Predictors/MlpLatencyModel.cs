@@ -9,7 +9,7 @@ namespace SpeedLimit.Latency.Predictors;
 /// standard deviation, trained with Adam on mean squared error. The target (ms) is standardised
 /// too, so one learning rate suits latencies of any scale; predictions are mapped back to ms.
 /// </summary>
-public sealed class MlpLatencyModel : ILatencyModel
+internal sealed class MlpLatencyModel : ILatencyModel
 {
     private const int ChunkRows = 256;
     private readonly LatencyMlp _net;

@@ -4,7 +4,7 @@ namespace SpeedLimit.Latency.Predictors;
 /// Non-negative least squares, min ‖A·x − b‖² subject to x ≥ 0, by the Lawson–Hanson active-set
 /// method on the normal equations (the problems here have a handful of columns).
 /// </summary>
-public static class Nnls
+internal static class Nnls
 {
     /// <param name="a">Row-major (rows, cols).</param>
     /// <param name="ridge">Added to the Gram diagonal, relative to its mean diagonal (keeps collinear columns solvable).</param>

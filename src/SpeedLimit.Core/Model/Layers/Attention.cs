@@ -8,7 +8,7 @@ namespace SpeedLimit.Model.Layers;
 /// heads of size H/heads: head j owns features j·hs … (j+1)·hs. Padded keys get −10000 added
 /// to their scores (as Hugging Face BERT does), so they vanish after softmax.
 /// </summary>
-public static class Attention
+internal static class Attention
 {
     public const float MaskedScore = -10000f;
 

@@ -8,7 +8,7 @@ namespace SpeedLimit.Model.Layers;
 /// .NET has no erf, so <see cref="Erf"/> uses Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7, below
 /// float resolution of the result), evaluated in vectorized chunks through TensorPrimitives.
 /// </summary>
-public static class Gelu
+internal static class Gelu
 {
     private const float InvSqrt2 = 0.70710678118654752f;
     private const float InvSqrt2Pi = 0.39894228040143268f;

@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 namespace SpeedLimit.Model.Layers;
 
 /// <summary>Row-wise LayerNorm: y = (x − mean)·rstd·γ + β, rstd = 1/sqrt(var + eps).</summary>
-public static class LayerNorm
+internal static class LayerNorm
 {
     /// <summary>Normalizes each of <paramref name="rows"/> rows of width <paramref name="dim"/>; stores mean and rstd per row for backward.</summary>
     public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta,

@@ -4,7 +4,7 @@ using SpeedLimit.Kernels;
 namespace SpeedLimit.Model.Layers;
 
 /// <summary>Fully connected layer y = x·Wᵀ + b with PyTorch's (out, in) weight layout.</summary>
-public static class Linear
+internal static class Linear
 {
     /// <summary>y(N,out) = x(N,in) · W(out,in)ᵀ + b(out); an empty bias adds nothing (a fused pass after it adds the bias).</summary>
     /// <param name="packedWeight">The weight packed as op(B) = Wᵀ (in,out) (<see cref="BertModel.FreezeWeights"/>), or null to pack it in the call.</param>
