@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using SpeedLimit.Checkpoints;
 using SpeedLimit.Latency;
+using SpeedLimit.Latency.Remote;
 using SpeedLimit.Model;
 using SpeedLimit.Onnx;
 using SpeedLimit.Search;
@@ -78,10 +79,12 @@ public static class DeployCommands
         var clock = new Option<string>("--clock") { Description = "wall, or thread-cpu (CPU time of the one inference thread; robust on a shared machine, needs --threads 1)", DefaultValueFactory = _ => "wall" };
         var noSpin = new Option<bool>("--no-spin") { Description = "idle ORT worker threads sleep instead of spinning" };
         var output = new Option<string>("--output", "-o") { Description = "latency dataset (JSONL); measured entries are skipped on rerun", Required = true };
-        var command = new Command("profile", "Measure int8 and fp32 latency of sampled architectures on ONNX Runtime into a JSONL dataset.")
+        var endpoint = new LatencyEndpointFlags();
+        var command = new Command("profile", "Measure int8 and fp32 latency of sampled architectures on ONNX Runtime (here, or on --latency-endpoint) into a JSONL dataset.")
         {
             archList, count, space, threads, seed, batch, length, precisions, protocol, runs, clock, noSpin, output,
         };
+        foreach (var o in endpoint.All) command.Options.Add(o);
         command.Subcommands.Add(Fit());
         command.SetAction(parse => CliErrors.Guard(() =>
         {
@@ -113,7 +116,8 @@ public static class DeployCommands
                     : LatencyProtocol.Parse(parse.GetValue(protocol)!),
                 Clock = LatencyProfilerClock.Parse(parse.GetValue(clock)!),
             };
-            var profiler = new LatencyProfiler(options);
+            using var remote = endpoint.Bind(parse) is { } e ? new HttpLatencyDevice(e) : null;
+            var profiler = new LatencyProfiler(options, remote);
             var path = parse.GetValue(output)!;
             AnsiConsole.MarkupLineInterpolated($"profiling {n} architectures {(given.Length > 0 ? "given" : $"of {searchSpace}")} × {string.Join(", ", list).ToLowerInvariant()}, batch {options.Batch} × {options.SequenceLength}, {options.Threads} thread(s), {LatencyProfilerClock.Name(options.Clock)} clock, {profiler.Device.Name}, on {profiler.Device.Fingerprint(options.Threads)}");
             AnsiConsole.MarkupLineInterpolated($"protocol {options.Protocol.Validate().Describe()}");

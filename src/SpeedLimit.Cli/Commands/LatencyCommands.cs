@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using SpeedLimit.Latency;
 using SpeedLimit.Latency.Predictors;
+using SpeedLimit.Latency.Remote;
 using SpeedLimit.Search;
 using Spectre.Console;
 
@@ -12,9 +13,10 @@ public static class LatencyCommands
 {
     public static IEnumerable<Command> Create()
     {
-        var latency = new Command("latency", "Fit a latency predictor to profiled latencies and narrow a search space to a bound.");
+        var latency = new Command("latency", "Fit a latency predictor to profiled latencies, narrow a search space to a bound, or serve measurements on the deployment machine.");
         latency.Subcommands.Add(CreateFit());
         latency.Subcommands.Add(CreateNarrow());
+        latency.Subcommands.Add(CreateServe());
         latency.Subcommands.Add(CreateMeasureWorker());
         yield return latency;
     }
@@ -24,6 +26,41 @@ public static class LatencyCommands
     {
         var cmd = new Command("measure-worker", "Internal: the dedicated latency measurement process (JSON lines on stdin/stdout).") { Hidden = true };
         cmd.SetAction(_ => MeasurementWorker.Serve(Console.In, Console.Out));
+        return cmd;
+    }
+
+    /// <summary>`speedlimit latency serve`: this machine as the latency device of searches run elsewhere (docs/latency-protocol.md).</summary>
+    private static Command CreateServe()
+    {
+        var urls = new Option<string>("--urls") { Description = "Addresses to listen on, separated by ';' (loopback by default; port 0 picks a free port).", DefaultValueFactory = _ => $"http://127.0.0.1:{LatencyServerOptions.DefaultPort}" };
+        var store = new Option<string?>("--store") { Description = $"Folder for uploaded models, results and the measurement journal; kept across restarts (default {LatencyServerOptions.DefaultStoreFolder})." };
+        var tokenFile = new Option<string?>("--token-file") { Description = $"File with the bearer token clients must send (default: {LatencyEndpointOptions.TokenVariable}, else a random token generated into the store's 'token' file)." };
+        var maxUpload = new Option<double>("--max-upload-mb") { Description = "Largest model upload accepted, in MB.", DefaultValueFactory = _ => 512 };
+        var cmd = new Command("serve", "Measure latency on this machine (the deployment target) for 'search' and 'profile' run elsewhere with --latency-endpoint: ONNX models over HTTP with a bearer token, the same protocol and isolation as local profiling.")
+        {
+            urls, store, tokenFile, maxUpload,
+        };
+        cmd.SetAction(parse => CliErrors.Guard(() =>
+        {
+            var folder = parse.GetValue(store) ?? LatencyServerOptions.DefaultStoreFolder;
+            double mb = parse.GetValue(maxUpload);
+            if (!(mb > 0) || !double.IsFinite(mb)) throw new UserInputException($"--max-upload-mb {mb} must be a positive number of megabytes");
+            var options = new LatencyServerOptions
+            {
+                Urls = parse.GetValue(urls)!.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                StoreFolder = folder, MaxUploadBytes = (long)Math.Min(mb * 1e6, long.MaxValue / 2),
+            };
+            options.Validate(requireToken: false); // before the token, which may be generated into the store
+            var (token, source) = LatencyServerOptions.ResolveToken(parse.GetValue(tokenFile), folder);
+            options.Token = token;
+            using var cancel = new CancelOnSignals();
+            var server = new LatencyServer(options, log: Console.Out); // measures in the dedicated child process
+            Console.Out.WriteLine($"token {source}");
+            server.StartAsync(cancel.Token).GetAwaiter().GetResult();
+            cancel.Token.WaitHandle.WaitOne();
+            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            return 0;
+        }));
         return cmd;
     }
 

@@ -72,7 +72,9 @@ public static class SearchCommands
         public readonly Option<double> LeaseSeconds = new("--lease-seconds") { Description = "With --study: a worker silent this long is dead and its candidate goes back to the queue.", DefaultValueFactory = _ => 60 };
         public readonly Option<bool> NoLocalEvaluation = new("--no-local-evaluation") { Description = "With --study: leave every candidate to the workers (this process only coordinates and measures latency)." };
 
-        public IEnumerable<Option> All => [Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
+        public readonly LatencyEndpointFlags Endpoint = new();
+
+        public IEnumerable<Option> All => [.. Endpoint.All, Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
             BoundStatistic, LatencyProtocol, VerifyProtocol, LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population,
             Pretrained, Importance, TeacherEpochs, TeacherLr, SupermodelLr, FineTuneLr, HiddenStep, FfnStep, MinHidden, MinFfn, HiddenDistill, LatencyClock, BoundQuantiles, Resume, Json,
             Study, StudyName, PublishDir, LeaseSeconds, NoLocalEvaluation];
@@ -123,6 +125,7 @@ public static class SearchCommands
                     Protocol = SpeedLimit.Latency.LatencyProtocol.Parse(parse.GetValue(LatencyProtocol)!),
                     VerificationProtocol = SpeedLimit.Latency.LatencyProtocol.Parse(parse.GetValue(VerifyProtocol)!),
                     AllowOtherDevices = parse.GetValue(AllowOtherDevices),
+                    Endpoint = Endpoint.Bind(parse),
                 },
                 Supermodel = new SupermodelTrainingOptions
                 {
@@ -155,7 +158,7 @@ public static class SearchCommands
     {
         var flags = new RunFlags();
         var output = new Option<string>("--output") { Description = "Run folder to create (best.onnx, report.md, results.json, plots).", Required = true };
-        var cmd = new Command("search", "Find the most accurate int8 encoder that meets the latency bound(s) on this machine.");
+        var cmd = new Command("search", "Find the most accurate int8 encoder that meets the latency bound(s) on this machine (or on --latency-endpoint).");
         foreach (var o in flags.All) cmd.Options.Add(o);
         cmd.Options.Add(output);
         cmd.SetAction(parse => CliErrors.Guard(() => Execute(flags.Bind(parse, parse.GetValue(output)!), parse.GetValue(flags.Json))));

@@ -4,6 +4,7 @@ using System.Text.Json.Serialization;
 using SpeedLimit.Data;
 using SpeedLimit.Latency;
 using SpeedLimit.Latency.Predictors;
+using SpeedLimit.Latency.Remote;
 using SpeedLimit.Search;
 using SpeedLimit.Training;
 
@@ -138,6 +139,13 @@ public sealed record ProfilingOptions
     public string? DatasetPath { get; init; }
     /// <summary>Fit on records measured on another device too (normally refused: their latencies are not this machine's).</summary>
     public bool AllowOtherDevices { get; init; }
+    /// <summary>
+    /// Measure on the deployment machine, a <c>speedlimit latency serve</c> (<c>--latency-endpoint</c>), instead of here.
+    /// Not part of the run's fingerprint (the device is checked by its records' fingerprints, so a resume may reach the
+    /// same server at a new address), and its token is never written.
+    /// </summary>
+    [JsonIgnore]
+    public LatencyEndpointOptions? Endpoint { get; init; }
 
     public void Validate()
     {

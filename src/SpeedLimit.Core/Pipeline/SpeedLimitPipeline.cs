@@ -6,6 +6,7 @@ using SpeedLimit.Checkpoints;
 using SpeedLimit.Data;
 using SpeedLimit.Latency;
 using SpeedLimit.Latency.Predictors;
+using SpeedLimit.Latency.Remote;
 using SpeedLimit.Model;
 using SpeedLimit.Onnx;
 using SpeedLimit.Pretrained;
@@ -41,6 +42,8 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
 
     private readonly Dictionary<PipelineStage, double> _stageSeconds = new();
     private readonly List<string> _notes = new();
+    /// <summary>The fingerprint of the device latency is measured on, and its name when remote.</summary>
+    private (DeviceFingerprint? Fingerprint, string? Name) _measuringDevice;
     private (int Completed, int Total) _searchCounts;
 
     public static string WorkFolderFor(string output) => Path.GetFullPath(output).TrimEnd(Path.DirectorySeparatorChar) + ".partial";
@@ -48,12 +51,32 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
     public PipelineResult Run(CancellationToken cancel = default)
     {
         options.Validate();
+        var work = WorkFolderFor(options.Output.Folder);
+        try
+        {
+            return RunOnce(cancel);
+        }
+        catch (LatencyEndpointException ex) when (Directory.Exists(work))
+        {
+            // The endpoint stopped answering (or refused) mid-run: what was measured is in the work folder.
+            throw new LatencyEndpointException($"{ex.Message}; the unfinished run is kept in '{work}': rerun the same command with --resume to continue", ex);
+        }
+    }
+
+    private PipelineResult RunOnce(CancellationToken cancel)
+    {
         var output = Path.GetFullPath(options.Output.Folder).TrimEnd(Path.DirectorySeparatorChar);
         var work = WorkFolderFor(output);
         // Checked before anything is written (only the lock file, which goes with the run): a bad request leaves nothing behind.
         using var runLock = RunLock.Acquire(output);
         if (runLock.StalePid is int stale) _notes.Add($"took over the lock of run {stale}, which is no longer running");
         CheckFolders(output, work);
+        // The device latency is measured on; a remote one is asked for its fingerprint now, so one that is down or refuses the token fails the run before any work.
+        using var remote = options.Profiling.Endpoint is { } endpoint ? new HttpLatencyDevice(endpoint) : null;
+        ILatencyDevice device = remote ?? ChildProcessLatencyDevice.Shared;
+        var measuring = device.Fingerprint(options.Profiling.Threads);
+        _measuringDevice = (measuring, remote?.Name);
+        if (remote is not null) _notes.Add($"latency measured on the deployment machine, {remote.Name}: {measuring}");
         PretrainedEncoder? encoder = null;
         if (options.Pretrained is { } pre)
         {
@@ -72,8 +95,12 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         {
             Batch = 1, SequenceLength = options.Profiling.SequenceLength, Threads = options.Profiling.Threads,
             Heads = options.Space.Heads, VocabSize = task.Encoder.VocabSize, Seed = options.Seed, Protocol = options.Profiling.Protocol, Clock = options.Profiling.Clock,
-        });
+        }, device);
         var latencyPath = options.Profiling.DatasetPath is { } shared ? Path.GetFullPath(shared) : Path.Combine(work, "latency.jsonl");
+        // A resumed run's own records must come from the device it measures on now (a shared --latency-data file was checked in the preflight).
+        if (options.Profiling.DatasetPath is null && !created && File.Exists(latencyPath))
+            RunPreflight.CheckLatencyDataset(latencyPath, options.Profiling, measuring, remote?.Name,
+                "resume against the device the run started on (the same --latency-endpoint, or none), or pass --allow-other-devices");
         // Finalist measurements go to the run's own file: the shared dataset (what predictors are fitted on) stays as profiled.
         var measuredPath = Path.Combine(work, "measured.jsonl");
         var precisions = options.CompareFp32Search || options.Baselines.Count > 0 ? new[] { Precision.Int8, Precision.Fp32 } : new[] { options.Precision };
@@ -229,7 +256,7 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
                 AtomicFile.WriteAllText(vocab, string.Join('\n', encoder.Vocab) + "\n");
                 checkedOptions = options with { Data = options.Data with { VocabPath = vocab } };
             }
-            var (task, warnings) = RunPreflight.Run(checkedOptions);
+            var (task, warnings) = RunPreflight.Run(checkedOptions, _measuringDevice.Fingerprint, _measuringDevice.Name);
             foreach (var w in warnings) _notes.Add($"warning: {w}");
             Report(PipelineStage.Data, $"{task.Task.Name}: {task.Train.Count} train / {task.Dev.Count} dev examples, vocabulary {task.Encoder.VocabSize}", 1, 1);
             return task;

@@ -59,6 +59,7 @@ public sealed class FaultBatteryTests : IClassFixture<FaultBatteryTests.Inputs>
             Write("latency-negative.jsonl", LatencyDataset.ToLine(here with { MedianMs = -0.5 }) + "\n");
             Write("latency-foreign.jsonl", LatencyDataset.ToLine(here with { CpuModel = "Some Other CPU 9000", Layers = 2 }) + "\n");
             Write("predictor-garbage.json", "{\"kind\": 42");
+            Write("token.txt", "a-token-for-a-server-that-is-not-there\n");
         }
 
         /// <summary>The built-in task's vocabulary size (its encoder's), so checkpoints fit it.</summary>
@@ -132,6 +133,14 @@ public sealed class FaultBatteryTests : IClassFixture<FaultBatteryTests.Inputs>
         ("latency data garbage", Search("--latency-data", $"{In}/latency-garbage.jsonl"), "latency-garbage.jsonl:2"),
         ("latency data negative", Search("--latency-data", $"{In}/latency-negative.jsonl"), "positive number"),
         ("latency data other device", Search("--latency-data", $"{In}/latency-foreign.jsonl"), "another device"),
+        // the deployment machine (--latency-endpoint; port 9 on loopback refuses connections)
+        ("latency endpoint without token", Search("--latency-endpoint", "http://127.0.0.1:9"), "SPEEDLIMIT_LATENCY_TOKEN"),
+        ("latency endpoint not http", Search("--latency-endpoint", "ftp://127.0.0.1:9", "--latency-token-file", $"{In}/token.txt"), "http://"),
+        ("latency token file missing", Search("--latency-endpoint", "http://127.0.0.1:9", "--latency-token-file", $"{In}/none.txt"), "none.txt"),
+        ("latency endpoint down", Search("--latency-endpoint", "http://127.0.0.1:9", "--latency-token-file", $"{In}/token.txt", "--latency-retry-seconds", "0.5"), "did not answer"),
+        ("profile endpoint down", ["profile", "--space", $"{In}/space.json", "--count", "2", "--latency-endpoint", "http://127.0.0.1:9", "--latency-token-file", $"{In}/token.txt", "--latency-retry-seconds", "0.5", "-o", "l.jsonl"], "did not answer"),
+        ("serve not http", ["latency", "serve", "--urls", "https://127.0.0.1:0", "--store", "store"], "--urls"),
+        ("serve upload limit", ["latency", "serve", "--urls", "http://127.0.0.1:0", "--store", "store", "--max-upload-mb", "0"], "--max-upload-mb"),
         // export
         ("export NaN checkpoint", ["export", "--checkpoint", $"{In}/nan.safetensors", "-o", "m.onnx"], "non-finite"),
         ("export garbage checkpoint", ["export", "--checkpoint", $"{In}/garbage.safetensors", "-o", "m.onnx"], "garbage.safetensors"),
