@@ -10,7 +10,8 @@
 # DATA_DIR defaults to ../shared/data/glue/SST-2. Budget: sized for 2 cores in under two hours
 # (a seeded subsample of SST-2's 67k training sentences; the full dev set). REDUCED=1 runs the
 # smaller budget docs/paper-comparison.md reports for a shared machine. SPEEDLIMIT=path uses a
-# prebuilt speedlimit executable. Rerunning with the same
+# prebuilt speedlimit executable. TEACHER=path/teacher.safetensors uses a teacher fine-tuned
+# beforehand with `speedlimit finetune` (then no teacher epochs here). Rerunning with the same
 # RUN_FOLDER resumes an interrupted run (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,15 @@ else
   budget=(--max-train-examples 8000 --teacher-epochs 3 --teacher-lr 1e-4
           --supermodel-epochs 2 --supermodel-lr 1e-4 --finetune-epochs 1 --finetune-examples 1000 --finetune-lr 5e-5
           --profile-count 40 --generations 3 --population 6 --latency-clock "${LATENCY_CLOCK:-wall}")
+fi
+if [ -n "${TEACHER:-}" ]; then
+  # A teacher fine-tuned beforehand: drop the teacher-epoch flags, give the checkpoint.
+  kept=(); skip=0
+  for a in "${budget[@]}"; do
+    if [ $skip = 1 ]; then skip=0; continue; fi
+    case $a in --teacher-epochs|--teacher-lr) skip=1 ;; *) kept+=("$a") ;; esac
+  done
+  budget=("${kept[@]}" --teacher "$TEACHER")
 fi
 resume=()
 [ -d "$run.partial" ] && resume=(--resume)

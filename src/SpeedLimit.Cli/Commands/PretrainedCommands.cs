@@ -73,18 +73,8 @@ public static class PretrainedCommands
             var encoded = TeacherFineTuning.LoadTask(encoder, data, options.Seed, outputDir);
             AnsiConsole.MarkupLineInterpolated($"task [bold]{encoded.Task.Name}[/]: {encoded.Train.Count} train / {encoded.Dev.Count} dev examples, max length {encoded.MaxLength}");
             TeacherResult? result = null;
-            AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                .Start(ctx =>
-                {
-                    var bar = ctx.AddTask("fine-tuning");
-                    var progress = new SyncProgress<FineTuneProgress>(p =>
-                    {
-                        bar.MaxValue = Math.Max(1, p.TotalSteps);
-                        bar.Value = Math.Min(p.Step, bar.MaxValue);
-                        bar.Description = Markup.Escape(p.Message);
-                    });
-                    result = TeacherFineTuning.Run(encoder, encoded, options, outputDir, progress);
-                });
+            ConsoleProgress.Run<FineTuneProgress>("fine-tuning", p => (p.Step, p.TotalSteps, p.Message),
+                progress => result = TeacherFineTuning.Run(encoder, encoded, options, outputDir, progress));
             foreach (var n in result!.Notes) AnsiConsole.MarkupLineInterpolated($"[grey]note:[/] {n}");
             AnsiConsole.MarkupLineInterpolated($"teacher {result.Model.Config.Arch}: dev {result.MetricName} [bold]{result.DevMetric:F4}[/] (int8-simulated {result.DevMetricInt8:F4}) after {result.Steps} steps, {result.TrainSeconds:F0} s of training");
             AnsiConsole.MarkupLineInterpolated($"ONNX Runtime on dev: fp32 {result.OnnxDevMetricFp32:F4}, int8 {result.OnnxDevMetricInt8:F4}");

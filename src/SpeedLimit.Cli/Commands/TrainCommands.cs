@@ -58,18 +58,8 @@ public static class TrainCommands
             if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"folder '{dir}' for the checkpoint does not exist; create it first");
             var encoded = EncodedTask.Load(data, job.Seed);
             var notes = new List<string>();
-            AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                .Start(ctx =>
-                {
-                    var bar = ctx.AddTask("supermodel");
-                    var progress = new SyncProgress<PipelineProgress>(p =>
-                    {
-                        bar.MaxValue = Math.Max(1, p.Total);
-                        bar.Value = Math.Min(p.Completed, bar.MaxValue);
-                        bar.Description = Markup.Escape(p.Message);
-                    });
-                    SupermodelStage.Train(job, encoded, checkpoint, progress, notes, CancellationToken.None);
-                });
+            ConsoleProgress.Run<PipelineProgress>("supermodel", p => (p.Completed, p.Total, p.Message),
+                progress => SupermodelStage.Train(job, encoded, checkpoint, progress, notes, CancellationToken.None));
             foreach (var n in notes) AnsiConsole.MarkupLineInterpolated($"[grey]note:[/] {n}");
             AnsiConsole.MarkupLineInterpolated($"supermodel {job.Space.Largest} written to [bold]{checkpoint}[/]");
             return 0;
