@@ -43,9 +43,10 @@ internal readonly record struct GemmPlan(int Parts, int Gm, int Gn, bool KSplit)
 
 /// <summary>
 /// The blocked GEMM driver. One thread: NC columns → KC depth (pack B) → MC rows (pack A) → MR×NR
-/// register tiles (<see cref="RunRegion"/>). Several threads: B is packed once, shared, by all threads
-/// together (no thread repacks what another packed), then C is split over a grid of row and column
-/// groups — and over depth blocks when C has fewer tiles than threads — handed out first come first served
+/// register tiles (<see cref="RunRegion"/>). Several threads on a few rows (M ≤ 2·MC, one sequence): runs of
+/// columns per chunk, each packing its own part of B (<see cref="RunColumnChunks"/>). Several threads on
+/// more rows: B is packed once, shared, by all threads together (no thread repacks what another packed),
+/// then C is split over a grid of row and column groups — and over depth blocks when C has fewer tiles than threads — handed out first come first served
 /// (<see cref="RunShared"/>). A caller that packed B itself (<see cref="PackedMatrix"/>) skips the packing.
 /// Every element of C is computed by the same operations in the same order whatever the thread count,
 /// the split or whether B came pre-packed, so results are bit-identical across all of them.
@@ -93,6 +94,14 @@ internal static unsafe class GemmDriver
             RunRegion(in g, 0, g.M, 0, g.N);
             return;
         }
+        if (!plan.KSplit && g.M <= 2 * MC)
+        {
+            // A few rows (one sequence): every thread takes all of them and a run of columns, packing that part
+            // of B itself — each element of B is still packed once, and the call has one synchronisation point
+            // instead of two (measured faster at M = 128 when the two threads share a core).
+            RunColumnChunks(in g, plan.Parts);
+            return;
+        }
         int nr = TileCols(g.Path), kc = DepthBlock(g.K);
         // Column slabs bound the shared buffer (the MLM decoder's B is vocabulary-wide).
         int slab = (int)Math.Max(NC, MaxSharedPackFloats / g.K / nr * nr);
@@ -107,6 +116,29 @@ internal static unsafe class GemmDriver
             RunShared(in g, in panels, slabPlan, buffers);
         }
     }
+
+    /// <summary>All rows × runs of whole NR tiles of columns, one run (at least MinChunkColumns wide) per chunk, up to four chunks a thread.</summary>
+    private static void RunColumnChunks(in GemmArgs g, int parts)
+    {
+        int nr = TileCols(g.Path);
+        int units = (g.N + nr - 1) / nr;
+        int chunks = Math.Min(units, Math.Clamp(g.N / MinChunkColumns, parts, 4 * parts));
+        if (chunks < 2)
+        {
+            RunRegion(in g, 0, g.M, 0, g.N);
+            return;
+        }
+        var job = ColumnJob.Rent();
+        job.Args = g;
+        job.Units = units;
+        job.Chunks = chunks;
+        job.Next = 0;
+        RunJob(job, Math.Min(parts, chunks));
+        ColumnJob.Return(job);
+    }
+
+    /// <summary>Narrowest run of columns a chunk of <see cref="RunColumnChunks"/> gets (each chunk packs all rows of A again).</summary>
+    internal static int MinChunkColumns = 384;
 
     /// <summary>C = op(A)·B (+C) with B already packed (the whole of it) by <see cref="PackedMatrix"/>.</summary>
     public static void RunPacked(in GemmArgs g, in PackedPanels panels, int threads)
@@ -461,6 +493,28 @@ internal static unsafe class GemmDriver
                     RegionPacked(in g, in p, i0, i1, j0, j1, 0, 1, g.C + j0, g.Ldc, g.Accumulate);
                 else // scratch kb: (M, N) with column J0 first
                     RegionPacked(in g, in p, i0, i1, j0, j1, kb, kb + 1, Scratch + (long)(kb - 1) * g.M * p.N + (j0 - p.J0), p.N, false);
+            }
+        }
+    }
+
+    /// <summary>Runs of columns of C handed out first come first served, each computed (packing included) by <see cref="RunRegion"/>.</summary>
+    private sealed class ColumnJob : IGemmWork
+    {
+        private static ColumnJob? s_spare;
+        public GemmArgs Args;
+        public int Units, Chunks, Next;
+
+        public static ColumnJob Rent() => Interlocked.Exchange(ref s_spare, null) ?? new ColumnJob();
+        public static void Return(ColumnJob job) => s_spare = job;
+
+        public void Execute(int part)
+        {
+            ref readonly var g = ref Args;
+            int nr = TileCols(g.Path), chunk;
+            while ((chunk = Interlocked.Increment(ref Next) - 1) < Chunks)
+            {
+                int u0 = (int)((long)Units * chunk / Chunks), u1 = (int)((long)Units * (chunk + 1) / Chunks);
+                RunRegion(in g, 0, g.M, u0 * nr, Math.Min(g.N, u1 * nr));
             }
         }
     }

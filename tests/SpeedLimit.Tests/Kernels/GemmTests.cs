@@ -186,6 +186,34 @@ public class GemmTests
 
     [Theory]
     [MemberData(nameof(SimdPaths))]
+    public void SharedPackingInColumnSlabsIsBitIdenticalToOneThread(GemmPath path)
+    {
+        // More rows than a sequence (the shared-packing path) and a B wider than the shared buffer allows (a small limit
+        // here, vocabulary-wide in the MLM decoder): packed and computed slab by slab. Plans change no bits, so lowering the
+        // limit cannot disturb tests running beside this one.
+        long saved = GemmDriver.MaxSharedPackFloats;
+        GemmDriver.MaxSharedPackFloats = 1 << 16;
+        try
+        {
+            var rng = new Random(71);
+            foreach (var (ta, tb) in Transposes)
+            {
+                int m = 200, n = 2100, k = 50;
+                int lda = ta ? m : k, ldb = tb ? k : n;
+                var a = Random(rng, (ta ? k : m) * lda); var b = Random(rng, (tb ? n : k) * ldb); var c0 = Random(rng, m * n);
+                var one = (float[])c0.Clone();
+                Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, one, n, true, threads: 1);
+                AssertNearScalar(path, ta, tb, m, n, k, a, lda, b, ldb, c0, one, n, true);
+                var two = (float[])c0.Clone();
+                Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, two, n, true, threads: 2);
+                AssertBitEqual(one, two, $"{path} slabs ta={ta} tb={tb}");
+            }
+        }
+        finally { GemmDriver.MaxSharedPackFloats = saved; }
+    }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths))]
     public void PackedMatrixMatchesScalarTwinOnSampledSizes(GemmPath path)
     {
         var rng = new Random(31 + (int)path);
