@@ -11,7 +11,9 @@
 # (a seeded subsample of SST-2's 67k training sentences; the full dev set). REDUCED=1 runs the
 # smaller budget docs/paper-comparison.md reports for a shared machine. SPEEDLIMIT=path uses a
 # prebuilt speedlimit executable. TEACHER=path/teacher.safetensors uses a teacher fine-tuned
-# beforehand with `speedlimit finetune` (then no teacher epochs here). Rerunning with the same
+# beforehand with `speedlimit finetune` (then no teacher epochs here); LATENCY_DATA=path/latency.jsonl
+# reuses latencies profiled on this machine before (only the missing ones are measured); POPULATION=n
+# sets the candidates per generation (default 6). Rerunning with the same
 # RUN_FOLDER resumes an interrupted run (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,8 +34,8 @@ if [ "${REDUCED:-0}" = 1 ]; then
           --profile-count 14 --generations 2 --population 3 --latency-clock thread-cpu)
 else
   budget=(--max-train-examples 8000 --teacher-epochs 3 --teacher-lr 1e-4
-          --supermodel-epochs 2 --supermodel-lr 1e-4 --finetune-epochs 1 --finetune-examples 1000 --finetune-lr 5e-5
-          --profile-count 40 --generations 3 --population 6 --latency-clock "${LATENCY_CLOCK:-wall}")
+          --supermodel-epochs 2 --supermodel-lr 1e-4 --finetune-epochs 1 --finetune-examples 2000 --finetune-lr 2e-4
+          --profile-count 40 --generations 3 --population "${POPULATION:-6}" --latency-clock "${LATENCY_CLOCK:-wall}")
 fi
 if [ -n "${TEACHER:-}" ]; then
   # A teacher fine-tuned beforehand: drop the teacher-epoch flags, give the checkpoint.
@@ -44,6 +46,7 @@ if [ -n "${TEACHER:-}" ]; then
   done
   budget=("${kept[@]}" --teacher "$TEACHER")
 fi
+[ -n "${LATENCY_DATA:-}" ] && budget+=(--latency-data "$LATENCY_DATA")
 resume=()
 [ -d "$run.partial" ] && resume=(--resume)
 echo "load before: $(cat /proc/loadavg)"
