@@ -42,6 +42,7 @@ public sealed class FineTuneBench : IBenchSection
                 report.Figure($"finetune_tokens_per_s_{tag}_cpu_clock", batch * T / c, "tokens/s");
                 report.Figure($"finetune_mfu_{tag}", flops / w / 1e9 / (corePeak * threads), "ratio");
                 report.Figure($"finetune_mfu_{tag}_cpu_clock", flops / c / 1e9 / (corePeak * threads), "ratio");
+                TrainingBench.PhaseBreakdown(report, "finetune_" + tag, trainer.PhaseTimes, TrainingBench.DataSecondsPerBatch(batch, T));
             }
         report.Note($"  load after: {Affinity.LoadAverage()}");
     }

@@ -25,7 +25,7 @@ public sealed class GemmBench : IBenchSection
 
     public void Run(BenchReport report, bool quick)
     {
-        int runs = quick ? 3 : 7;
+        int runs = quick ? 3 : 9;
         report.Note($"  load before: {Affinity.LoadAverage()} (/proc/loadavg); path: {Gemm.Path} (resolves to {Gemm.AutoPath}), processors: {Environment.ProcessorCount}; medians of {runs} runs.");
         report.Note("  'wall' = flops per elapsed second; 'cpu' = flops per second of process CPU time (per core busy, so a perfectly");
         report.Note("  scaling t2 run shows the t1 figure). On a shared machine wall figures fall with the share of the cores the bench gets;");
@@ -97,42 +97,54 @@ public sealed class GemmBench : IBenchSection
         var x = Matrices(m, n, k);
         double flops = 2.0 * m * n * k;
         // Repeat small products inside one timed run so each run lasts a few milliseconds.
-        int reps = (int)Math.Clamp(2e8 / flops, 1, 1000);
+        int reps = (int)Math.Clamp(4e8 / flops, 1, 1000);
         int lda = ta ? m : k, ldb = tb ? k : n;
         Action ours = () => Gemm.Multiply(ta, tb, m, n, k, x.A, lda, x.B, ldb, x.C, n, threads: threads);
+        // A weight operand (NN, NT: B is the layer's weight) packed once, as forward passes over fixed weights use it.
+        var packed = ta ? null : PackedMatrix.Pack(tb, k, n, x.B, ldb, threads);
+        Action? oursPacked = packed is null ? null : () => Gemm.Multiply(false, m, x.A, lda, packed, x.C, n, threads: threads);
         string name = $"gemm {label} M={m} K={k} N={n} t{threads}";
-        if (blas is null)
+        Action? theirs = null;
+        if (blas is not null)
         {
-            var (wall, cpu) = Time(ours, 2, runs, reps);
-            double gWall = flops / wall / 1e9, gCpu = flops / cpu / 1e9;
-            report.Figure($"{name} wall", gWall, "GFLOP/s");
-            report.Figure($"{name} cpu", gCpu, "GFLOP/s");
-            report.Note($"  {"",-60} {100 * gWall / peak.Cpu,8:0.0}% / {100 * gCpu * threads / peak.Cpu:0.0}% of peak (wall / cpu clock); OpenBLAS skipped");
-            return;
+            var c2 = new float[m * n];
+            theirs = () =>
+            {
+                blas.SetThreads(threads);
+                blas.Sgemm(ta, tb, m, n, k, x.A, lda, x.B, ldb, c2, n);
+            };
         }
-        var c2 = new float[m * n];
-        Action theirs = () =>
-        {
-            blas.SetThreads(threads);
-            blas.Sgemm(ta, tb, m, n, k, x.A, lda, x.B, ldb, c2, n);
-        };
-        for (int i = 0; i < 2; i++) { ours(); theirs(); }
-        var oursWall = new double[runs]; var oursCpu = new double[runs]; var theirsWall = new double[runs];
+        for (int i = 0; i < 2; i++) { ours(); oursPacked?.Invoke(); theirs?.Invoke(); }
+        var oursWall = new double[runs]; var oursCpu = new double[runs]; var packedWall = new double[runs]; var theirsWall = new double[runs];
         for (int r = 0; r < runs; r++)
         {
-            // OpenBLAS's pthread workers spin for a while after a call; let them go to sleep before timing ours.
-            if (threads > 1) Thread.Sleep(120);
+            // Interleaved (ours, pre-packed, theirs, ...) so all see the same load. OpenBLAS's pthread workers
+            // spin for a while after a call; let them go to sleep before timing ours.
+            if (threads > 1 && theirs is not null) Thread.Sleep(120);
             (oursWall[r], oursCpu[r]) = TimeOnce(ours, reps);
-            theirsWall[r] = TimeOnce(theirs, reps).Wall;
+            if (oursPacked is not null) packedWall[r] = TimeOnce(oursPacked, reps).Wall;
+            if (theirs is not null) theirsWall[r] = TimeOnce(theirs, reps).Wall;
         }
-        if (threads > 1) Thread.Sleep(120);
-        double ow = flops / Timing.Median(oursWall) / 1e9, oc = flops / Timing.Median(oursCpu) / 1e9, tw = flops / Timing.Median(theirsWall) / 1e9;
+        if (threads > 1 && theirs is not null) Thread.Sleep(120);
+        double ow = flops / Timing.Median(oursWall) / 1e9, oc = flops / Timing.Median(oursCpu) / 1e9;
         report.Figure($"{name} wall", ow, "GFLOP/s");
         report.Figure($"{name} cpu", oc, "GFLOP/s");
+        double pw = oursPacked is null ? double.NaN : flops / Timing.Median(packedWall) / 1e9;
+        if (oursPacked is not null) report.Figure($"{name} prepacked wall", pw, "GFLOP/s");
+        if (theirs is null)
+        {
+            report.Note($"  {"",-60} {100 * ow / peak.Cpu,8:0.0}% / {100 * oc * threads / peak.Cpu:0.0}% of peak (wall / cpu clock); OpenBLAS skipped");
+            return;
+        }
+        double tw = flops / Timing.Median(theirsWall) / 1e9;
+        // Ratios per pair of adjacent runs (the same load), then their median: steadier than a ratio of medians.
+        double ratio = Timing.Median(Enumerable.Range(0, runs).Select(r => theirsWall[r] / oursWall[r]).ToArray());
         report.Figure($"{name} openblas wall", tw, "GFLOP/s");
-        report.Figure($"{name} ours/openblas", ow / tw, "ratio");
+        report.Figure($"{name} ours/openblas", ratio, "ratio");
+        if (oursPacked is not null)
+            report.Figure($"{name} prepacked/openblas", Timing.Median(Enumerable.Range(0, runs).Select(r => theirsWall[r] / packedWall[r]).ToArray()), "ratio");
         report.Note($"  {"",-60} {100 * ow / peak.Cpu,8:0.0}% / {100 * oc * threads / peak.Cpu:0.0}% of peak (wall / cpu clock); OpenBLAS {100 * tw / peak.Cpu:0.0}% (wall)");
-        ratios.Add((name, threads, ow / tw));
+        ratios.Add((name, threads, ratio));
     }
 
     private static (double Wall, double Cpu) TimeOnce(Action action, int reps)

@@ -22,6 +22,8 @@ public sealed class TrainingBench : IBenchSection
         report.Note($"  load before: {Affinity.LoadAverage()} (/proc/loadavg)");
         double corePeak = FmaPeak.Measure(1, 5).CpuGflops;
         report.Figure("fma_peak_per_core", corePeak, "GFLOP/s");
+        double dataSecondsPerBatch = DataSecondsPerBatch(batch, T);
+        report.Figure($"train_data_ms_per_batch_b{batch}", dataSecondsPerBatch * 1e3, "ms");
         foreach (int threads in new[] { 1, 2 })
         {
             foreach (var arch in new[] { new Architecture(4, 256, 1024), new Architecture(5, 528, 1016) })
@@ -41,6 +43,7 @@ public sealed class TrainingBench : IBenchSection
                 report.Figure($"train_gflops_{tag}_wall", flops / w / 1e9, "GFLOP/s");
                 report.Figure($"train_mfu_{tag}", flops / w / 1e9 / (corePeak * threads), "ratio");
                 report.Figure($"train_mfu_{tag}_cpu_clock", flops / c / 1e9 / (corePeak * threads), "ratio");
+                PhaseBreakdown(report, tag, trainer.PhaseTimes, dataSecondsPerBatch);
             }
         }
         using var process = Process.GetCurrentProcess();
@@ -51,11 +54,43 @@ public sealed class TrainingBench : IBenchSection
         report.Figure("model_state_(5,528,1016)_params+grads+adam", parameters * 4.0 * 4 / 1048576.0, "MiB");
     }
 
-    /// <summary>Matmul FLOPs of one training step (forward ×3: the backward does two products per forward one).</summary>
+    /// <summary>
+    /// Where a step's time goes: forward, loss, backward, gradient check + clipping, optimizer (from the trainer's
+    /// phase clock over the timed steps) and data (producing one batch from an encoded task: shuffle, pad, copy).
+    /// </summary>
+    internal static void PhaseBreakdown(BenchReport report, string tag, TrainingPhaseTimes p, double dataSecondsPerBatch)
+    {
+        int n = Math.Max(1, p.MicroBatches);
+        (string Name, double Seconds)[] phases =
+        [
+            ("forward", p.ForwardSeconds / n), ("loss", p.LossSeconds / n), ("backward", p.BackwardSeconds / n),
+            ("gradient_check", p.GradientCheckSeconds / n), ("optimizer", p.OptimizerSeconds / n), ("data", dataSecondsPerBatch),
+        ];
+        double total = phases.Sum(x => x.Seconds);
+        foreach (var (name, seconds) in phases)
+            report.Figure($"train_phase_{name}_ms_{tag}", seconds * 1e3, "ms");
+        report.Note("  " + string.Join(", ", phases.Select(x => $"{x.Name} {100 * x.Seconds / total:0.0}%")) + $" of {total * 1e3:0.0} ms per step");
+    }
+
+    /// <summary>Seconds to produce one training batch of the built-in task's data pipeline (pre-tokenized examples: shuffle, pad, copy), at the bench's batch size.</summary>
+    internal static double DataSecondsPerBatch(int batch, int maxLength)
+    {
+        var dataset = SpeedLimit.Data.BuiltinTask.Generate(new SpeedLimit.Data.BuiltinTaskOptions { TrainSize = 64 * batch, DevSize = 10 });
+        var task = new SpeedLimit.Pipeline.EncodedTask(dataset, SpeedLimit.Data.BuiltinTask.Encoder, maxLength);
+        int count = 0;
+        foreach (var _ in task.TrainBatches(batch, 1, 0)) count++; // warm-up
+        var clock = Stopwatch.StartNew();
+        count = 0;
+        for (int epoch = 1; epoch <= 3; epoch++)
+            foreach (var _ in task.TrainBatches(batch, 1, epoch)) count++;
+        return clock.Elapsed.TotalSeconds / Math.Max(1, count);
+    }
+
     /// <summary>One untimed warm-up step (activations, JIT), then <paramref name="runs"/> timed steps: wall and process-CPU seconds each.</summary>
     internal static (List<double> Wall, List<double> Cpu) TimeSteps(Trainer trainer, LabeledBatch batch, int runs)
     {
         trainer.Step(batch);
+        trainer.PhaseTimes.Reset();
         var wall = new List<double>(); var cpu = new List<double>();
         for (int r = 0; r < runs; r++)
         {
@@ -68,6 +103,7 @@ public sealed class TrainingBench : IBenchSection
         return (wall, cpu);
     }
 
+    /// <summary>Matmul FLOPs of one training step (forward ×3: the backward does two products per forward one).</summary>
     internal static double TrainingFlops(BertConfig c, int batch, int T)
     {
         double tokens = (double)batch * T;

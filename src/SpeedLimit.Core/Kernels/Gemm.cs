@@ -106,6 +106,32 @@ internal static class Gemm
     }
 
     /// <summary>
+    /// C(M,N) = op(A)(M,K) · B (or C += …) with B packed beforehand (<see cref="PackedMatrix.Pack"/>), on the
+    /// packed matrix's path. Bit-identical to the unpacked overload on the same values.
+    /// </summary>
+    public static unsafe void Multiply(bool transA, int m, ReadOnlySpan<float> a, int lda, PackedMatrix b,
+        Span<float> c, int ldc, bool accumulate = false, int threads = 0)
+    {
+        ArgumentNullException.ThrowIfNull(b);
+        int n = b.N, k = b.K;
+        GemmChecks.Validate(transA, false, m, n, k, a.Length, lda, int.MaxValue, Math.Max(1, n), c.Length, ldc, 1, 0, 0, 0);
+        threads = GemmChecks.Threads(threads);
+        if (m == 0 || n == 0) return;
+        if (b.Path == GemmPath.Scalar)
+        {
+            ScalarGemm.Multiply(transA, false, m, n, k, a, lda, b.Plain, n, c, ldc, accumulate);
+            return;
+        }
+        fixed (float* pa = a)
+        fixed (float* pc = c)
+        {
+            var args = new GemmArgs(b.Path, transA, false, m, n, k, pa, lda, null, 0, pc, ldc, accumulate);
+            var panels = b.Panels;
+            GemmDriver.RunPacked(in args, in panels, threads);
+        }
+    }
+
+    /// <summary>
     /// <paramref name="count"/> independent GEMMs of the same shape, item i reading A at
     /// <c>i·strideA</c>, B at <c>i·strideB</c> and writing C at <c>i·strideC</c> (e.g. attention
     /// scores/context per (batch, head) with a (B,heads,T,headSize) layout). Threads split the
@@ -187,6 +213,10 @@ internal static class GemmChecks
         if (count > 1 && strideC < (long)(m - 1) * ldc + n)
             throw new ArgumentException($"GEMM batch items of C overlap: strideC={strideC} is smaller than one {m}×{n} item with ldc={ldc}; pass strideC >= {(long)(m - 1) * ldc + n}.", nameof(strideC));
     }
+
+    /// <summary>One stored operand of rows×cols with leading dimension ld in a span of length floats.</summary>
+    public static void ValidateOperand(string name, int rows, int cols, int length, int ld, string ldName) =>
+        Check(name, rows, cols, length, ld, 1, 0, ldName);
 
     private static void Check(string name, int rows, int cols, int length, int ld, int count, long stride, string ldName)
     {

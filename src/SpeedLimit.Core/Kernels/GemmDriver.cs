@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
@@ -18,8 +19,36 @@ internal readonly unsafe struct GemmArgs(GemmPath path, bool transA, bool transB
 }
 
 /// <summary>
-/// The blocked GEMM driver: splits C between threads, then per thread loops
-/// NC columns → KC depth (pack B) → MC rows (pack A) → MR×NR register tiles.
+/// op(B) packed for the micro-kernels, covering columns [J0, J0 + N) of the whole depth K: per depth
+/// block (starting at pc, kc = min(Kc, K − pc) deep) Npad/NR micro-panels of kc×NR floats, the panel
+/// of column j (J0 plus a multiple of NR) at <c>Data + pc·Npad + (j − J0)·kc</c>. Columns past N are zero.
+/// </summary>
+internal readonly unsafe struct PackedPanels(float* data, int k, int n, int npad, int kc, int j0)
+{
+    public readonly float* Data = data;
+    public readonly int K = k, N = n, Npad = npad, Kc = kc, J0 = j0;
+
+    public static long Floats(int k, int n, int nr) => (long)k * GemmDriver.RoundUp(n, nr);
+
+    public float* Panel(int pc, int kc, int j) => Data + (long)pc * Npad + (long)(j - J0) * kc;
+}
+
+/// <summary>How one call is split: <see cref="Parts"/> threads over a Gm×Gn grid of C (row groups × column
+/// groups), each cell once per depth block when <see cref="KSplit"/> is set.</summary>
+internal readonly record struct GemmPlan(int Parts, int Gm, int Gn, bool KSplit)
+{
+    public static readonly GemmPlan Single = new(1, 1, 1, false);
+    public int Chunks(int kBlocks) => Gm * Gn * (KSplit ? kBlocks : 1);
+}
+
+/// <summary>
+/// The blocked GEMM driver. One thread: NC columns → KC depth (pack B) → MC rows (pack A) → MR×NR
+/// register tiles (<see cref="RunRegion"/>). Several threads: B is packed once, shared, by all threads
+/// together (no thread repacks what another packed), then C is split over a grid of row and column
+/// groups — and over depth blocks when C has fewer tiles than threads — handed out first come first served
+/// (<see cref="RunShared"/>). A caller that packed B itself (<see cref="PackedMatrix"/>) skips the packing.
+/// Every element of C is computed by the same operations in the same order whatever the thread count,
+/// the split or whether B came pre-packed, so results are bit-identical across all of them.
 /// </summary>
 internal static unsafe class GemmDriver
 {
@@ -34,11 +63,22 @@ internal static unsafe class GemmDriver
     /// <summary>Below this many multiply-adds per thread, extra threads cost more than they save.</summary>
     internal static long MinWorkPerThread = 1L << 20;
 
-    /// <summary>Narrowest slice of the split dimension one parallel chunk gets (keeps repacking of the other operand small).</summary>
-    internal static int MinChunk = 384;
+    /// <summary>Smallest share of a call one chunk of C gets (multiply-adds); more chunks than threads balance a shared machine.</summary>
+    internal static long MinWorkPerChunk = 2L << 20;
+
+    /// <summary>Largest shared packed B (floats, 16 MiB); wider products are packed and computed in column slabs of this size.</summary>
+    internal static long MaxSharedPackFloats = 4L << 20;
 
     internal static int TileRows(GemmPath path) => path == GemmPath.Vector512 ? GemmKernels.Mr512 : GemmKernels.Mr256;
     internal static int TileCols(GemmPath path) => path == GemmPath.Vector512 ? GemmKernels.Nr512 : GemmKernels.Nr256;
+
+    /// <summary>The depth block of a K-deep product: equal blocks (multiples of 16, the transpose width) rather than KC plus a thin remainder.</summary>
+    internal static int DepthBlock(int k)
+    {
+        int limit = RoundUp(KC, 16);
+        int blocks = (k + limit - 1) / limit;
+        return Math.Max(16, Math.Min(limit, RoundUp((k + blocks - 1) / blocks, 16)));
+    }
 
     public static void Run(in GemmArgs g, int threads)
     {
@@ -47,38 +87,72 @@ internal static unsafe class GemmDriver
             ZeroOrKeep(in g);
             return;
         }
-        int mr = TileRows(g.Path), nr = TileCols(g.Path);
-        long work = (long)g.M * g.N * g.K;
-        int parts = (int)Math.Clamp(work / MinWorkPerThread, 1, threads);
-        if (parts > 1)
+        var plan = Plan(g.M, g.N, g.K, g.Path, threads);
+        if (plan.Parts == 1 || GemmWorkers.Busy)
         {
-            // Split the dimension whose split duplicates the smaller packing: splitting N makes
-            // every thread pack all of A (M×K), splitting M makes every thread pack all of B (K×N).
-            bool splitN = g.M <= g.N;
-            int units = splitN ? (g.N + nr - 1) / nr : (g.M + mr - 1) / mr;
-            parts = Math.Min(parts, units);
-            if (parts > 1)
-            {
-                var job = RegionJob.Rent();
-                job.Args = g;
-                job.SplitN = splitN;
-                job.Units = units;
-                // More chunks than threads, handed out first come first served, so a thread that
-                // loses its core for a while (a shared machine) does not hold the others up. Each
-                // chunk repacks the other operand, so chunks stay at least MinChunk wide.
-                int tile = splitN ? nr : mr;
-                int chunks = Math.Clamp(units * tile / MinChunk, parts, 4 * parts);
-                job.Chunks = Math.Min(chunks, units);
-                job.Next = 0;
-                if (GemmWorkers.TryRun(job, parts))
-                {
-                    RegionJob.Return(job);
-                    return;
-                }
-                RegionJob.Return(job);
-            }
+            RunRegion(in g, 0, g.M, 0, g.N);
+            return;
         }
-        RunRegion(in g, 0, g.M, 0, g.N);
+        int nr = TileCols(g.Path), kc = DepthBlock(g.K);
+        // Column slabs bound the shared buffer (the MLM decoder's B is vocabulary-wide).
+        int slab = (int)Math.Max(NC, MaxSharedPackFloats / g.K / nr * nr);
+        var buffers = SharedBuffers.ForCaller();
+        for (int j0 = 0; j0 < g.N; j0 += slab)
+        {
+            int n = Math.Min(slab, g.N - j0);
+            float* data = buffers.Panels(PackedPanels.Floats(g.K, n, nr));
+            var panels = new PackedPanels(data, g.K, n, RoundUp(n, nr), kc, j0);
+            PackShared(g.B, g.Ldb, g.TransB, g.Path, in panels, plan.Parts);
+            var slabPlan = j0 == 0 && n == g.N ? plan : Plan(g.M, n, g.K, g.Path, threads);
+            RunShared(in g, in panels, slabPlan, buffers);
+        }
+    }
+
+    /// <summary>C = op(A)·B (+C) with B already packed (the whole of it) by <see cref="PackedMatrix"/>.</summary>
+    public static void RunPacked(in GemmArgs g, in PackedPanels panels, int threads)
+    {
+        if (g.K == 0)
+        {
+            ZeroOrKeep(in g);
+            return;
+        }
+        var plan = Plan(g.M, g.N, g.K, g.Path, threads);
+        if (plan.Parts > 1 && GemmWorkers.Busy) plan = GemmPlan.Single;
+        RunShared(in g, in panels, plan, plan.Parts > 1 || plan.KSplit ? SharedBuffers.ForCaller() : null);
+    }
+
+    /// <summary>
+    /// Splits a call: how many threads, and the grid of chunks. Splitting the columns of C into more groups
+    /// makes each group pack the same rows of A again (M·K floats a group); splitting the rows makes each
+    /// group stream all of the packed B again (K·N floats, which costs a fraction of packing), so the grid
+    /// with the least of that work wins. With fewer MR×NR tiles than threads, the depth blocks are split too.
+    /// </summary>
+    internal static GemmPlan Plan(int m, int n, int k, GemmPath path, int threads)
+    {
+        long work = (long)m * n * k;
+        int parts = (int)Math.Clamp(work / MinWorkPerThread, 1, Math.Max(1, threads));
+        if (parts == 1) return GemmPlan.Single;
+        int mr = TileRows(path), nr = TileCols(path);
+        int mTiles = (m + mr - 1) / mr, nTiles = (n + nr - 1) / nr;
+        int kBlocks = (k + DepthBlock(k) - 1) / DepthBlock(k);
+        if ((long)mTiles * nTiles < parts)
+        {
+            if (kBlocks > 1) return new GemmPlan(Math.Min(parts, mTiles * nTiles * kBlocks), mTiles, nTiles, true);
+            parts = mTiles * nTiles;
+            return parts == 1 ? GemmPlan.Single : new GemmPlan(parts, mTiles, nTiles, false);
+        }
+        int target = (int)Math.Clamp(work / MinWorkPerChunk, parts, 4L * parts);
+        const double StreamB = 0.25; // streaming packed B ÷ packing A, per float
+        (int Gm, int Gn) best = (0, 0);
+        double bestCost = double.MaxValue;
+        for (int gm = 1; gm <= Math.Min(mTiles, target); gm++)
+        {
+            int gn = (int)Math.Min(nTiles, (target + gm - 1) / gm);
+            if ((long)gm * gn < parts) continue;
+            double cost = (double)gn * m * k + StreamB * gm * (double)k * n;
+            if (cost < bestCost) { bestCost = cost; best = (gm, gn); }
+        }
+        return new GemmPlan(parts, best.Gm, best.Gn, false);
     }
 
     public static void RunBatched(in GemmArgs g, int count, int strideA, int strideB, int strideC, int threads)
@@ -113,7 +187,101 @@ internal static unsafe class GemmDriver
         for (int i = 0; i < g.M; i++) new Span<float>(g.C + (long)i * g.Ldc, g.N).Clear();
     }
 
-    /// <summary>Computes C[i0:i1, j0:j1] on the calling thread.</summary>
+    /// <summary>Runs <paramref name="job"/> on the pool, or every part of it on the calling thread when the pool is taken.</summary>
+    private static void RunJob(IGemmWork job, int parts)
+    {
+        if (!GemmWorkers.TryRun(job, parts)) job.Execute(0); // parts take chunks first come first served: one part takes them all
+    }
+
+    /// <summary>Packs op(B)[:, J0 : J0+N] into <paramref name="panels"/> on up to <paramref name="parts"/> threads.</summary>
+    internal static void PackShared(float* b, int ldb, bool transB, GemmPath path, in PackedPanels panels, int parts)
+    {
+        int nr = TileCols(path);
+        int kBlocks = (panels.K + panels.Kc - 1) / panels.Kc, nTiles = panels.Npad / nr;
+        // A few tasks per thread, each a run of whole panels in one depth block.
+        int groups = Math.Clamp(4 * parts / kBlocks, 1, nTiles);
+        var job = PackJob.Rent();
+        job.B = b; job.Ldb = ldb; job.TransB = transB; job.Path = path; job.Panels = panels;
+        job.KBlocks = kBlocks; job.Groups = groups; job.NTiles = nTiles; job.Next = 0;
+        if (parts > 1) RunJob(job, Math.Min(parts, kBlocks * groups));
+        else job.Execute(0);
+        PackJob.Return(job);
+    }
+
+    /// <summary>Computes all of C (columns J0..J0+N of it) from shared packed B, split as <paramref name="plan"/> says.</summary>
+    private static void RunShared(in GemmArgs g, in PackedPanels panels, GemmPlan plan, SharedBuffers? buffers)
+    {
+        int kBlocks = (g.K + panels.Kc - 1) / panels.Kc;
+        int j0 = panels.J0, j1 = panels.J0 + panels.N;
+        if (plan.Parts == 1 && !plan.KSplit)
+        {
+            RegionPacked(in g, in panels, 0, g.M, j0, j1, 0, kBlocks, g.C + j0, g.Ldc, g.Accumulate);
+            return;
+        }
+        var job = ComputeJob.Rent();
+        job.Args = g;
+        job.Panels = panels;
+        job.Plan = plan;
+        job.KBlocks = kBlocks;
+        job.Chunks = plan.Chunks(kBlocks);
+        job.Next = 0;
+        int n = panels.N;
+        // Depth block kb > 0 of a depth split goes to its own scratch C; adding the scratches in block order
+        // afterwards is exactly the sum one thread forms block after block.
+        if (plan.KSplit) job.Scratch = buffers!.Scratch((long)(kBlocks - 1) * g.M * n);
+        RunJob(job, Math.Min(plan.Parts, job.Chunks));
+        if (plan.KSplit)
+        {
+            for (int kb = 1; kb < kBlocks; kb++)
+            {
+                float* s = job.Scratch + (long)(kb - 1) * g.M * n;
+                for (int i = 0; i < g.M; i++)
+                {
+                    var dst = new Span<float>(g.C + (long)i * g.Ldc + j0, n);
+                    TensorPrimitives.Add(dst, new ReadOnlySpan<float>(s + (long)i * n, n), dst);
+                }
+            }
+        }
+        ComputeJob.Return(job);
+    }
+
+    /// <summary>
+    /// C[i0:i1, j0:j1] over depth blocks [kb0, kb1) from shared packed B, on the calling thread, into
+    /// <paramref name="c"/>: the target's element (row 0, column j0), in C or in a scratch. Loops NC columns → depth
+    /// block → row block (pack A) → MR×NR tiles, as <see cref="RunRegion"/> does with B packed already.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RegionPacked(in GemmArgs g, in PackedPanels panels, int i0, int i1, int j0, int j1, int kb0, int kb1,
+        float* c, int ldc, bool accumulate)
+    {
+        var path = g.Path;
+        int mr = TileRows(path), nr = TileCols(path);
+        int kcMax = panels.Kc;
+        // Up to two MC blocks of rows as one A block: a small M (one sequence) is then packed once per depth block.
+        int rows = i1 - i0;
+        int mcStep = rows <= 2 * MC ? RoundUp(rows, mr) : MC;
+        var buffers = PackBuffers.Get(RoundUp(2 * MC, mr) * RoundUp(KC, 16), 0);
+        float* ap = buffers.A;
+        float* tile = stackalloc float[GemmKernels.MaxTile];
+        for (int jc = j0; jc < j1; jc += NC)
+        {
+            int nc = Math.Min(NC, j1 - jc);
+            for (int kb = kb0; kb < kb1; kb++)
+            {
+                int pc = kb * kcMax, kc = Math.Min(kcMax, g.K - pc);
+                bool acc = accumulate || kb > kb0;
+                float* bp = panels.Panel(pc, kc, jc);
+                for (int ic = i0; ic < i1; ic += mcStep)
+                {
+                    int mc = Math.Min(mcStep, i1 - ic);
+                    GemmPack.PackA(g.A, g.Lda, g.TransA, ic, mc, pc, kc, mr, ap, path);
+                    Macro(path, ap, bp, mc, nc, kc, mr, nr, c + (long)ic * ldc + (jc - j0), ldc, acc, tile);
+                }
+            }
+        }
+    }
+
+    /// <summary>Computes C[i0:i1, j0:j1] on the calling thread, packing B into this thread's buffer.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot loops; skip tier-0/OSR code on the first calls
     public static void RunRegion(in GemmArgs g, int i0, int i1, int j0, int j1)
     {
@@ -126,10 +294,8 @@ internal static unsafe class GemmDriver
         var path = g.Path;
         int mr = TileRows(path), nr = TileCols(path);
         int kcLimit = RoundUp(KC, 16), mcMax = MC, ncMax = NC;
-        var buffers = PackBuffers.Get(RoundUp(mcMax, mr) * kcLimit, RoundUp(ncMax, nr) * kcLimit);
-        // Equal depth blocks (multiples of 16, the transpose width) rather than KC plus a thin remainder.
-        int kBlocks = (g.K + kcLimit - 1) / kcLimit;
-        int kcMax = Math.Min(kcLimit, RoundUp((g.K + kBlocks - 1) / kBlocks, 16));
+        var buffers = PackBuffers.Get(RoundUp(2 * mcMax, mr) * kcLimit, RoundUp(ncMax, nr) * kcLimit);
+        int kcMax = DepthBlock(g.K);
         float* ap = buffers.A, bp = buffers.B;
         float* tile = stackalloc float[GemmKernels.MaxTile];
         int ldc = g.Ldc;
@@ -146,35 +312,45 @@ internal static unsafe class GemmDriver
                 {
                     int mc = Math.Min(mcMax, i1 - ic);
                     GemmPack.PackA(g.A, g.Lda, g.TransA, ic, mc, pc, kc, mr, ap, path);
-                    for (int jr = 0; jr < nc; jr += nr)
+                    Macro(path, ap, bp, mc, nc, kc, mr, nr, g.C + (long)ic * ldc + jc, ldc, acc, tile);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// C(mc,nc) (+)= Apacked(mc,kc)·Bpacked(kc,nc): MR×NR tiles, NR-wide B micro-panels outer (each stays in
+    /// L1 across the A micro-panels), edge tiles through <paramref name="tile"/> scratch.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Macro(GemmPath path, float* ap, float* bp, int mc, int nc, int kc, int mr, int nr, float* c, int ldc, bool acc, float* tile)
+    {
+        for (int jr = 0; jr < nc; jr += nr)
+        {
+            int cols = Math.Min(nr, nc - jr);
+            float* bPanel = bp + (long)jr * kc;
+            for (int ir = 0; ir < mc; ir += mr)
+            {
+                int rows = Math.Min(mr, mc - ir);
+                float* aPanel = ap + (long)ir * kc;
+                float* cTile = c + (long)ir * ldc + jr;
+                if (rows == mr && cols == nr)
+                {
+                    GemmKernels.Tile(path, aPanel, bPanel, kc, cTile, ldc, acc);
+                }
+                else
+                {
+                    // Edge tile: into scratch, then copy the valid part.
+                    if (cols <= 16) GemmKernels.NarrowTile(path, aPanel, bPanel, kc, tile, nr);
+                    else GemmKernels.Tile(path, aPanel, bPanel, kc, tile, nr, false);
+                    for (int r = 0; r < rows; r++)
                     {
-                        int cols = Math.Min(nr, nc - jr);
-                        float* bPanel = bp + (long)jr * kc;
-                        for (int ir = 0; ir < mc; ir += mr)
-                        {
-                            int rows = Math.Min(mr, mc - ir);
-                            float* aPanel = ap + (long)ir * kc;
-                            float* cTile = g.C + (long)(ic + ir) * ldc + jc + jr;
-                            if (rows == mr && cols == nr)
-                            {
-                                GemmKernels.Tile(path, aPanel, bPanel, kc, cTile, ldc, acc);
-                            }
-                            else
-                            {
-                                // Edge tile: into scratch, then copy the valid part.
-                                if (cols <= 16) GemmKernels.NarrowTile(path, aPanel, bPanel, kc, tile, nr);
-                                else GemmKernels.Tile(path, aPanel, bPanel, kc, tile, nr, false);
-                                for (int r = 0; r < rows; r++)
-                                {
-                                    float* src = tile + r * nr;
-                                    float* dst = cTile + (long)r * ldc;
-                                    if (acc)
-                                        for (int j = 0; j < cols; j++) dst[j] += src[j];
-                                    else
-                                        for (int j = 0; j < cols; j++) dst[j] = src[j];
-                                }
-                            }
-                        }
+                        float* src = tile + r * nr;
+                        float* dst = cTile + (long)r * ldc;
+                        if (acc)
+                            for (int j = 0; j < cols; j++) dst[j] += src[j];
+                        else
+                            for (int j = 0; j < cols; j++) dst[j] = src[j];
                     }
                 }
             }
@@ -193,53 +369,98 @@ internal static unsafe class GemmDriver
         public static PackBuffers Get(int aFloats, int bFloats)
         {
             var buf = t_current ??= new PackBuffers();
-            if (buf._aFloats < (nuint)aFloats) buf.A = Grow(buf.A, ref buf._aFloats, aFloats);
-            if (buf._bFloats < (nuint)bFloats) buf.B = Grow(buf.B, ref buf._bFloats, bFloats);
+            if (buf._aFloats < (nuint)aFloats) buf.A = NativeBuffer.Grow(buf.A, ref buf._aFloats, aFloats);
+            if (buf._bFloats < (nuint)bFloats) buf.B = NativeBuffer.Grow(buf.B, ref buf._bFloats, bFloats);
             return buf;
-        }
-
-        private static float* Grow(float* old, ref nuint size, int floats)
-        {
-            if (old != null) NativeMemory.AlignedFree(old);
-            size = (nuint)floats;
-            return (float*)NativeMemory.AlignedAlloc(size * sizeof(float), 64);
         }
 
         ~PackBuffers()
         {
-            if (A != null) NativeMemory.AlignedFree(A);
-            if (B != null) NativeMemory.AlignedFree(B);
+            NativeBuffer.Free(A);
+            NativeBuffer.Free(B);
         }
     }
 
-    /// <summary>Slices of C (contiguous ranges of MR-row or NR-column tiles) handed out to the parts as chunks.</summary>
-    private sealed class RegionJob : IGemmWork
+    /// <summary>The calling thread's buffers for a multi-threaded call: the shared packed B, and the depth-split scratches.</summary>
+    private sealed class SharedBuffers
     {
-        private static RegionJob? s_spare;
-        public GemmArgs Args;
-        public bool SplitN;
-        public int Units, Chunks, Next;
+        [ThreadStatic] private static SharedBuffers? t_current;
+        private float* _panels, _scratch;
+        private nuint _panelFloats, _scratchFloats;
 
-        public static RegionJob Rent() => Interlocked.Exchange(ref s_spare, null) ?? new RegionJob();
-        public static void Return(RegionJob job) => s_spare = job;
+        public static SharedBuffers ForCaller() => t_current ??= new SharedBuffers();
+
+        public float* Panels(long floats) => _panelFloats >= (nuint)floats ? _panels : _panels = NativeBuffer.Grow(_panels, ref _panelFloats, floats);
+        public float* Scratch(long floats) => _scratchFloats >= (nuint)floats ? _scratch : _scratch = NativeBuffer.Grow(_scratch, ref _scratchFloats, floats);
+
+        ~SharedBuffers()
+        {
+            NativeBuffer.Free(_panels);
+            NativeBuffer.Free(_scratch);
+        }
+    }
+
+    /// <summary>Packs (depth block, run of panels) tasks of op(B) into shared panels.</summary>
+    private sealed class PackJob : IGemmWork
+    {
+        private static PackJob? s_spare;
+        public float* B;
+        public int Ldb, KBlocks, Groups, NTiles, Next;
+        public bool TransB;
+        public GemmPath Path;
+        public PackedPanels Panels;
+
+        public static PackJob Rent() => Interlocked.Exchange(ref s_spare, null) ?? new PackJob();
+        public static void Return(PackJob job) => s_spare = job;
+
+        public void Execute(int part)
+        {
+            int nr = TileCols(Path), tasks = KBlocks * Groups, task;
+            ref readonly var p = ref Panels;
+            while ((task = Interlocked.Increment(ref Next) - 1) < tasks)
+            {
+                int kb = task / Groups, grp = task % Groups;
+                int pc = kb * p.Kc, kc = Math.Min(p.Kc, p.K - pc);
+                int t0 = (int)((long)NTiles * grp / Groups), t1 = (int)((long)NTiles * (grp + 1) / Groups);
+                int jStart = p.J0 + t0 * nr, cols = Math.Min(p.J0 + p.N, p.J0 + t1 * nr) - jStart;
+                if (cols > 0) GemmPack.PackB(B, Ldb, TransB, pc, kc, jStart, cols, nr, p.Panel(pc, kc, jStart), Path);
+            }
+        }
+    }
+
+    /// <summary>Chunks of C (a cell of the plan's grid, and one depth block of it under a depth split) handed out first come first served.</summary>
+    private sealed class ComputeJob : IGemmWork
+    {
+        private static ComputeJob? s_spare;
+        public GemmArgs Args;
+        public PackedPanels Panels;
+        public GemmPlan Plan;
+        public int KBlocks, Chunks, Next;
+        public float* Scratch;
+
+        public static ComputeJob Rent() => Interlocked.Exchange(ref s_spare, null) ?? new ComputeJob();
+        public static void Return(ComputeJob job) => s_spare = job;
 
         public void Execute(int part)
         {
             ref readonly var g = ref Args;
-            int chunk;
+            ref readonly var p = ref Panels;
+            int mr = TileRows(g.Path), nr = TileCols(g.Path);
+            int mTiles = (g.M + mr - 1) / mr, nTiles = (p.N + nr - 1) / nr;
+            int cells = Plan.Gm * Plan.Gn, chunk;
             while ((chunk = Interlocked.Increment(ref Next) - 1) < Chunks)
             {
-                int u0 = (int)((long)Units * chunk / Chunks), u1 = (int)((long)Units * (chunk + 1) / Chunks);
-                if (SplitN)
-                {
-                    int nr = TileCols(g.Path);
-                    RunRegion(in g, 0, g.M, u0 * nr, Math.Min(g.N, u1 * nr));
-                }
-                else
-                {
-                    int mr = TileRows(g.Path);
-                    RunRegion(in g, u0 * mr, Math.Min(g.M, u1 * mr), 0, g.N);
-                }
+                int cell = chunk % cells, kb = chunk / cells;
+                int gi = cell / Plan.Gn, gj = cell % Plan.Gn;
+                int i0 = (int)((long)mTiles * gi / Plan.Gm) * mr, i1 = Math.Min(g.M, (int)((long)mTiles * (gi + 1) / Plan.Gm) * mr);
+                int j0 = p.J0 + (int)((long)nTiles * gj / Plan.Gn) * nr, j1 = Math.Min(p.J0 + p.N, p.J0 + (int)((long)nTiles * (gj + 1) / Plan.Gn) * nr);
+                if (i0 >= i1 || j0 >= j1) continue;
+                if (!Plan.KSplit)
+                    RegionPacked(in g, in p, i0, i1, j0, j1, 0, KBlocks, g.C + j0, g.Ldc, g.Accumulate);
+                else if (kb == 0)
+                    RegionPacked(in g, in p, i0, i1, j0, j1, 0, 1, g.C + j0, g.Ldc, g.Accumulate);
+                else // scratch kb: (M, N) with column J0 first
+                    RegionPacked(in g, in p, i0, i1, j0, j1, kb, kb + 1, Scratch + (long)(kb - 1) * g.M * p.N + (j0 - p.J0), p.N, false);
             }
         }
     }
@@ -264,6 +485,22 @@ internal static unsafe class GemmDriver
                 RunRegion(in item, 0, item.M, 0, item.N);
             }
         }
+    }
+}
+
+/// <summary>64-byte-aligned native float buffers.</summary>
+internal static unsafe class NativeBuffer
+{
+    public static float* Grow(float* old, ref nuint size, long floats)
+    {
+        Free(old);
+        size = (nuint)floats;
+        return (float*)NativeMemory.AlignedAlloc(size * sizeof(float), 64);
+    }
+
+    public static void Free(float* p)
+    {
+        if (p != null) NativeMemory.AlignedFree(p);
     }
 }
 

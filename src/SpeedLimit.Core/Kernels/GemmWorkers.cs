@@ -35,6 +35,9 @@ internal static class GemmWorkers
     private static Exception? s_error;
     private static readonly ManualResetEventSlim Done = new(false, spinCount: 1);
 
+    /// <summary>Whether a call owns the pool now (a caller seeing this runs on its own thread rather than plan a split).</summary>
+    internal static bool Busy => Volatile.Read(ref s_busy) != 0;
+
     /// <summary>Parts of the last call run by worker threads (diagnostics for tests and benches).</summary>
     internal static long PartsRunByWorkers;
 

@@ -62,6 +62,51 @@ public sealed class BertModel
     /// </summary>
     internal BertActivations? Workspace { get => _act; set => _act = value; }
 
+    private int _freezeDepth;
+    private Dictionary<string, PackedMatrix>? _packs;
+
+    /// <summary>Whether a <see cref="FreezeWeights"/> scope is open.</summary>
+    public bool WeightsFrozen => _freezeDepth > 0;
+
+    /// <summary>
+    /// Declares the parameters fixed until the returned scope is disposed: meanwhile every linear layer packs its
+    /// weight once (in the layouts its forward and input-gradient products read, <see cref="PackedMatrix"/>) and
+    /// reuses the packing in every pass — evaluation over many batches, a distillation teacher, the micro-batches
+    /// of one accumulation group — instead of repacking it per call. Writing parameters while frozen would leave
+    /// the passes on the old values, so don't; a <see cref="Training.Trainer"/> refuses to step a frozen model.
+    /// Scopes nest; the packings are dropped when the last one closes. Results are bit-identical either way.
+    /// </summary>
+    public IDisposable FreezeWeights()
+    {
+        _freezeDepth++;
+        return new FreezeScope(this);
+    }
+
+    private sealed class FreezeScope(BertModel model) : IDisposable
+    {
+        private bool _closed;
+
+        public void Dispose()
+        {
+            if (_closed) return;
+            _closed = true;
+            if (--model._freezeDepth == 0) model._packs = null;
+        }
+    }
+
+    /// <summary>The named (out,in) weight packed as the product with it needs — forward: op(B) = Wᵀ; input gradient: op(B) = W — or null when not frozen.</summary>
+    private PackedMatrix? PackOf(string weight, int outDim, int inDim, bool forward)
+    {
+        if (_freezeDepth == 0) return null;
+        _packs ??= new Dictionary<string, PackedMatrix>(StringComparer.Ordinal);
+        string key = forward ? weight : weight + "|dx";
+        if (!_packs.TryGetValue(key, out var packed))
+            _packs[key] = packed = forward
+                ? PackedMatrix.Pack(true, inDim, outDim, Tensor(weight), inDim, Threads)
+                : PackedMatrix.Pack(false, outDim, inDim, Tensor(weight), inDim, Threads);
+        return packed;
+    }
+
     public float[] EnsureGradients()
     {
         if (Gradients.Length != Parameters.Length) Gradients = new float[Parameters.Length];
@@ -71,6 +116,12 @@ public sealed class BertModel
     public void ZeroGradients() => Array.Clear(EnsureGradients());
 
     public Span<float> Tensor(string name) => Slice(Parameters, name);
+    /// <summary>The named parameter tensor as memory (for parallel loops, which cannot capture spans).</summary>
+    internal ReadOnlyMemory<float> TensorMemory(string name)
+    {
+        var t = Layout[name];
+        return Parameters.AsMemory((int)t.Offset, (int)t.Length);
+    }
     public Span<float> Gradient(string name) => Slice(Gradients, name);
 
     private Span<float> Slice(float[] buffer, string name)
@@ -106,11 +157,18 @@ public sealed class BertModel
         var rng = new SplitMix64(dropoutSeed);
         int threads = Threads;
         int nh = Ntok * H;
-        // y = x·Wᵀ + b for the named layer, in fp32 or as the int8 graph computes it.
-        void Dense(string weight, string bias, ReadOnlySpan<float> x, Span<float> y, int rows, int inDim, int outDim)
+        // y = x·Wᵀ + b for the named layer (or x·Wᵀ alone when a fused pass adds the bias), in fp32 or as the int8 graph computes it.
+        void Dense(string weight, string bias, ReadOnlySpan<float> x, Span<float> y, int rows, int inDim, int outDim, bool addBias = true)
         {
-            if (int8 is not null && int8.Covers(weight)) int8.Forward(weight, x, Tensor(bias), y, rows, threads);
-            else Linear.Forward(x, Tensor(weight), Tensor(bias), y, rows, inDim, outDim, threads);
+            var b = addBias ? Tensor(bias) : default;
+            if (int8 is not null && int8.Covers(weight)) int8.Forward(weight, x, b, y, rows, threads);
+            else Linear.Forward(x, Tensor(weight), b, y, rows, inDim, outDim, threads, PackOf(weight, outDim, inDim, forward: true));
+        }
+        float[]? DropoutMask(float[] mask, ref SplitMix64 rng)
+        {
+            if (dropout == 0f) return null;
+            Dropout.FillMask(mask.AsSpan(0, nh), dropout, ref rng);
+            return mask;
         }
 
         // Embeddings: e0 = word[id] + pos[t] + type[tt]  (B·T, H)
@@ -133,20 +191,18 @@ public sealed class BertModel
             Dense(N.Key(l, "weight"), N.Key(l, "bias"), x, L.K, Ntok, H, H);
             Dense(N.Value(l, "weight"), N.Value(l, "bias"), x, L.V, Ntok, H, H);
             Attention.Forward(L.Q, L.K, L.V, input.AttentionMask, L.Probs, L.Context, B, T, H, Config.Heads, threads);
-            // r1 = x + dropout(ctx·Woᵀ + bo); x1 = LN(r1)
-            Dense(N.AttentionOutput(l, "weight"), N.AttentionOutput(l, "bias"), L.Context, L.Residual1, Ntok, H, H);
-            ApplyDropout(L.Residual1.AsSpan(0, nh), L.AttnDropMask, dropout, ref rng);
-            TensorPrimitives.Add(L.Residual1.AsSpan(0, nh), x.AsSpan(0, nh), L.Residual1.AsSpan(0, nh));
-            LayerNorm.Forward(L.Residual1, Tensor(N.AttentionLayerNorm(l, "weight")), Tensor(N.AttentionLayerNorm(l, "bias")),
-                L.X1, L.Ln1Mean, L.Ln1Rstd, Ntok, H, Config.LayerNormEps);
-            // FFN: u = x1·Wiᵀ + bi (B·T,F); g = gelu(u); r2 = x1 + dropout(g·Woᵀ + bo); out = LN(r2)
-            Dense(N.Intermediate(l, "weight"), N.Intermediate(l, "bias"), L.X1, L.PreGelu, Ntok, H, F);
-            Gelu.Forward(L.PreGelu, L.PostGelu, Ntok * F, threads);
-            Dense(N.Output(l, "weight"), N.Output(l, "bias"), L.PostGelu, L.Residual2, Ntok, F, H);
-            ApplyDropout(L.Residual2.AsSpan(0, nh), L.FfnDropMask, dropout, ref rng);
-            TensorPrimitives.Add(L.Residual2.AsSpan(0, nh), L.X1.AsSpan(0, nh), L.Residual2.AsSpan(0, nh));
-            LayerNorm.Forward(L.Residual2, Tensor(N.OutputLayerNorm(l, "weight")), Tensor(N.OutputLayerNorm(l, "bias")),
-                a.Hidden[l + 1], L.Ln2Mean, L.Ln2Rstd, Ntok, H, Config.LayerNormEps);
+            // r1 = x + dropout(ctx·Woᵀ + bo); x1 = LN(r1): bias, dropout, residual and LN in one pass per row
+            Dense(N.AttentionOutput(l, "weight"), N.AttentionOutput(l, "bias"), L.Context, L.Residual1, Ntok, H, H, addBias: false);
+            LayerNorm.BiasResidualForward(L.Residual1, TensorMemory(N.AttentionOutput(l, "bias")), DropoutMask(L.AttnDropMask, ref rng), x,
+                TensorMemory(N.AttentionLayerNorm(l, "weight")), TensorMemory(N.AttentionLayerNorm(l, "bias")),
+                L.X1, L.Ln1Mean, L.Ln1Rstd, Ntok, H, Config.LayerNormEps, threads);
+            // FFN: u = x1·Wiᵀ + bi (B·T,F); g = gelu(u) (bias and GELU in one pass); r2 = x1 + dropout(g·Woᵀ + bo); out = LN(r2)
+            Dense(N.Intermediate(l, "weight"), N.Intermediate(l, "bias"), L.X1, L.PreGelu, Ntok, H, F, addBias: false);
+            Gelu.BiasForward(L.PreGelu, TensorMemory(N.Intermediate(l, "bias")), L.PostGelu, Ntok, F, threads);
+            Dense(N.Output(l, "weight"), N.Output(l, "bias"), L.PostGelu, L.Residual2, Ntok, F, H, addBias: false);
+            LayerNorm.BiasResidualForward(L.Residual2, TensorMemory(N.Output(l, "bias")), DropoutMask(L.FfnDropMask, ref rng), L.X1,
+                TensorMemory(N.OutputLayerNorm(l, "weight")), TensorMemory(N.OutputLayerNorm(l, "bias")),
+                a.Hidden[l + 1], L.Ln2Mean, L.Ln2Rstd, Ntok, H, Config.LayerNormEps, threads);
         }
 
         var last = a.Hidden[Config.Layers];
@@ -206,7 +262,7 @@ public sealed class BertModel
             Array.Clear(a.DHead1, 0, M * H);
             Gelu.Backward(a.HeadPre.AsSpan(0, M * H), a.DHead2, a.DHead1);
             Array.Clear(a.DHead2, 0, M * H);
-            Linear.Backward(a.HeadIn, Tensor(N.MlmTransformWeight), a.DHead1, a.DHead2, Gradient(N.MlmTransformWeight), Gradient(N.MlmTransformBias), M, H, H, threads);
+            Linear.Backward(a.HeadIn, Tensor(N.MlmTransformWeight), a.DHead1, a.DHead2, Gradient(N.MlmTransformWeight), Gradient(N.MlmTransformBias), M, H, H, threads, PackOf(N.MlmTransformWeight, H, H, forward: false));
             for (int i = 0; i < M; i++)
             {
                 var dst = dHidden.AsSpan(a.MlmPositions[i] * H, H);
@@ -218,12 +274,12 @@ public sealed class BertModel
             int C = Config.Labels;
             CheckLength(dLogits, B * C);
             Array.Clear(a.DHead1, 0, B * H);
-            Linear.Backward(a.HeadOut, Tensor(N.ClassifierWeight), dLogits, a.DHead1, Gradient(N.ClassifierWeight), Gradient(N.ClassifierBias), B, H, C, threads);
-            TensorPrimitives.Multiply(a.DHead1.AsSpan(0, B * H), a.HeadDropMask.AsSpan(0, B * H), a.DHead1.AsSpan(0, B * H));
+            Linear.Backward(a.HeadOut, Tensor(N.ClassifierWeight), dLogits, a.DHead1, Gradient(N.ClassifierWeight), Gradient(N.ClassifierBias), B, H, C, threads, PackOf(N.ClassifierWeight, C, H, forward: false));
+            if (a.Dropout > 0) TensorPrimitives.Multiply(a.DHead1.AsSpan(0, B * H), a.HeadDropMask.AsSpan(0, B * H), a.DHead1.AsSpan(0, B * H));
             Array.Clear(a.DHead2, 0, B * H);
             Gelu.TanhBackward(a.HeadAct.AsSpan(0, B * H), a.DHead1.AsSpan(0, B * H), a.DHead2);
             Array.Clear(a.DHead1, 0, B * H);
-            Linear.Backward(a.HeadIn, Tensor(N.PoolerWeight), a.DHead2, a.DHead1, Gradient(N.PoolerWeight), Gradient(N.PoolerBias), B, H, H, threads);
+            Linear.Backward(a.HeadIn, Tensor(N.PoolerWeight), a.DHead2, a.DHead1, Gradient(N.PoolerWeight), Gradient(N.PoolerBias), B, H, H, threads, PackOf(N.PoolerWeight, H, H, forward: false));
             for (int b = 0; b < B; b++) a.DHead1.AsSpan(b * H, H).CopyTo(dHidden.AsSpan(b * T * H, H));
         }
         AddHiddenGradient(hiddenGradients, Config.Layers, dHidden, nh);
@@ -237,32 +293,32 @@ public sealed class BertModel
                 Gradient(N.OutputLayerNorm(l, "weight")), Gradient(N.OutputLayerNorm(l, "bias")), Ntok, H, lnScratch);
             // r2 = x1 + drop(dense(g)): dX1 = dR2 (residual) ; dDense = dR2 ⊙ mask
             Array.Copy(dOther, dHidden, nh); // dHidden now holds dX1
-            TensorPrimitives.Multiply(dOther.AsSpan(0, nh), L.FfnDropMask.AsSpan(0, nh), dOther.AsSpan(0, nh));
+            if (a.Dropout > 0) TensorPrimitives.Multiply(dOther.AsSpan(0, nh), L.FfnDropMask.AsSpan(0, nh), dOther.AsSpan(0, nh));
             Array.Clear(a.DFfn1, 0, Ntok * F);
-            Linear.Backward(L.PostGelu, Tensor(N.Output(l, "weight")), dOther, a.DFfn1, Gradient(N.Output(l, "weight")), Gradient(N.Output(l, "bias")), Ntok, F, H, threads);
+            Linear.Backward(L.PostGelu, Tensor(N.Output(l, "weight")), dOther, a.DFfn1, Gradient(N.Output(l, "weight")), Gradient(N.Output(l, "bias")), Ntok, F, H, threads, PackOf(N.Output(l, "weight"), H, F, forward: false));
             Array.Clear(a.DFfn2, 0, Ntok * F);
             Gelu.Backward(L.PreGelu, a.DFfn1, a.DFfn2, Ntok * F, threads);
-            Linear.Backward(L.X1, Tensor(N.Intermediate(l, "weight")), a.DFfn2, dHidden, Gradient(N.Intermediate(l, "weight")), Gradient(N.Intermediate(l, "bias")), Ntok, H, F, threads);
+            Linear.Backward(L.X1, Tensor(N.Intermediate(l, "weight")), a.DFfn2, dHidden, Gradient(N.Intermediate(l, "weight")), Gradient(N.Intermediate(l, "bias")), Ntok, H, F, threads, PackOf(N.Intermediate(l, "weight"), F, H, forward: false));
             // x1 = LN(r1): dR1 (into dOther)
             Array.Clear(dOther, 0, nh);
             LayerNorm.Backward(L.Residual1, Tensor(N.AttentionLayerNorm(l, "weight")), L.Ln1Mean, L.Ln1Rstd, dHidden, dOther,
                 Gradient(N.AttentionLayerNorm(l, "weight")), Gradient(N.AttentionLayerNorm(l, "bias")), Ntok, H, lnScratch);
             // r1 = x + drop(dense(ctx)): dX = dR1 ; dDense = dR1 ⊙ mask
             Array.Copy(dOther, dHidden, nh); // dHidden now holds dX (residual path)
-            TensorPrimitives.Multiply(dOther.AsSpan(0, nh), L.AttnDropMask.AsSpan(0, nh), dOther.AsSpan(0, nh));
+            if (a.Dropout > 0) TensorPrimitives.Multiply(dOther.AsSpan(0, nh), L.AttnDropMask.AsSpan(0, nh), dOther.AsSpan(0, nh));
             Array.Clear(a.DContext, 0, nh);
-            Linear.Backward(L.Context, Tensor(N.AttentionOutput(l, "weight")), dOther, a.DContext, Gradient(N.AttentionOutput(l, "weight")), Gradient(N.AttentionOutput(l, "bias")), Ntok, H, H, threads);
+            Linear.Backward(L.Context, Tensor(N.AttentionOutput(l, "weight")), dOther, a.DContext, Gradient(N.AttentionOutput(l, "weight")), Gradient(N.AttentionOutput(l, "bias")), Ntok, H, H, threads, PackOf(N.AttentionOutput(l, "weight"), H, H, forward: false));
             Array.Clear(a.DQ, 0, nh); Array.Clear(a.DK, 0, nh); Array.Clear(a.DV, 0, nh);
             Attention.Backward(L.Q, L.K, L.V, L.Probs, a.DContext, a.DQ, a.DK, a.DV, a.AttentionScratch, B, T, H, Config.Heads, threads);
             var x = a.Hidden[l];
-            Linear.Backward(x, Tensor(N.Query(l, "weight")), a.DQ, dHidden, Gradient(N.Query(l, "weight")), Gradient(N.Query(l, "bias")), Ntok, H, H, threads);
-            Linear.Backward(x, Tensor(N.Key(l, "weight")), a.DK, dHidden, Gradient(N.Key(l, "weight")), Gradient(N.Key(l, "bias")), Ntok, H, H, threads);
-            Linear.Backward(x, Tensor(N.Value(l, "weight")), a.DV, dHidden, Gradient(N.Value(l, "weight")), Gradient(N.Value(l, "bias")), Ntok, H, H, threads);
+            Linear.Backward(x, Tensor(N.Query(l, "weight")), a.DQ, dHidden, Gradient(N.Query(l, "weight")), Gradient(N.Query(l, "bias")), Ntok, H, H, threads, PackOf(N.Query(l, "weight"), H, H, forward: false));
+            Linear.Backward(x, Tensor(N.Key(l, "weight")), a.DK, dHidden, Gradient(N.Key(l, "weight")), Gradient(N.Key(l, "bias")), Ntok, H, H, threads, PackOf(N.Key(l, "weight"), H, H, forward: false));
+            Linear.Backward(x, Tensor(N.Value(l, "weight")), a.DV, dHidden, Gradient(N.Value(l, "weight")), Gradient(N.Value(l, "bias")), Ntok, H, H, threads, PackOf(N.Value(l, "weight"), H, H, forward: false));
             AddHiddenGradient(hiddenGradients, l, dHidden, nh);
         }
 
         // embeddings: hidden0 = drop(LN(e0))
-        TensorPrimitives.Multiply(dHidden.AsSpan(0, nh), a.EmbDropMask.AsSpan(0, nh), dHidden.AsSpan(0, nh));
+        if (a.Dropout > 0) TensorPrimitives.Multiply(dHidden.AsSpan(0, nh), a.EmbDropMask.AsSpan(0, nh), dHidden.AsSpan(0, nh));
         Array.Clear(dOther, 0, nh);
         LayerNorm.Backward(a.EmbeddingSum, Tensor(N.EmbeddingsLayerNormWeight), a.EmbLnMean, a.EmbLnRstd, dHidden, dOther,
             Gradient(N.EmbeddingsLayerNormWeight), Gradient(N.EmbeddingsLayerNormBias), Ntok, H, lnScratch);
@@ -288,9 +344,10 @@ public sealed class BertModel
         if (dLogits.Length != expected) throw new ArgumentException($"logit gradient holds {dLogits.Length} values; the last forward produced {expected}");
     }
 
+    /// <summary>Dropout in place; with rate 0 nothing (the masks are then not read: backward skips them too).</summary>
     private static void ApplyDropout(Span<float> x, float[] mask, float rate, ref SplitMix64 rng)
     {
-        if (rate == 0f) { mask.AsSpan(0, x.Length).Fill(1f); return; }
+        if (rate == 0f) return;
         Dropout.Forward(x, x, mask.AsSpan(0, x.Length), rate, ref rng);
     }
 }

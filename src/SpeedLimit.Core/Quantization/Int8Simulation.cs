@@ -7,29 +7,49 @@ namespace SpeedLimit.Quantization;
 /// <summary>
 /// Runs a model's linear layers as the int8 ONNX graph does (dynamic quantization: uint8
 /// activations per tensor at run time, symmetric int8 weights), so a candidate's int8 accuracy
-/// comes from the engine without exporting it. The integer products go through the fp32 GEMM
-/// on integer-valued floats: each product (|x_q − zp| ≤ 255, |w_q| ≤ 127) is exact, and only the
-/// float accumulation of long sums may round (relative ~1e-7, far below the quantization step);
+/// comes from the engine without exporting it. The products are integer dot products
+/// (<see cref="Int8Gemm"/>: AVX-VNNI, AVX-512BW or AVX2, exact in int32 like ONNX Runtime's), on
+/// weights quantized and packed once here; then y = float(acc)·(x_scale·w_scale) + b, rounded as
 /// <see cref="DynamicQuantization.QuantizedLinearForward(ReadOnlySpan{float}, int, int, QuantizedWeight, ReadOnlySpan{float}, Span{float})"/>
-/// is the exact-integer reference it is tested against. Build it after training: it snapshots the
-/// weights.
+/// (the exact-integer reference) rounds it. Build it after training: it snapshots the weights.
 /// </summary>
 public sealed class Int8Simulation
 {
-    private readonly Dictionary<string, (float[] Values, float[] Scales, int Out, int In)> _weights = new(StringComparer.Ordinal);
-    private float[] _xq = [];
+    private readonly Dictionary<string, Layer> _layers = new(StringComparer.Ordinal);
+    private readonly bool _floatProducts;
+    private byte[] _xq = [];
+    private float[] _multipliers = [];
+    private float[] _xf = [];
 
-    public Int8Simulation(BertModel model, bool perChannel = false)
+    private sealed record Layer(PackedInt8Matrix Packed, float[] WeightAsFloat, float[] Scales, int Out, int In);
+
+    public Int8Simulation(BertModel model, bool perChannel = false) : this(model, perChannel, Int8GemmPath.Auto, floatProducts: false) { }
+
+    /// <param name="path">The integer kernel (tests force each one).</param>
+    /// <param name="floatProducts">The earlier simulation: the integer products through the fp32 GEMM on integer-valued
+    /// floats (exact while every partial sum stays below 2^24), kept as the reference the integer kernel is compared with.</param>
+    internal Int8Simulation(BertModel model, bool perChannel, Int8GemmPath path, bool floatProducts)
     {
         PerChannel = perChannel;
+        _floatProducts = floatProducts;
         foreach (var t in model.Layout.Tensors)
         {
             if (!IsQuantizedLinear(t.Name)) continue;
             var q = DynamicQuantization.QuantizeWeight(model.Tensor(t.Name), t.Rows, t.Columns, perChannel);
-            var values = new float[q.Values.Length];
-            for (int i = 0; i < values.Length; i++) values[i] = q.Values[i];
             var scales = Enumerable.Range(0, t.Rows).Select(q.ScaleOf).ToArray();
-            _weights[t.Name] = (values, scales, t.Rows, t.Columns);
+            float[] asFloat = [];
+            PackedInt8Matrix packed;
+            if (floatProducts)
+            {
+                asFloat = new float[q.Values.Length];
+                for (int i = 0; i < asFloat.Length; i++) asFloat[i] = q.Values[i];
+                packed = PackedInt8Matrix.Pack([], 0, 0, Int8GemmPath.Scalar);
+            }
+            else
+            {
+                packed = PackedInt8Matrix.Pack(q.Values, t.Rows, t.Columns, path);
+            }
+            _layers[t.Name] = new Layer(packed, asFloat, scales, t.Rows, t.Columns);
         }
     }
 
@@ -40,26 +60,42 @@ public sealed class Int8Simulation
         name.EndsWith(".weight", StringComparison.Ordinal) && !name.Contains("LayerNorm", StringComparison.Ordinal)
         && !name.Contains("embeddings", StringComparison.Ordinal) && !name.StartsWith("cls.", StringComparison.Ordinal);
 
-    public bool Covers(string weightName) => _weights.ContainsKey(weightName);
+    public bool Covers(string weightName) => _layers.ContainsKey(weightName);
 
-    /// <summary>y(rows,out) = dequant(quant(x)·W_q) + b for the named weight.</summary>
+    /// <summary>y(rows,out) = dequant(quant(x)·W_q) + b for the named weight (no bias when <paramref name="bias"/> is empty).</summary>
     public void Forward(string weightName, ReadOnlySpan<float> x, ReadOnlySpan<float> bias, Span<float> y, int rows, int threads)
     {
-        var (w, scales, outDim, inDim) = _weights[weightName];
+        var layer = _layers[weightName];
+        int outDim = layer.Out, inDim = layer.In;
         int n = rows * inDim;
         var input = x[..n];
         var (scale, zp) = DynamicQuantization.ActivationParameters(input);
-        if (_xq.Length < n) _xq = new float[n];
+        if (_xq.Length < n) _xq = new byte[n];
         var xq = _xq.AsSpan(0, n);
-        for (int i = 0; i < n; i++) xq[i] = DynamicQuantization.QuantizeActivation(input[i], scale, zp) - zp;
-        Gemm.Multiply(false, true, rows, outDim, inDim, xq, inDim, w, inDim, y, outDim, accumulate: false, threads);
-        bool perTensor = !PerChannel;
+        DynamicQuantization.QuantizeActivations(input, scale, zp, xq);
+        if (_floatProducts)
+        {
+            if (_xf.Length < n) _xf = new float[n];
+            var xf = _xf.AsSpan(0, n);
+            for (int i = 0; i < n; i++) xf[i] = xq[i] - zp;
+            Gemm.Multiply(false, true, rows, outDim, inDim, xf, inDim, layer.WeightAsFloat, inDim, y, outDim, accumulate: false, threads);
+        }
+        else
+        {
+            // Multipliers x_scale·w_scale rounded once per output, as the float-product form below does.
+            if (_multipliers.Length < outDim) _multipliers = new float[outDim];
+            var multipliers = _multipliers.AsSpan(0, PerChannel ? outDim : 1);
+            for (int o = 0; o < multipliers.Length; o++) multipliers[o] = scale * layer.Scales[o];
+            Int8Gemm.MultiplyDequantize(rows, xq, inDim, zp, layer.Packed, multipliers, bias, y, outDim, threads);
+            return;
+        }
+        var scales = layer.Scales;
         for (int r = 0; r < rows; r++)
         {
             var row = y.Slice(r * outDim, outDim);
-            if (perTensor) TensorPrimitives.Multiply(row, scale * scales[0], row);
+            if (!PerChannel) TensorPrimitives.Multiply(row, scale * scales[0], row);
             else for (int o = 0; o < outDim; o++) row[o] *= scale * scales[o];
-            TensorPrimitives.Add(row, bias, row);
+            if (!bias.IsEmpty) TensorPrimitives.Add(row, bias, row);
         }
     }
 }

@@ -69,10 +69,14 @@ internal sealed class SupermodelTrainer
         {
             if (value is not null && (value.Config.Head != Supermodel.Config.Head || value.Config.Labels != Supermodel.Config.Labels || value.Config.VocabSize != Supermodel.Config.VocabSize))
                 throw new ArgumentException($"teacher {value.Config.Arch} ({value.Config.Head}, {value.Config.Labels} labels, vocabulary {value.Config.VocabSize}) does not match the supermodel's head, labels and vocabulary");
+            _teacherFreeze?.Dispose();
             _teacher = value;
+            // The teacher's weights do not change while it teaches: its forward passes reuse one packing of each weight.
+            _teacherFreeze = value?.FreezeWeights();
         }
     }
     private BertModel? _teacher;
+    private IDisposable? _teacherFreeze;
     public SearchSpace Space { get; }
     public AdamW Optimizer => _trainer.Optimizer;
     public long Steps => _trainer.OptimizerSteps;

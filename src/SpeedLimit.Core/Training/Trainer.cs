@@ -8,6 +8,28 @@ namespace SpeedLimit.Training;
 /// <param name="SkippedNonFinite">Non-null when the gradients held NaN/Inf: the step was skipped, not trained on.</param>
 internal sealed record StepResult(float Loss, bool OptimizerStepped, double GradientNorm, float LearningRate, NonFiniteReport? SkippedNonFinite);
 
+/// <summary>Wall seconds a <see cref="Trainer"/> spent in each phase of its steps since the last <see cref="Reset"/> (for profiles; a timestamp per phase).</summary>
+public sealed class TrainingPhaseTimes
+{
+    public double ForwardSeconds { get; internal set; }
+    public double LossSeconds { get; internal set; }
+    public double BackwardSeconds { get; internal set; }
+    /// <summary>NaN/Inf check and global-norm clipping.</summary>
+    public double GradientCheckSeconds { get; internal set; }
+    public double OptimizerSeconds { get; internal set; }
+    public int MicroBatches { get; internal set; }
+
+    public void Reset() => (ForwardSeconds, LossSeconds, BackwardSeconds, GradientCheckSeconds, OptimizerSeconds, MicroBatches) = (0, 0, 0, 0, 0, 0);
+
+    internal static double Since(ref long t0)
+    {
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        double s = (now - t0) / (double)System.Diagnostics.Stopwatch.Frequency;
+        t0 = now;
+        return s;
+    }
+}
+
 /// <summary>
 /// Trains one <see cref="BertModel"/>: forward, loss, backward, and every
 /// <see cref="TrainingOptions.AccumulationSteps"/> micro-batches a NaN/Inf check, global-norm
@@ -21,6 +43,7 @@ internal sealed class Trainer
     private readonly GradientAccumulator _accumulator;
     private readonly LogitGradientBuffer _dLogits = new();
     private ulong _dropoutCounter;
+    private IDisposable? _groupFreeze; // an accumulation group's micro-batches share one packing of each weight
 
     /// <param name="totalOptimizerSteps">Length of the learning-rate schedule.</param>
     public Trainer(BertModel model, TrainingOptions options, long totalOptimizerSteps, float dropout = 0.1f)
@@ -42,47 +65,68 @@ internal sealed class Trainer
     public AdamW Optimizer { get; }
     public float Dropout { get; }
     public long OptimizerSteps => Optimizer.StepCount;
+    /// <summary>Where the steps' time went (forward, loss, backward, gradient check, optimizer).</summary>
+    public TrainingPhaseTimes PhaseTimes { get; } = new();
     public int SkippedSteps { get; private set; }
 
     /// <summary>One micro-batch of task training, optionally distilling from <paramref name="teacherLogits"/> (B × labels).</summary>
     public StepResult Step(LabeledBatch batch, float[]? teacherLogits = null, float temperature = 1f, float distillWeight = 0f)
     {
         batch.Validate(Model.Config);
+        FreezeForGroup();
+        long t = System.Diagnostics.Stopwatch.GetTimestamp();
         var logits = Model.Forward(batch.Input, Dropout, NextDropoutSeed());
+        PhaseTimes.ForwardSeconds += TrainingPhaseTimes.Since(ref t);
         var d = _dLogits.Cleared(logits.Length);
         var (task, distill) = LogitLoss.Accumulate(Model.Config.Head, Model.Config.Labels, logits, batch.Labels, batch.Targets,
             teacherLogits, distillWeight, temperature, d, _accumulator.LossScale);
         float taskWeight = teacherLogits is null ? 1f : 1f - distillWeight;
+        PhaseTimes.LossSeconds += TrainingPhaseTimes.Since(ref t);
         Model.Backward(d);
+        PhaseTimes.BackwardSeconds += TrainingPhaseTimes.Since(ref t);
         return Finish(task * taskWeight + distillWeight * distill);
     }
 
     /// <summary>One micro-batch of masked-LM training.</summary>
     public StepResult Step(MaskedLmBatch batch)
     {
+        FreezeForGroup();
+        long t = System.Diagnostics.Stopwatch.GetTimestamp();
         var logits = Model.Forward(batch.Input, Dropout, NextDropoutSeed(), batch.Positions);
+        PhaseTimes.ForwardSeconds += TrainingPhaseTimes.Since(ref t);
         var d = _dLogits.Cleared(logits.Length);
         var (loss, _) = LogitLoss.Accumulate(HeadKind.MaskedLm, Model.Config.VocabSize, logits, batch.Labels, null, null, 0f, 1f, d, _accumulator.LossScale);
+        PhaseTimes.LossSeconds += TrainingPhaseTimes.Since(ref t);
         Model.Backward(d);
+        PhaseTimes.BackwardSeconds += TrainingPhaseTimes.Since(ref t);
         return Finish(loss);
     }
 
     /// <summary>Ends a micro-batch whose gradients are already in <see cref="BertModel.Gradients"/> (used by supermodel training).</summary>
     public StepResult Finish(float loss)
     {
+        PhaseTimes.MicroBatches++;
         if (!_accumulator.CompleteMicroBatch()) return new StepResult(loss, false, double.NaN, 0f, null);
+        _groupFreeze?.Dispose();
+        _groupFreeze = null;
+        if (Model.WeightsFrozen)
+            throw new InvalidOperationException("the model's weights are frozen (BertModel.FreezeWeights scope open); close the scope before training it");
+        long t = System.Diagnostics.Stopwatch.GetTimestamp();
         var grads = Model.Gradients;
         var bad = float.IsFinite(loss) ? GradientUtilities.FindNonFinite(grads, Model.Layout) : new NonFiniteReport("loss", 0, -1, loss);
         if (bad is not null)
         {
             SkippedSteps++;
             Model.ZeroGradients();
+            PhaseTimes.GradientCheckSeconds += TrainingPhaseTimes.Since(ref t);
             return new StepResult(loss, false, double.NaN, 0f, bad);
         }
         double norm = _options.MaxGradNorm > 0 ? GradientUtilities.ClipGlobalNorm(grads, _options.MaxGradNorm) : GradientUtilities.GlobalL2Norm(grads);
+        PhaseTimes.GradientCheckSeconds += TrainingPhaseTimes.Since(ref t);
         float lr = _schedule.At(Optimizer.StepCount);
         Optimizer.Step(Model.Parameters, grads, lr);
-        Model.ZeroGradients();
+        Model.ZeroGradients(); // part of the optimizer phase: the gradient buffer is cleared for the next group
+        PhaseTimes.OptimizerSeconds += TrainingPhaseTimes.Since(ref t);
         return new StepResult(loss, true, norm, lr, null);
     }
 
@@ -98,4 +142,10 @@ internal sealed class Trainer
     }
 
     private ulong NextDropoutSeed() => ++_dropoutCounter;
+
+    /// <summary>With several micro-batches per optimizer step, the weights stay fixed over the group: pack them once for all of its passes.</summary>
+    private void FreezeForGroup()
+    {
+        if (_options.AccumulationSteps > 1 && _groupFreeze is null && !Model.WeightsFrozen) _groupFreeze = Model.FreezeWeights();
+    }
 }

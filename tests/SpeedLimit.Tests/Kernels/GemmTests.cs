@@ -117,6 +117,197 @@ public class GemmTests
         Assert.Equal(new float[] { 0, 0, 3, 0, 0, 6 }, c);
     }
 
+    // Shapes whose work is above the one-thread threshold, so two and three threads really split them:
+    // a column split (M one sequence), a row split (M large, N narrow), a 2-D grid, a depth split (fewer
+    // tiles than threads), a vocabulary-wide B packed in column slabs, and primes / tile ± 1 throughout.
+    private static readonly (int M, int N, int K)[] SplitShapes =
+        [(128, 1000, 300), (1000, 65, 200), (257, 129, 127), (7, 31, 12007), (5, 15, 30011), (9, 70001, 61), (33, 1025, 97)];
+
+    [Theory]
+    [MemberData(nameof(SimdPaths))]
+    public void ThreadSplitsAndPrepackedWeightsAreBitIdenticalToOneThread(GemmPath path)
+    {
+        var rng = new Random(21 + (int)path);
+        foreach (var (m, n, k) in SplitShapes)
+        {
+            // Every transpose pair once per shape over the list (all four on the first shapes, the scalar reference is the slow part).
+            foreach (var (ta, tb) in Transposes)
+            {
+                if ((long)m * n * k > 5_000_000 && (ta, tb) != Transposes[(m + n) % 4]) continue;
+                bool acc = rng.Next(2) == 0;
+                int lda = (ta ? m : k) + rng.Next(3), ldb = (tb ? k : n) + rng.Next(3), ldc = n + rng.Next(3);
+                var a = Random(rng, (ta ? k : m) * lda);
+                var b = Random(rng, (tb ? n : k) * ldb);
+                var c0 = Random(rng, m * ldc);
+                var one = (float[])c0.Clone();
+                Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, one, ldc, acc, threads: 1);
+                AssertNearScalar(path, ta, tb, m, n, k, a, lda, b, ldb, c0, one, ldc, acc);
+                foreach (int threads in new[] { 2, 3 })
+                {
+                    var c = (float[])c0.Clone();
+                    Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
+                    AssertBitEqual(one, c, $"{path} ({m},{n},{k}) ta={ta} tb={tb} acc={acc} threads={threads}");
+                }
+                var packed = PackedMatrix.Pack(path, tb, k, n, b, ldb, threads: 2);
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var c = (float[])c0.Clone();
+                    Gemm.Multiply(ta, m, a, lda, packed, c, ldc, acc, threads);
+                    AssertBitEqual(one, c, $"{path} packed ({m},{n},{k}) ta={ta} tb={tb} acc={acc} threads={threads}");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(GemmPath.Vector512)]
+    [InlineData(GemmPath.Vector256)]
+    public void PlansSplitColumnsForOneSequenceRowsForLargeMAndDepthForTinyOutputs(GemmPath path)
+    {
+        // One sequence (M = 128) against a wide weight: column groups only, so no thread streams all of B.
+        var p = GemmDriver.Plan(128, 3072, 768, path, 2);
+        Assert.Equal((2, 1, false), (p.Parts, p.Gm, p.KSplit));
+        Assert.True(p.Gn >= 2);
+        // A training batch (M = 4096) against a square weight: row groups only, so no thread packs A twice.
+        p = GemmDriver.Plan(4096, 768, 768, path, 2);
+        Assert.Equal((2, 1, false), (p.Parts, p.Gn, p.KSplit));
+        Assert.True(p.Gm >= 2);
+        // One tile of output, deep: the depth blocks are split.
+        p = GemmDriver.Plan(GemmDriver.TileRows(path), 16, 40000, path, 2);
+        Assert.True(p.KSplit && p.Parts == 2 && p.Chunks(40000 / GemmDriver.DepthBlock(40000)) >= 2, p.ToString());
+        // The test shapes above reach every kind of split.
+        Assert.All(SplitShapes, s => Assert.True(GemmDriver.Plan(s.M, s.N, s.K, path, 2).Parts >= 2, $"{s} runs on one thread"));
+        Assert.Contains(SplitShapes, s => GemmDriver.Plan(s.M, s.N, s.K, path, 2).KSplit);
+        Assert.Contains(SplitShapes, s => GemmDriver.Plan(s.M, s.N, s.K, path, 3) is { Gm: > 1, Gn: > 1 });
+        Assert.Contains(SplitShapes, s => (long)s.K * s.N > GemmDriver.MaxSharedPackFloats);
+        // Small products stay on the calling thread.
+        Assert.Equal(GemmPlan.Single, GemmDriver.Plan(128, 128, 32, path, 2));
+    }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths))]
+    public void PackedMatrixMatchesScalarTwinOnSampledSizes(GemmPath path)
+    {
+        var rng = new Random(31 + (int)path);
+        foreach (var (ta, tb) in Transposes)
+            for (int s = 0; s < 12; s++)
+            {
+                int m = Pick(rng), n = Pick(rng), k = Pick(rng);
+                bool acc = rng.Next(2) == 0;
+                int lda = (ta ? m : k) + rng.Next(3), ldb = (tb ? k : n) + rng.Next(3), ldc = n + rng.Next(3);
+                var a = Random(rng, (ta ? k : m) * lda);
+                var b = Random(rng, (tb ? n : k) * ldb);
+                var c0 = Random(rng, m * ldc);
+                var packed = PackedMatrix.Pack(path, tb, k, n, b, ldb, threads: 1);
+                Assert.Equal((k, n, tb, path), (packed.K, packed.N, packed.Transposed, packed.Path));
+                var c = (float[])c0.Clone();
+                Gemm.Multiply(ta, m, a, lda, packed, c, ldc, acc, threads: 1 + rng.Next(2));
+                AssertNearScalar(path, ta, tb, m, n, k, a, lda, b, ldb, c0, c, ldc, acc);
+                var unpacked = (float[])c0.Clone();
+                Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, unpacked, ldc, acc, threads: 1);
+                AssertBitEqual(unpacked, c, $"{path} packed vs unpacked ({m},{n},{k}) ta={ta} tb={tb}");
+            }
+    }
+
+    [Fact]
+    public void ScalarPackedMatrixIsThePlainTwin()
+    {
+        var rng = new Random(41);
+        int m = 13, n = 17, k = 19;
+        var a = Random(rng, m * k); var b = Random(rng, n * k); var c0 = Random(rng, m * n);
+        var packed = PackedMatrix.Pack(GemmPath.Scalar, true, k, n, b, k, threads: 1);
+        var c = (float[])c0.Clone();
+        Gemm.Multiply(false, m, a, k, packed, c, n, accumulate: true);
+        var expected = (float[])c0.Clone();
+        ScalarGemm.Multiply(false, true, m, n, k, a, k, b, k, expected, n, accumulate: true);
+        AssertBitEqual(expected, c, "scalar packed");
+    }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths))]
+    public void RepackTakesTheNewValues(GemmPath path)
+    {
+        var rng = new Random(51);
+        int m = 40, n = 70, k = 90;
+        var a = Random(rng, m * k);
+        var b1 = Random(rng, n * k); var b2 = Random(rng, n * k);
+        var packed = PackedMatrix.Pack(path, true, k, n, b1, k, threads: 1);
+        packed.Repack(b2, k);
+        var c = new float[m * n];
+        Gemm.Multiply(false, m, a, k, packed, c, n);
+        var expected = new float[m * n];
+        Gemm.Multiply(path, false, true, m, n, k, a, k, b2, k, expected, n, false, threads: 1);
+        AssertBitEqual(expected, c, "repacked");
+    }
+
+    [Fact]
+    public void CallsInsideAParallelLoopRunOnTheirOwnThreadAndAgree()
+    {
+        // The pool is owned by the loop, so each body's two-thread product runs on its own thread.
+        var rng = new Random(61);
+        int m = 64, n = 300, k = 200;
+        var a = Random(rng, 4 * m * k); var b = Random(rng, n * k);
+        var expected = new float[4 * m * n];
+        for (int i = 0; i < 4; i++)
+            Gemm.Multiply(false, true, m, n, k, a.AsSpan(i * m * k), k, b, k, expected.AsSpan(i * m * n), n, threads: 1);
+        var packed = PackedMatrix.Pack(true, k, n, b, k);
+        var got = new float[4 * m * n]; var gotPacked = new float[4 * m * n];
+        EngineParallel.For(4, 2, i =>
+        {
+            Gemm.Multiply(false, true, m, n, k, a.AsSpan(i * m * k), k, b, k, got.AsSpan(i * m * n), n, threads: 2);
+            Gemm.Multiply(false, m, a.AsSpan(i * m * k), k, packed, gotPacked.AsSpan(i * m * n), n, threads: 2);
+        });
+        AssertBitEqual(expected, got, "nested");
+        AssertBitEqual(expected, gotPacked, "nested packed");
+    }
+
+    [Fact]
+    public void PackedMatrixBadArgumentsThrowClearErrors()
+    {
+        var e = Assert.Throws<ArgumentException>(() => PackedMatrix.Pack(true, 4, 3, new float[11], 4));
+        Assert.Contains("B needs 12 floats", e.Message);
+        e = Assert.Throws<ArgumentException>(() => PackedMatrix.Pack(false, 4, 3, new float[12], 2));
+        Assert.Contains("ldb=2", e.Message);
+        var packed = PackedMatrix.Pack(false, 4, 3, new float[12], 3);
+        e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(false, 2, new float[7], 4, packed, new float[6], 3));
+        Assert.Contains("A needs 8 floats", e.Message);
+        e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(false, 2, new float[8], 4, packed, new float[5], 3));
+        Assert.Contains("C needs 6 floats", e.Message);
+        e = Assert.Throws<ArgumentException>(() => packed.Repack(new float[12], 2));
+        Assert.Contains("ldb=2", e.Message);
+    }
+
+    private static void AssertBitEqual(float[] expected, float[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                Assert.Fail($"{what}: index {i} is {actual[i]:R}, the one-thread product gives {expected[i]:R}");
+    }
+
+    /// <summary>got against the scalar twin from c0, with the tolerance of <see cref="CheckOne"/>; padding columns untouched.</summary>
+    private static void AssertNearScalar(GemmPath path, bool ta, bool tb, int m, int n, int k, float[] a, int lda, float[] b, int ldb,
+        float[] c0, float[] got, int ldc, bool accumulate)
+    {
+        var expected = (float[])c0.Clone();
+        ScalarGemm.Multiply(ta, tb, m, n, k, a, lda, b, ldb, expected, ldc, accumulate);
+        var scale = new float[m * ldc];
+        ScalarGemm.Multiply(ta, tb, m, n, k, a.Select(Math.Abs).ToArray(), lda, b.Select(Math.Abs).ToArray(), ldb, scale, ldc);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < ldc; j++)
+            {
+                int at = i * ldc + j;
+                if (j >= n)
+                {
+                    Assert.True(got[at] == c0[at], $"{path} wrote padding C[{i},{j}] for ({m},{n},{k}) ta={ta} tb={tb}");
+                    continue;
+                }
+                float tol = 2 * (k + 2) * Eps * (scale[at] + (accumulate ? Math.Abs(c0[at]) : 0)) + 1e-30f;
+                if (!(Math.Abs(got[at] - expected[at]) <= tol))
+                    Assert.Fail($"{path} ({m},{n},{k}) ta={ta} tb={tb} acc={accumulate}: C[{i},{j}] = {got[at]}, want {expected[at]} ± {tol}");
+            }
+    }
+
     [Fact]
     public void BadArgumentsThrowClearErrors()
     {

@@ -75,6 +75,54 @@ public class DynamicQuantizationTests
                 $"element {i}: ORT {actual[i]}, reference {expected[i]}");
     }
 
+    /// <summary>
+    /// The engine's integer kernels (every path this CPU has) on one quantized layer against ONNX Runtime, bit for bit:
+    /// both compute the int32 sums exactly and round float(acc)·(x_scale·w_scale) and + b the same way.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1, 1, false, QuantizedMatMulForm.Fused)]
+    [InlineData(7, 33, 17, true, QuantizedMatMulForm.Fused)]
+    [InlineData(128, 132, 140, false, QuantizedMatMulForm.Fused)]
+    [InlineData(64, 512, 264, true, QuantizedMatMulForm.Fused)]
+    [InlineData(19, 64, 31, false, QuantizedMatMulForm.Standard)]
+    [InlineData(33, 257, 96, true, QuantizedMatMulForm.Standard)]
+    public void IntegerKernelLayer_MatchesOnnxRuntimeBitForBit(int rows, int inDim, int outDim, bool perChannel, QuantizedMatMulForm form)
+    {
+        var config = new SpeedLimit.Model.BertConfig(new SpeedLimit.Architecture(1, inDim, outDim), 1, 5, SpeedLimit.Model.HeadKind.Classification, maxPositions: 4);
+        var model = SpeedLimit.Model.BertModel.CreateRandom(config, rows + inDim, std: 0.3f);
+        string wName = SpeedLimit.Model.BertParameterLayout.Names.Intermediate(0, "weight"), bName = SpeedLimit.Model.BertParameterLayout.Names.Intermediate(0, "bias");
+        var random = new Random(rows * 7 + outDim);
+        RandomValues(random, outDim, 0.5f).CopyTo(model.Tensor(bName));
+        var x = RandomValues(random, rows * inDim, 3f, 0.7f);
+        var q = DynamicQuantization.QuantizeWeight(model.Tensor(wName), outDim, inDim, perChannel);
+        var ort = RunOrt(SingleLayerGraph(q, model.Tensor(bName).ToArray(), form), x, rows, inDim, outDim);
+        foreach (var path in SpeedLimit.Kernels.Int8Gemm.SupportedPaths)
+        {
+            var sim = new Int8Simulation(model, perChannel, path, floatProducts: false);
+            var y = new float[rows * outDim];
+            sim.Forward(wName, x, model.Tensor(bName), y, rows, threads: 2);
+            Int8SimulationTests.AssertBitEqual(ort, y, $"{path} vs ORT");
+        }
+    }
+
+    [Fact]
+    public void QuantizeActivations_IsTheScalarQuantizerBitForBit()
+    {
+        var random = new Random(12);
+        // Exact ties x/scale = k + 0.5 (both roundings), both clamps, zero points 0 and 255, and ordinary values.
+        foreach (var (scale, zp) in new (float, byte)[] { (0.02f, 131), (1f, 0), (0.5f, 255), (3.7e-3f, 17) })
+        {
+            var x = RandomValues(random, 3001, 300 * scale, 0f)
+                .Concat(Enumerable.Range(-300, 600).Select(i => (i + 0.5f) * scale))
+                .Concat([float.MaxValue, -float.MaxValue, 0f, -0f, 255f * scale, -255f * scale]).ToArray();
+            var vector = new byte[x.Length];
+            DynamicQuantization.QuantizeActivations(x, scale, zp, vector);
+            for (int i = 0; i < x.Length; i++)
+                Assert.True(vector[i] == DynamicQuantization.QuantizeActivation(x[i], scale, zp),
+                    $"x={x[i]:R} scale={scale} zp={zp}: vectorized {vector[i]}, scalar {DynamicQuantization.QuantizeActivation(x[i], scale, zp)}");
+        }
+    }
+
     [Fact]
     public void QuantizedLinearForward_IsCloseToFloatLinear()
     {

@@ -1,4 +1,6 @@
+using SpeedLimit.Kernels;
 using SpeedLimit.Model;
+using SpeedLimit.Onnx;
 using SpeedLimit.Quantization;
 
 namespace SpeedLimit.Tests.Quantization;
@@ -40,5 +42,61 @@ public class Int8SimulationTests
         Assert.NotEqual(fp32, int8); // quantization does change the numbers
         double maxAbs = fp32.Max(Math.Abs);
         for (int i = 0; i < fp32.Length; i++) Assert.True(Math.Abs(fp32[i] - int8[i]) <= 0.05 * maxAbs + 1e-3, $"logit {i}: fp32 {fp32[i]} int8 {int8[i]}");
+    }
+
+    public static IEnumerable<object[]> IntegerPaths() => Int8Gemm.SupportedPaths.Select(p => new object[] { p });
+
+    /// <summary>
+    /// The integer kernels against the earlier simulation (integer products through the fp32 GEMM), bit for bit,
+    /// on whole models: logits and every hidden state. Every depth here is at most 512, so 255·127·K < 2^24 and the
+    /// float products were exact too — the two must then agree exactly, padded positions and per-channel scales included.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(IntegerPaths))]
+    public void IntegerKernelsMatchTheFloatProductSimulationBitForBitOnWholeModels(Int8GemmPath path)
+    {
+        (Architecture Arch, int Heads, HeadKind Head, int Batch, int Seq, bool PerChannel)[] cases =
+        [
+            (new(1, 24, 40), 4, HeadKind.Classification, 3, 9, false),
+            (new(2, 132, 140), 12, HeadKind.Classification, 4, 33, true),
+            (new(3, 55, 64), 5, HeadKind.Regression, 5, 17, false),
+            (new(1, 264, 512), 12, HeadKind.Classification, 2, 64, true),
+        ];
+        foreach (var (arch, heads, head, batch, seq, perChannel) in cases)
+        {
+            var config = new BertConfig(arch, heads, 97, head, labels: 3, maxPositions: 80);
+            var model = new BertModel(config, RandomBertWeights.Create(new BertParameterLayout(config), arch.Hidden, std: 0.1f)) { Threads = 2 };
+            var input = PaddedInput(config, batch, seq, new Random(arch.Ffn));
+            var reference = model.Forward(input, int8: new Int8Simulation(model, perChannel, Int8GemmPath.Auto, floatProducts: true)).ToArray();
+            var referenceHidden = Enumerable.Range(0, arch.Layers + 1).Select(i => model.HiddenState(i).ToArray()).ToArray();
+            var integer = model.Forward(input, int8: new Int8Simulation(model, perChannel, path, floatProducts: false)).ToArray();
+            AssertBitEqual(reference, integer, $"{path} {arch} logits");
+            for (int i = 0; i <= arch.Layers; i++) AssertBitEqual(referenceHidden[i], model.HiddenState(i).ToArray(), $"{path} {arch} hidden state {i}");
+            Assert.NotEqual(model.Forward(input).ToArray(), integer); // and the int8 path did run
+        }
+    }
+
+    internal static EncoderInput PaddedInput(BertConfig config, int batch, int seq, Random random)
+    {
+        var ids = new int[batch * seq]; var types = new int[batch * seq]; var mask = new int[batch * seq];
+        for (int b = 0; b < batch; b++)
+        {
+            int length = b == 0 ? seq : 1 + random.Next(seq);
+            for (int t = 0; t < length; t++)
+            {
+                ids[b * seq + t] = random.Next(1, config.VocabSize);
+                types[b * seq + t] = t >= length / 2 ? 1 : 0;
+                mask[b * seq + t] = 1;
+            }
+        }
+        return new EncoderInput(batch, seq, ids, types, mask);
+    }
+
+    internal static void AssertBitEqual(float[] expected, float[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                Assert.Fail($"{what}: element {i} is {actual[i]:R}, expected {expected[i]:R}");
     }
 }

@@ -21,21 +21,19 @@ internal static class Attention
     {
         int hs = hidden / heads, T = seqLen;
         float scale = 1f / MathF.Sqrt(hs);
+        // The mask as an additive row per sequence (0 or −10000), so scaling and masking are one fused pass.
+        var additive = AdditiveMask(attentionMask, batch * T);
         ParallelOver(batch * heads, threads, bh =>
         {
             int b = bh / heads, j = bh % heads;
             int rowBase = b * T * hidden + j * hs; // (b, 0, head j)
             var p = probs.AsSpan(bh * T * T, T * T); // (T,T)
             Gemm.Multiply(false, true, T, T, hs, q.AsSpan(rowBase), hidden, k.AsSpan(rowBase), hidden, p, T, false, 1);
-            var mask = attentionMask.AsSpan(b * T, T);
+            var mask = additive.AsSpan(b * T, T);
             for (int t = 0; t < T; t++)
             {
                 var row = p.Slice(t * T, T);
-                TensorPrimitives.Multiply(row, scale, row);
-                for (int s = 0; s < T; s++) if (mask[s] == 0) row[s] += MaskedScore;
-                // Shift by the row max first: exp of large scores would overflow to inf/inf = NaN.
-                TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
-                TensorPrimitives.SoftMax(row, row);
+                MaskedSoftmax(row, scale, mask);
             }
             Gemm.Multiply(false, false, T, hs, T, p, T, v.AsSpan(rowBase), hidden, ctx.AsSpan(rowBase), hidden, false, 1);
         });
@@ -75,6 +73,28 @@ internal static class Attention
             Gemm.Multiply(true, false, T, hs, T, dp, T, q.AsSpan(rowBase), hidden, dk.AsSpan(rowBase), hidden, true, 1);
         });
     }
+
+    /// <summary>
+    /// row ← softmax(row·scale + mask) for one score row: one fused scale-and-mask pass (an unmasked score is
+    /// rounded as by the multiply alone; a masked one lands near −10000 and its probability is 0 either way), the
+    /// max shift (exp of large scores would overflow to inf/inf = NaN), then the exponentials and their sum.
+    /// </summary>
+    public static void MaskedSoftmax(Span<float> row, float scale, ReadOnlySpan<float> additiveMask)
+    {
+        TensorPrimitives.FusedMultiplyAdd(row, scale, additiveMask, row);
+        TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
+        TensorPrimitives.SoftMax(row, row);
+    }
+
+    /// <summary>0 for attended positions, <see cref="MaskedScore"/> for padding, for the first <paramref name="count"/> mask entries.</summary>
+    internal static float[] AdditiveMask(int[] attentionMask, int count)
+    {
+        var additive = t_additive is { } cached && cached.Length >= count ? cached : t_additive = new float[count];
+        for (int i = 0; i < count; i++) additive[i] = attentionMask[i] == 0 ? MaskedScore : 0f;
+        return additive;
+    }
+
+    [ThreadStatic] private static float[]? t_additive;
 
     /// <summary>Runs body(i) for i in [0, count) on up to <paramref name="threads"/> threads.</summary>
     internal static void ParallelOver(int count, int threads, Action<int> body)

@@ -11,6 +11,13 @@ public static class Dropout
     /// the hot part of dropout on a 2-core machine, and this quarters the generator calls.</remarks>
     public static void Forward(ReadOnlySpan<float> x, Span<float> y, Span<float> mask, float rate, ref SplitMix64 rng)
     {
+        FillMask(mask, rate, ref rng);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(x, mask, y);
+    }
+
+    /// <summary>Fills <paramref name="mask"/> with 0 or 1/(1−p) from the generator (what <see cref="Forward"/> multiplies by).</summary>
+    public static void FillMask(Span<float> mask, float rate, ref SplitMix64 rng)
+    {
         float keep = 1f / (1f - rate);
         uint threshold = (uint)MathF.Round(rate * 65536f);
         ulong bits = 0;
@@ -22,7 +29,6 @@ public static class Dropout
             bits >>= 16;
             left--;
         }
-        System.Numerics.Tensors.TensorPrimitives.Multiply(x, mask, y);
     }
 }
 

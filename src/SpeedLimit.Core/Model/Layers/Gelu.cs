@@ -26,6 +26,36 @@ internal static class Gelu
     public static void Backward(float[] x, float[] dy, float[] dx, int count, int threads) =>
         Split(count, threads, (start, n) => Backward(x.AsSpan(start, n), dy.AsSpan(start, n), dx.AsSpan(start, n)));
 
+    /// <summary>
+    /// The FFN activation fused with its bias: u = y + b per row (written over <paramref name="y"/>: the
+    /// pre-activation <see cref="Backward(float[], float[], float[], int, int)"/> reads), g = gelu(u), in one pass
+    /// over the (rows, cols) tensor instead of a bias pass and a GELU pass; rows split over threads when large.
+    /// The same operations as the two passes, so the same bits.
+    /// </summary>
+    public static void BiasForward(float[] y, ReadOnlyMemory<float> bias, float[] g, int rows, int cols, int threads)
+    {
+        if (bias.Length != cols) throw new ArgumentException($"bias has {bias.Length} values, the rows {cols}");
+        SplitRows(rows, cols, threads, (r0, r1) =>
+        {
+            var b = bias.Span;
+            for (int r = r0; r < r1; r++)
+            {
+                var u = y.AsSpan(r * cols, cols);
+                TensorPrimitives.Add(u, b, u);
+                Forward(u, g.AsSpan(r * cols, cols));
+            }
+        });
+    }
+
+    /// <summary>Runs body over row ranges [r0, r1) of a (rows, cols) tensor, one per thread, when the tensor is worth a thread.</summary>
+    internal static void SplitRows(int rows, int cols, int threads, Action<int, int> body)
+    {
+        const int MinPerThread = 32 * 1024;
+        int parts = (int)Math.Clamp(Math.Min(threads, (long)rows * cols / MinPerThread), 1, Math.Max(1, Math.Min(64, rows)));
+        if (parts == 1) { body(0, rows); return; }
+        EngineParallel.For(parts, parts, i => body((int)((long)rows * i / parts), (int)((long)rows * (i + 1) / parts)));
+    }
+
     /// <summary>Runs body over [0, count) in contiguous parts, one per thread, when the work is worth a thread.</summary>
     private static void Split(int count, int threads, Action<int, int> body)
     {

@@ -25,6 +25,30 @@ internal static class LayerNorm
     }
 
     /// <summary>
+    /// A residual block's end fused into one pass per row: r = x + mask ⊙ (y + b) (written over
+    /// <paramref name="y"/>; no mask when <paramref name="mask"/> is null: no dropout), then out = LN(r) with mean
+    /// and rstd stored for backward. The same operations, in the same order, as the bias pass, the dropout pass,
+    /// the residual pass and <see cref="Forward"/>, so the same bits; rows split over threads when large.
+    /// </summary>
+    public static void BiasResidualForward(float[] y, ReadOnlyMemory<float> bias, float[]? mask, float[] x,
+        ReadOnlyMemory<float> gamma, ReadOnlyMemory<float> beta, float[] output, float[] mean, float[] rstd, int rows, int dim, float eps, int threads)
+    {
+        if (bias.Length != dim || gamma.Length != dim || beta.Length != dim) throw new ArgumentException($"bias, gamma and beta must hold {dim} values");
+        Gelu.SplitRows(rows, dim, threads, (r0, r1) =>
+        {
+            var b = bias.Span;
+            for (int r = r0; r < r1; r++)
+            {
+                var yr = y.AsSpan(r * dim, dim); // (dim) in L1 from here to the normalized row
+                TensorPrimitives.Add(yr, b, yr);
+                if (mask is not null) TensorPrimitives.Multiply(yr, mask.AsSpan(r * dim, dim), yr);
+                TensorPrimitives.Add(yr, x.AsSpan(r * dim, dim), yr);
+                Forward(yr, gamma.Span, beta.Span, output.AsSpan(r * dim, dim), mean.AsSpan(r, 1), rstd.AsSpan(r, 1), 1, dim, eps);
+            }
+        });
+    }
+
+    /// <summary>
     /// Accumulates dx, dγ, dβ from dy. With x̂ = (x − mean)·rstd:
     /// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·γ.
     /// </summary>

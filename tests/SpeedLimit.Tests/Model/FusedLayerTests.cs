@@ -1,0 +1,155 @@
+using System.Numerics.Tensors;
+using SpeedLimit.Model.Layers;
+using static SpeedLimit.Tests.Model.FiniteDifference;
+
+namespace SpeedLimit.Tests.Model;
+
+/// <summary>
+/// The fused elementwise passes against the unfused composition they replace (bit for bit: the same operations in
+/// the same order) on one and two threads, and their forward/backward pairs against finite differences.
+/// </summary>
+public class FusedLayerTests
+{
+    // (rows, cols): small, primes, and large enough that two threads split the rows.
+    private static readonly (int Rows, int Cols)[] Shapes = [(1, 1), (3, 7), (17, 129), (64, 1016), (257, 263)];
+
+    [Fact]
+    public void BiasGeluIsTheBiasPassThenTheGeluPass()
+    {
+        var rng = new Random(1);
+        foreach (var (rows, cols) in Shapes)
+            foreach (int threads in new[] { 1, 2 })
+            {
+                var y = RandomArray(rng, rows * cols, 4f); var b = RandomArray(rng, cols);
+                var u = (float[])y.Clone();
+                for (int r = 0; r < rows; r++) TensorPrimitives.Add(u.AsSpan(r * cols, cols), b, u.AsSpan(r * cols, cols));
+                var g = new float[rows * cols];
+                Gelu.Forward(u, g);
+                var fusedU = (float[])y.Clone(); var fusedG = new float[rows * cols];
+                Gelu.BiasForward(fusedU, b, fusedG, rows, cols, threads);
+                AssertBitEqual(u, fusedU, $"pre-activation ({rows},{cols}) t{threads}");
+                AssertBitEqual(g, fusedG, $"gelu ({rows},{cols}) t{threads}");
+            }
+    }
+
+    [Fact]
+    public void BiasResidualLayerNormIsTheBiasDropoutResidualAndNormPasses()
+    {
+        var rng = new Random(2);
+        foreach (var (rows, cols) in Shapes)
+            foreach (bool dropout in new[] { false, true })
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var y = RandomArray(rng, rows * cols, 2f); var b = RandomArray(rng, cols); var x = RandomArray(rng, rows * cols);
+                    var gamma = RandomArray(rng, cols); var beta = RandomArray(rng, cols);
+                    float[]? mask = null;
+                    if (dropout)
+                    {
+                        mask = new float[rows * cols];
+                        var gen = new SplitMix64(7);
+                        Dropout.FillMask(mask, 0.1f, ref gen);
+                    }
+                    // Unfused: bias pass, dropout pass, residual pass, LayerNorm.
+                    var r = (float[])y.Clone();
+                    for (int i = 0; i < rows; i++) TensorPrimitives.Add(r.AsSpan(i * cols, cols), b, r.AsSpan(i * cols, cols));
+                    if (mask is not null) TensorPrimitives.Multiply(r, mask, r);
+                    TensorPrimitives.Add(r, x, r);
+                    var outRef = new float[rows * cols]; var meanRef = new float[rows]; var rstdRef = new float[rows];
+                    LayerNorm.Forward(r, gamma, beta, outRef, meanRef, rstdRef, rows, cols, 1e-12f);
+
+                    var fused = (float[])y.Clone();
+                    var output = new float[rows * cols]; var mean = new float[rows]; var rstd = new float[rows];
+                    LayerNorm.BiasResidualForward(fused, b, mask, x, gamma, beta, output, mean, rstd, rows, cols, 1e-12f, threads);
+                    string what = $"({rows},{cols}) dropout={dropout} t{threads}";
+                    AssertBitEqual(r, fused, $"residual {what}");
+                    AssertBitEqual(outRef, output, $"normalized {what}");
+                    AssertBitEqual(meanRef, mean, $"mean {what}");
+                    AssertBitEqual(rstdRef, rstd, $"rstd {what}");
+                }
+    }
+
+    [Fact]
+    public void MaskedSoftmaxIsScaleMaskShiftSoftmax()
+    {
+        var rng = new Random(3);
+        foreach (int T in new[] { 1, 2, 7, 64, 129 })
+        {
+            var row = RandomArray(rng, T, 30f);
+            var mask = Enumerable.Range(0, T).Select(s => s > 0 && rng.Next(3) == 0 ? Attention.MaskedScore : 0f).ToArray();
+            float scale = 1f / MathF.Sqrt(11);
+            var reference = (float[])row.Clone();
+            TensorPrimitives.Multiply(reference, scale, reference);
+            for (int s = 0; s < T; s++) if (mask[s] != 0) reference[s] += Attention.MaskedScore;
+            TensorPrimitives.Subtract(reference, TensorPrimitives.Max(reference), reference);
+            TensorPrimitives.SoftMax(reference, reference);
+            var fused = (float[])row.Clone();
+            Attention.MaskedSoftmax(fused, scale, mask);
+            // Unmasked scores are rounded as by the multiply alone, and masked probabilities are 0 either way: the same bits.
+            AssertBitEqual(reference, fused, $"softmax T={T}");
+            for (int s = 0; s < T; s++) if (mask[s] != 0) Assert.Equal(0f, fused[s]);
+        }
+    }
+
+    [Fact]
+    public void BiasGeluBackwardMatchesFiniteDifferences()
+    {
+        var rng = new Random(4);
+        int rows = 4, cols = 9;
+        var y = RandomArray(rng, rows * cols, 3f); var b = RandomArray(rng, cols); var c = RandomArray(rng, rows * cols);
+        var u = new float[y.Length]; var g = new float[y.Length];
+        double Loss()
+        {
+            y.CopyTo(u, 0);
+            Gelu.BiasForward(u, b, g, rows, cols, 1);
+            return Dot(g, c);
+        }
+        Loss();
+        // Backward of the fused pass: dy = gelu'(u)·c, db = Σ_rows dy (what Linear.Backward sums).
+        var dy = new float[y.Length];
+        Gelu.Backward(u, c, dy);
+        var db = new float[cols];
+        for (int r = 0; r < rows; r++) TensorPrimitives.Add(db, dy.AsSpan(r * cols, cols), db);
+        Check("dy", Loss, y, 0, y.Length, dy, 0, rng, samples: 20);
+        Check("db", Loss, b, 0, cols, db, 0, rng);
+    }
+
+    [Fact]
+    public void BiasResidualLayerNormBackwardMatchesFiniteDifferences()
+    {
+        var rng = new Random(5);
+        int rows = 3, cols = 8;
+        var y = RandomArray(rng, rows * cols, 2f); var b = RandomArray(rng, cols); var x = RandomArray(rng, rows * cols);
+        var gamma = RandomArray(rng, cols); var beta = RandomArray(rng, cols); var c = RandomArray(rng, rows * cols);
+        var mask = new float[rows * cols];
+        var gen = new SplitMix64(3);
+        Dropout.FillMask(mask, 0.25f, ref gen);
+        var r = new float[y.Length]; var output = new float[y.Length]; var mean = new float[rows]; var rstd = new float[rows];
+        double Loss()
+        {
+            y.CopyTo(r, 0);
+            LayerNorm.BiasResidualForward(r, b, mask, x, gamma, beta, output, mean, rstd, rows, cols, 1e-5f, 1);
+            return Dot(output, c);
+        }
+        Loss();
+        // Backward as BertModel composes it: dr from LayerNorm, dx = dr (residual), dy = mask ⊙ dr, db = Σ_rows dy.
+        var dr = new float[y.Length]; var dGamma = new float[cols]; var dBeta = new float[cols];
+        LayerNorm.Backward(r, gamma, mean, rstd, c, dr, dGamma, dBeta, rows, cols, new float[2 * cols]);
+        var dy = new float[y.Length];
+        TensorPrimitives.Multiply(dr, mask, dy);
+        var db = new float[cols];
+        for (int i = 0; i < rows; i++) TensorPrimitives.Add(db, dy.AsSpan(i * cols, cols), db);
+        Check("dy", Loss, y, 0, y.Length, dy, 0, rng, samples: 20);
+        Check("db", Loss, b, 0, cols, db, 0, rng);
+        Check("dx", Loss, x, 0, x.Length, dr, 0, rng, samples: 20);
+        Check("dgamma", Loss, gamma, 0, cols, dGamma, 0, rng);
+        Assert.Contains(mask, m => m == 0f); // some units were dropped
+    }
+
+    private static void AssertBitEqual(float[] expected, float[] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                Assert.Fail($"{what}: element {i} is {actual[i]:R}, the unfused passes give {expected[i]:R}");
+    }
+}
