@@ -83,7 +83,9 @@ internal static class Attention
     {
         TensorPrimitives.FusedMultiplyAdd(row, scale, additiveMask, row);
         TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
-        TensorPrimitives.SoftMax(row, row);
+        // exp once, then divide by the sum (TensorPrimitives.SoftMax evaluates the exponentials twice).
+        TensorPrimitives.Exp(row, row);
+        TensorPrimitives.Divide(row, TensorPrimitives.Sum(row), row);
     }
 
     /// <summary>0 for attended positions, <see cref="MaskedScore"/> for padding, for the first <paramref name="count"/> mask entries.</summary>
