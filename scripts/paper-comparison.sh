@@ -8,10 +8,12 @@
 #   scripts/paper-comparison.sh [DATA_DIR] [RUN_FOLDER]
 #
 # DATA_DIR defaults to ../shared/data/glue/SST-2. Budget: sized for 2 cores in under two hours
-# (a seeded subsample of SST-2's 67k training sentences; the full dev set). REDUCED=1 runs the
-# smaller budget docs/paper-comparison.md reports for a shared machine. SPEEDLIMIT=path uses a
+# (a seeded subsample of SST-2's 67k training sentences; the full dev set). REDUCED=1 runs a
+# much smaller budget for a heavily shared machine (its candidates stay near chance). SPEEDLIMIT=path uses a
 # prebuilt speedlimit executable. TEACHER=path/teacher.safetensors uses a teacher fine-tuned
-# beforehand with `speedlimit finetune` (then no teacher epochs here). Rerunning with the same
+# beforehand with `speedlimit finetune` (then no teacher epochs here); LATENCY_DATA=path/latency.jsonl
+# reuses latencies profiled on this machine before (only the missing ones are measured); POPULATION=n
+# sets the candidates per generation (default 6). Rerunning with the same
 # RUN_FOLDER resumes an interrupted run (--resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,15 +27,15 @@ else
 fi
 
 if [ "${REDUCED:-0}" = 1 ]; then
-  # What docs/paper-comparison.md reports: 2 vCPUs shared by seven jobs (load 35-50), so latency is
+  # For a heavily shared machine (a previous session: load 35-50 on 2 vCPUs): latency is
   # timed on the inference thread's CPU clock, and the budget fits ~45 minutes there.
   budget=(--max-train-examples 1200 --max-dev-examples 300 --teacher-epochs 2 --teacher-lr 1e-4
           --supermodel-epochs 1 --supermodel-lr 1e-4 --finetune-epochs 0
           --profile-count 14 --generations 2 --population 3 --latency-clock thread-cpu)
 else
   budget=(--max-train-examples 8000 --teacher-epochs 3 --teacher-lr 1e-4
-          --supermodel-epochs 2 --supermodel-lr 1e-4 --finetune-epochs 1 --finetune-examples 1000 --finetune-lr 5e-5
-          --profile-count 40 --generations 3 --population 6 --latency-clock "${LATENCY_CLOCK:-wall}")
+          --supermodel-epochs 2 --supermodel-lr 1e-4 --finetune-epochs 1 --finetune-examples 2000 --finetune-lr 2e-4
+          --profile-count 40 --generations 3 --population "${POPULATION:-6}" --latency-clock "${LATENCY_CLOCK:-wall}")
 fi
 if [ -n "${TEACHER:-}" ]; then
   # A teacher fine-tuned beforehand: drop the teacher-epoch flags, give the checkpoint.
@@ -44,6 +46,7 @@ if [ -n "${TEACHER:-}" ]; then
   done
   budget=("${kept[@]}" --teacher "$TEACHER")
 fi
+[ -n "${LATENCY_DATA:-}" ] && budget+=(--latency-data "$LATENCY_DATA")
 resume=()
 [ -d "$run.partial" ] && resume=(--resume)
 echo "load before: $(cat /proc/loadavg)"

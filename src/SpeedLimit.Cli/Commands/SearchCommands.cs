@@ -20,6 +20,9 @@ public static class SearchCommands
         yield return CreateDemo();
     }
 
+    /// <summary>Candidate fine-tuning learning rate when the supermodel comes from a pretrained model.</summary>
+    internal const float PretrainedCandidateLearningRate = 2e-4f;
+
     /// <summary>The flags shared by search and demo, bound to <see cref="PipelineOptions"/>.</summary>
     private sealed class RunFlags
     {
@@ -56,7 +59,7 @@ public static class SearchCommands
         public readonly Option<int> TeacherEpochs = new("--teacher-epochs") { Description = "With --pretrained and no --teacher: epochs of fine-tuning the pretrained model on the task (the teacher).", DefaultValueFactory = _ => 3 };
         public readonly Option<float?> TeacherLr = new("--teacher-lr") { Description = "Teacher fine-tuning learning rate (default 5e-5)." };
         public readonly Option<float?> SupermodelLr = new("--supermodel-lr") { Description = "Supermodel learning rate (default 1e-3 from scratch, 5e-5 from a pretrained model)." };
-        public readonly Option<float?> FineTuneLr = new("--finetune-lr") { Description = "Candidate fine-tuning learning rate (default 5e-4 from scratch, 5e-5 from a pretrained model)." };
+        public readonly Option<float?> FineTuneLr = new("--finetune-lr") { Description = "Candidate fine-tuning learning rate (default 5e-4 from scratch, 2e-4 from a pretrained model)." };
         public readonly Option<int?> HiddenStep = new("--hidden-step") { Description = "With --pretrained: hidden-size step of the derived space (a multiple of the head count; default the head count)." };
         public readonly Option<int?> FfnStep = new("--ffn-step") { Description = "With --pretrained: FFN-size step of the derived space (default FFN/64)." };
         public readonly Option<int?> MinHidden = new("--min-hidden") { Description = "With --pretrained: smallest hidden size of the derived space (default hidden/4)." };
@@ -95,7 +98,9 @@ public static class SearchCommands
             } : null;
             // Pretrained weights want the small learning rates of fine-tuning, not those of training from scratch.
             float supermodelLr = parse.GetValue(SupermodelLr) ?? (pretrained is null ? defaults.Supermodel.LearningRate : 5e-5f);
-            float fineTuneLr = parse.GetValue(FineTuneLr) ?? (pretrained is null ? defaults.FineTune.LearningRate : 5e-5f);
+            // From a pretrained supermodel, 5e-5 (the full model's recipe) leaves shallow candidates at the majority class
+            // within a candidate's ~125 steps; 2e-4 lifts them (docs/paper-comparison.md, "Candidate fine-tuning").
+            float fineTuneLr = parse.GetValue(FineTuneLr) ?? (pretrained is null ? defaults.FineTune.LearningRate : PretrainedCandidateLearningRate);
             return new PipelineOptions
             {
                 Pretrained = pretrained,
