@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics;
 namespace SpeedLimit.Quantization;
 
 /// <summary>Symmetric int8 weights of one linear layer: values (out,in) and one scale per tensor or per output row.</summary>
-/// <param name="Values">Quantized weights, (out,in) row-major, in [-127, 127].</param>
+/// <param name="Values">Quantized weights, (out,in) row-major, in [−<see cref="DynamicQuantization.WeightQMax"/>, <see cref="DynamicQuantization.WeightQMax"/>].</param>
 /// <param name="Scales">Length 1 (per tensor) or <paramref name="OutDim"/> (per output channel).</param>
 internal sealed record QuantizedWeight(sbyte[] Values, float[] Scales, int OutDim, int InDim, bool PerChannel)
 {
@@ -33,14 +33,19 @@ internal sealed record QuantizedWeight(sbyte[] Values, float[] Scales, int OutDi
 /// <item>Activations: <c>DynamicQuantizeLinear</c>, uint8 per tensor: the range [min(0,min x), max(0,max x)]
 /// maps to [0,255]; scale = range/255 (1 when the range is empty); zero point = saturate(round-half-even(−min/scale));
 /// x_q = saturate(round-half-even(x/scale) + zp).</item>
-/// <item>Weights: symmetric int8, scale = max|w| / 127 (1 when all zero), w_q = clamp(round-half-even(w/scale), −127, 127),
-/// as ONNX Runtime's quantizer does for signed symmetric weights; per tensor, or per output channel.</item>
+/// <item>Weights: symmetric int8 in the reduced range, scale = max|w| / 64 (1 when all zero), w_q = clamp(round-half-even(w/scale), −64, 64),
+/// as ONNX Runtime's quantizer does for signed symmetric weights with <c>reduce_range</c>; per tensor, or per output channel.</item>
 /// <item>Linear layer: y = float(Σ (x_q − zp)·w_q) · (x_scale·w_scale) + b, the integer sum exact in int32.</item>
 /// </list>
 /// </summary>
 internal static class DynamicQuantization
 {
-    public const int WeightQMax = 127;
+    /// <summary>
+    /// Largest weight magnitude: 64, not 127. Without VNNI (AVX2-only CPUs) ORT's u8×s8 kernels add pairs of
+    /// products in a saturating int16 (<c>vpmaddubsw</c>); 255·64·2 fits, 255·127·2 does not, so only the reduced
+    /// range gives the same sums — and the same accuracy — on every x86 CPU the model may be deployed on.
+    /// </summary>
+    public const int WeightQMax = 64;
 
     /// <summary>Scale and zero point <c>DynamicQuantizeLinear</c> picks for <paramref name="x"/> (the whole tensor).</summary>
     public static (float Scale, byte ZeroPoint) ActivationParameters(ReadOnlySpan<float> x)
@@ -135,7 +140,7 @@ internal static class DynamicQuantization
     {
         float absMax = TensorPrimitives.MaxMagnitude(w);
         absMax = Math.Abs(absMax);
-        // ORT's quantizer: rmax = max|w|, rmin = −rmax, scale = (rmax − rmin) / (127 − (−127)).
+        // ORT's quantizer: rmax = max|w|, rmin = −rmax, scale = (rmax − rmin) / (qmax − qmin), here (64 − (−64)).
         float scale = (absMax + absMax) / (2f * WeightQMax);
         return scale == 0f ? 1f : scale;
     }

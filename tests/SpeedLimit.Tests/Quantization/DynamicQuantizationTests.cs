@@ -190,15 +190,17 @@ public class DynamicQuantizationTests
     [Fact]
     public void QuantizeWeight_IsSymmetricPerTensorAndPerChannel()
     {
-        float[] w = [0.5f, -1f, 0.25f, 0.1f, -0.2f, 0.05f];
+        // The reduced range [−64, 64] (ONNX Runtime's reduce_range): scale = max|w| / 64.
+        Assert.Equal(64, DynamicQuantization.WeightQMax);
+        float[] w = [0.5078125f, -1f, 0.25f, 0.1f, -0.2f, 0.05f];
         var perTensor = DynamicQuantization.QuantizeWeight(w, 2, 3, perChannel: false);
-        Assert.Equal([1f / 127f], perTensor.Scales);
-        Assert.Equal((sbyte)-127, perTensor.Values[1]);
-        Assert.Equal((sbyte)64, perTensor.Values[0]); // 63.5 rounds half to even → 64
+        Assert.Equal([1f / 64f], perTensor.Scales);
+        Assert.Equal((sbyte)-64, perTensor.Values[1]);
+        Assert.Equal((sbyte)32, perTensor.Values[0]); // 0.5078125 · 64 = 32.5 rounds half to even → 32
         var perChannel = DynamicQuantization.QuantizeWeight(w, 2, 3, perChannel: true);
         Assert.Equal(2, perChannel.Scales.Length);
-        Assert.Equal(0.2f / 127f, perChannel.Scales[1]);
-        Assert.Equal((sbyte)-127, perChannel.Values[4]);
+        Assert.Equal(0.2f / 64f, perChannel.Scales[1]);
+        Assert.Equal((sbyte)-64, perChannel.Values[4]);
         Assert.Throws<ArgumentException>(() => DynamicQuantization.QuantizeWeight(w, 4, 3, false));
     }
 }

@@ -48,7 +48,7 @@ public class Int8SimulationTests
 
     /// <summary>
     /// The integer kernels against the earlier simulation (integer products through the fp32 GEMM), bit for bit,
-    /// on whole models: logits and every hidden state. Every depth here is at most 512, so 255·127·K < 2^24 and the
+    /// on whole models: logits and every hidden state. Every depth here is at most 512, so 255·64·K < 2^24 and the
     /// float products were exact too — the two must then agree exactly, padded positions and per-channel scales included.
     /// </summary>
     [Theory]
