@@ -603,6 +603,15 @@ internal static unsafe class GemmPack
                     for (int p = 0; p < kc; p++, src += lda, d += 8) Avx.Store(d, Avx.LoadVector256(src));
                     continue;
                 }
+                if (rows == 6 && mr == 6 && Sse2.IsSupported) // the Vector256 path: 4 + 2 floats per k step
+                {
+                    for (int p = 0; p < kc; p++, src += lda, d += 6)
+                    {
+                        Sse.Store(d, Sse.LoadVector128(src));
+                        *(double*)(d + 4) = *(double*)(src + 4);
+                    }
+                    continue;
+                }
                 for (int p = 0; p < kc; p++, src += lda, d += mr)
                 {
                     int r = 0;
@@ -612,12 +621,21 @@ internal static unsafe class GemmPack
             }
             else
             {
-                // Stored (M,K): transpose mr rows into k-major order.
+                // Stored (M,K): transpose mr rows into k-major order; on the Vector256 path 8 k steps
+                // of a full 6-row panel at a time through registers, the k tail below.
+                int p0Scalar = 0;
+                if (rows == 6 && mr == 6 && path == GemmPath.Vector256)
+                {
+                    float* src = a + (long)(i0 + ir) * lda + p0;
+                    int kFull = kc / 8 * 8;
+                    for (int p = 0; p < kFull; p += 8) GemmKernels.Transpose6x8(src + p, lda, d + p * 6);
+                    p0Scalar = kFull;
+                }
                 for (int r = 0; r < rows; r++)
                 {
                     float* src = a + (long)(i0 + ir + r) * lda + p0;
                     float* dr = d + r;
-                    for (int p = 0; p < kc; p++) dr[p * mr] = src[p];
+                    for (int p = p0Scalar; p < kc; p++) dr[p * mr] = src[p];
                 }
                 for (int r = rows; r < mr; r++)
                     for (int p = 0; p < kc; p++) d[p * mr + r] = 0;
@@ -672,6 +690,22 @@ internal static unsafe class GemmPack
                         if (q + 64 < kc)
                             for (int r = 0; r < 16; r++) Sse.Prefetch0(rows + (long)r * ldb + q + 64);
                         GemmKernels.Transpose16(rows + q, ldb, d + (long)q * nr + j, nr);
+                    }
+                }
+                p = kFull;
+            }
+            else if (cols == nr && nr % 8 == 0 && path == GemmPath.Vector256)
+            {
+                // 8×8 blocks through AVX registers, 8 source rows (read streams) at a time.
+                int kFull = kc / 8 * 8;
+                for (int j = 0; j < nr; j += 8)
+                {
+                    float* rows = src + (long)j * ldb;
+                    for (int q = 0; q < kFull; q += 8)
+                    {
+                        if ((q & 15) == 0 && q + 64 < kc)
+                            for (int r = 0; r < 8; r++) Sse.Prefetch0(rows + (long)r * ldb + q + 64);
+                        GemmKernels.Transpose8(rows + q, ldb, d + (long)q * nr + j, nr);
                     }
                 }
                 p = kFull;

@@ -200,9 +200,81 @@ internal static unsafe class GemmKernels
     }
 
     /// <summary>
-    /// dst[q·ldd + i] = src[i·lds + q] for a 16×16 block, through registers: unpack 32-bit, unpack
-    /// 64-bit, then two rounds of 128-bit lane shuffles.
+    /// dst[q·ldd + i] = src[i·lds + q] for an 8×8 block (AVX): unpack 32-bit pairs, shuffle 64-bit
+    /// pairs, then swap 128-bit halves. The Vector256 path's packing of transposed operands.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Transpose8(float* src, int lds, float* dst, int ldd)
+    {
+        if (!Avx.IsSupported) throw new PlatformNotSupportedException("Transpose8 needs AVX.");
+        var r0 = Avx.LoadVector256(src); src += lds;
+        var r1 = Avx.LoadVector256(src); src += lds;
+        var r2 = Avx.LoadVector256(src); src += lds;
+        var r3 = Avx.LoadVector256(src); src += lds;
+        var r4 = Avx.LoadVector256(src); src += lds;
+        var r5 = Avx.LoadVector256(src); src += lds;
+        var r6 = Avx.LoadVector256(src); src += lds;
+        var r7 = Avx.LoadVector256(src);
+        Transpose8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
+        Avx.Store(dst, r0); dst += ldd;
+        Avx.Store(dst, r1); dst += ldd;
+        Avx.Store(dst, r2); dst += ldd;
+        Avx.Store(dst, r3); dst += ldd;
+        Avx.Store(dst, r4); dst += ldd;
+        Avx.Store(dst, r5); dst += ldd;
+        Avx.Store(dst, r6); dst += ldd;
+        Avx.Store(dst, r7);
+    }
+
+    /// <summary>
+    /// Packs 6 rows × 8 columns of a row-major block (src[i·lds + q], i &lt; 6) as 8 steps of 6 floats
+    /// (dst[q·6 + i]): the Vector256 A panel of 8 k steps, two rows of zeros padding the transpose.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Transpose6x8(float* src, int lds, float* dst)
+    {
+        if (!Avx.IsSupported) throw new PlatformNotSupportedException("Transpose6x8 needs AVX.");
+        var r0 = Avx.LoadVector256(src); src += lds;
+        var r1 = Avx.LoadVector256(src); src += lds;
+        var r2 = Avx.LoadVector256(src); src += lds;
+        var r3 = Avx.LoadVector256(src); src += lds;
+        var r4 = Avx.LoadVector256(src); src += lds;
+        var r5 = Avx.LoadVector256(src);
+        var r6 = Vector256<float>.Zero;
+        var r7 = Vector256<float>.Zero;
+        Transpose8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
+        Store6(dst, r0); Store6(dst + 6, r1); Store6(dst + 12, r2); Store6(dst + 18, r3);
+        Store6(dst + 24, r4); Store6(dst + 30, r5); Store6(dst + 36, r6); Store6(dst + 42, r7);
+    }
+
+    /// <summary>The first 6 floats of <paramref name="v"/>: 4 as one 128-bit store, 2 as one 64-bit store.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store6(float* dst, Vector256<float> v)
+    {
+        Sse.Store(dst, v.GetLower());
+        Sse2.StoreScalar((double*)(dst + 4), v.GetUpper().AsDouble());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8(ref Vector256<float> r0, ref Vector256<float> r1, ref Vector256<float> r2, ref Vector256<float> r3,
+        ref Vector256<float> r4, ref Vector256<float> r5, ref Vector256<float> r6, ref Vector256<float> r7)
+    {
+        // Per 128-bit lane L: t(2i) = [r2i[4L], r2i+1[4L], r2i[4L+1], r2i+1[4L+1]], t(2i+1) the +2/+3 columns.
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        // s(q) lane L = rows 0-3 (s0-s3) or 4-7 (s4-s7) at column 4L+q.
+        var s0 = Avx.Shuffle(t0, t2, 0x44); var s1 = Avx.Shuffle(t0, t2, 0xEE);
+        var s2 = Avx.Shuffle(t1, t3, 0x44); var s3 = Avx.Shuffle(t1, t3, 0xEE);
+        var s4 = Avx.Shuffle(t4, t6, 0x44); var s5 = Avx.Shuffle(t4, t6, 0xEE);
+        var s6 = Avx.Shuffle(t5, t7, 0x44); var s7 = Avx.Shuffle(t5, t7, 0xEE);
+        r0 = Avx.Permute2x128(s0, s4, 0x20); r1 = Avx.Permute2x128(s1, s5, 0x20);
+        r2 = Avx.Permute2x128(s2, s6, 0x20); r3 = Avx.Permute2x128(s3, s7, 0x20);
+        r4 = Avx.Permute2x128(s0, s4, 0x31); r5 = Avx.Permute2x128(s1, s5, 0x31);
+        r6 = Avx.Permute2x128(s2, s6, 0x31); r7 = Avx.Permute2x128(s3, s7, 0x31);
+    }
+
     /// <summary>dst[q·ldd + i] = src[i·lds + q] for a 16×16 block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Transpose16(float* src, int lds, float* dst, int ldd) => Transpose16(src, lds, dst, ldd, null);

@@ -31,6 +31,8 @@ public sealed record PipelineOptions
     public int Seed { get; init; } = 1;
     /// <summary>Training threads (part of the fingerprint: thread partitioning may change float summation order).</summary>
     public int TrainThreads { get; init; } = Environment.ProcessorCount;
+    /// <summary>Largest int8 weight magnitude the quantization uses (fixed by this build); in the fingerprint so a study scored with another range is not resumed.</summary>
+    public int Int8WeightQMax => Quantization.DynamicQuantization.WeightQMax;
 
     // The stages, in the order they run
     public DataOptions Data { get; init; } = new();

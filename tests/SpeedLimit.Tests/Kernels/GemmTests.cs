@@ -74,6 +74,31 @@ public class GemmTests
     }
 
     [Fact]
+    public unsafe void AvxTransposesMoveEveryElementToItsPlace()
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx.IsSupported) return; // no AVX: the Vector256 path does not exist here
+        // Distinct values, strided source and destination: an 8×8 block and the 6-row A-panel form.
+        const int lds = 11, ldd = 13;
+        var src = new float[8 * lds];
+        for (int i = 0; i < src.Length; i++) src[i] = i + 1;
+        var dst = new float[8 * ldd];
+        var panel = new float[8 * 6 + 1];
+        panel[^1] = -7f; // sentinel: nothing is written past the 8 steps of 6 floats
+        fixed (float* s = src) fixed (float* d = dst) fixed (float* pa = panel)
+        {
+            GemmKernels.Transpose8(s, lds, d, ldd);
+            GemmKernels.Transpose6x8(s, lds, pa);
+        }
+        for (int i = 0; i < 8; i++)
+            for (int q = 0; q < 8; q++)
+                Assert.Equal(src[i * lds + q], dst[q * ldd + i]);
+        for (int q = 0; q < 8; q++)
+            for (int i = 0; i < 6; i++)
+                Assert.Equal(src[i * lds + q], panel[q * 6 + i]);
+        Assert.Equal(-7f, panel[^1]);
+    }
+
+    [Fact]
     public void ScalarPathIsTheTwin()
     {
         var rng = new Random(5);
