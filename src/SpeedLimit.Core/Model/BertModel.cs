@@ -167,7 +167,7 @@ public sealed class BertModel
         float[]? DropoutMask(float[] mask, ref SplitMix64 rng)
         {
             if (dropout == 0f) return null;
-            Dropout.FillMask(mask.AsSpan(0, nh), dropout, ref rng);
+            Dropout.FillMask(mask, nh, dropout, ref rng, threads);
             return mask;
         }
 
@@ -181,7 +181,7 @@ public sealed class BertModel
         }
         LayerNorm.Forward(a.EmbeddingSum, Tensor(N.EmbeddingsLayerNormWeight), Tensor(N.EmbeddingsLayerNormBias),
             a.Hidden[0], a.EmbLnMean, a.EmbLnRstd, Ntok, H, Config.LayerNormEps);
-        ApplyDropout(a.Hidden[0].AsSpan(0, nh), a.EmbDropMask, dropout, ref rng);
+        ApplyDropout(a.Hidden[0].AsSpan(0, nh), a.EmbDropMask, dropout, ref rng, threads);
 
         for (int l = 0; l < Config.Layers; l++)
         {
@@ -345,9 +345,10 @@ public sealed class BertModel
     }
 
     /// <summary>Dropout in place; with rate 0 nothing (the masks are then not read: backward skips them too).</summary>
-    private static void ApplyDropout(Span<float> x, float[] mask, float rate, ref SplitMix64 rng)
+    private static void ApplyDropout(Span<float> x, float[] mask, float rate, ref SplitMix64 rng, int threads = 1)
     {
         if (rate == 0f) return;
-        Dropout.Forward(x, x, mask.AsSpan(0, x.Length), rate, ref rng);
+        Dropout.FillMask(mask, x.Length, rate, ref rng, threads); // the mask Dropout.Forward would draw
+        TensorPrimitives.Multiply(x, mask.AsSpan(0, x.Length), x);
     }
 }

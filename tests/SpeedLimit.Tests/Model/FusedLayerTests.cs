@@ -14,6 +14,25 @@ public class FusedLayerTests
     private static readonly (int Rows, int Cols)[] Shapes = [(1, 1), (3, 7), (17, 129), (64, 1016), (257, 263)];
 
     [Fact]
+    public void ParallelDropoutMaskIsTheSerialMaskBitForBit()
+    {
+        // Lengths around the part size (64 Ki) and not multiples of 4, on 1..3 threads, from a generator already part-way.
+        foreach (int length in new[] { 1, 5, 65_535, 131_072, 131_077, 400_003 })
+            foreach (int threads in new[] { 1, 2, 3 })
+            {
+                var serialGen = new SplitMix64(7); serialGen.Next();
+                var parallelGen = serialGen;
+                var serial = new float[length];
+                Dropout.FillMask(serial, 0.1f, ref serialGen);
+                var parallel = new float[length + 3];
+                Dropout.FillMask(parallel, length, 0.1f, ref parallelGen, threads);
+                AssertBitEqual(serial, parallel.AsSpan(0, length).ToArray(), $"mask of {length} on {threads} thread(s)");
+                Assert.Equal(serialGen.Next(), parallelGen.Next()); // the generator continues from the same draw
+                Assert.Equal(0f, parallel[length]);                  // nothing written past the length
+            }
+    }
+
+    [Fact]
     public void BiasGeluIsTheBiasPassThenTheGeluPass()
     {
         var rng = new Random(1);

@@ -155,7 +155,7 @@ public static class MeasurementWorker
 {
     public static int Serve(TextReader input, TextWriter output)
     {
-        string pinned = CpuPinning.PinCurrentThreadToLastCpu();
+        string pinned = SpeedLimit.Kernels.CpuAffinity.PinCurrentThreadToLastCpu();
         string isolation = $"child process (pid {Environment.ProcessId}, {pinned}, {HeapDescription()})";
         string? line;
         while ((line = input.ReadLine()) is not null)
@@ -183,38 +183,6 @@ public static class MeasurementWorker
     {
         var limit = Environment.GetEnvironmentVariable("DOTNET_GCHeapHardLimit");
         return limit is null ? "default heap" : $"heap limit {Convert.ToInt64(limit, 16) / (1 << 20)} MiB, workstation non-concurrent GC";
-    }
-}
-
-/// <summary>Pins the calling thread to one CPU (Linux sched_setaffinity); elsewhere it says it did not.</summary>
-internal static partial class CpuPinning
-{
-    [LibraryImport("libc", EntryPoint = "sched_setaffinity", SetLastError = true)]
-    private static partial int SchedSetAffinity(int pid, nint size, byte[] mask);
-
-    [LibraryImport("libc", EntryPoint = "sched_getaffinity", SetLastError = true)]
-    private static partial int SchedGetAffinity(int pid, nint size, byte[] mask);
-
-    /// <summary>Pins to the highest CPU the process may run on; returns "pinned to cpu N" or why not.</summary>
-    public static string PinCurrentThreadToLastCpu()
-    {
-        if (!OperatingSystem.IsLinux()) return "not pinned (no sched_setaffinity on this OS)";
-        try
-        {
-            var mask = new byte[128];
-            if (SchedGetAffinity(0, mask.Length, mask) != 0) return "not pinned (sched_getaffinity failed)";
-            int last = -1;
-            for (int cpu = mask.Length * 8 - 1; cpu >= 0 && last < 0; cpu--)
-                if ((mask[cpu / 8] & (1 << (cpu % 8))) != 0) last = cpu;
-            if (last < 0) return "not pinned (no CPU in the affinity mask)";
-            var one = new byte[128];
-            one[last / 8] = (byte)(1 << (last % 8));
-            return SchedSetAffinity(0, one.Length, one) == 0 ? $"pinned to cpu {last}" : "not pinned (sched_setaffinity refused)";
-        }
-        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
-        {
-            return "not pinned (libc not found)";
-        }
     }
 }
 

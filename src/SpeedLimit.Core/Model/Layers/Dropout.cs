@@ -30,6 +30,33 @@ public static class Dropout
             left--;
         }
     }
+
+    /// <summary>
+    /// The same mask as <see cref="FillMask(Span{float}, float, ref SplitMix64)"/> (the same bits, and the generator
+    /// left in the same state), filled in parts on up to <paramref name="threads"/> threads: SplitMix64's draw k
+    /// depends only on its starting state and k, so each part starts its own generator at its first draw.
+    /// </summary>
+    internal static void FillMask(float[] mask, int length, float rate, ref SplitMix64 rng, int threads)
+    {
+        const int MinPerPart = 64 * 1024; // a multiple of 4: parts start on a draw boundary
+        int parts = (int)Math.Clamp(Math.Min(threads, length / MinPerPart), 1, 64);
+        if (parts == 1)
+        {
+            FillMask(mask.AsSpan(0, length), rate, ref rng);
+            return;
+        }
+        var start = rng;
+        int per = (length / parts + 3) / 4 * 4;
+        Kernels.EngineParallel.For(parts, parts, i =>
+        {
+            int first = i * per, count = Math.Min(per, length - first);
+            if (count <= 0) return;
+            var part = start;
+            part.Skip((ulong)(first / 4));
+            FillMask(mask.AsSpan(first, count), rate, ref part);
+        });
+        rng.Skip((ulong)((length + 3) / 4));
+    }
 }
 
 /// <summary>A small, fast, seedable generator (SplitMix64) for per-element randomness.</summary>
@@ -44,6 +71,9 @@ public struct SplitMix64(ulong seed)
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         return z ^ (z >> 31);
     }
+
+    /// <summary>Moves the generator past <paramref name="draws"/> draws without making them.</summary>
+    public void Skip(ulong draws) => _state += draws * 0x9E3779B97F4A7C15UL;
 
     /// <summary>Uniform in [0, 1) with 24 bits.</summary>
     public float NextFloat() => (Next() >> 40) * (1f / (1 << 24));

@@ -82,10 +82,10 @@ internal static class Gelu
             var e = erf[..n];
             TensorPrimitives.Multiply(xs, InvSqrt2, e);
             ErfInPlace(e, tmp[..n]);
-            // y = 0.5·x·(1 + erf)
-            TensorPrimitives.Add(e, 1f, e);
-            TensorPrimitives.Multiply(e, xs, e);
-            TensorPrimitives.Multiply(e, 0.5f, y.Slice(start, n));
+            // y = 0.5·x·(1 + erf) = 0.5·x + 0.5·x·erf
+            var h = tmp[..n];
+            TensorPrimitives.Multiply(xs, 0.5f, h);
+            TensorPrimitives.FusedMultiplyAdd(e, h, h, y.Slice(start, n));
         }
     }
 
@@ -102,8 +102,7 @@ internal static class Gelu
             var p = pdf[..n];
             TensorPrimitives.Multiply(xs, InvSqrt2, c);
             ErfInPlace(c, p);
-            TensorPrimitives.Add(c, 1f, c);
-            TensorPrimitives.Multiply(c, 0.5f, c);          // Φ(x)
+            TensorPrimitives.FusedMultiplyAdd(c, 0.5f, Halves[..n], c); // Φ(x) = 0.5·erf + 0.5
             TensorPrimitives.Multiply(xs, xs, p);
             TensorPrimitives.Multiply(p, -0.5f, p);
             TensorPrimitives.Exp(p, p);
@@ -118,34 +117,30 @@ internal static class Gelu
     public static float Erf(float x)
     {
         float ax = MathF.Abs(x);
-        float t = 1f / (1f + P * ax);
-        float poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
+        float t = 1f / MathF.FusedMultiplyAdd(P, ax, 1f);
+        float poly = MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(A5 * t + A4, t, A3), t, A2), t, A1) * t;
         float r = 1f - poly * MathF.Exp(-ax * ax);
         return x < 0 ? -r : r;
     }
 
-    /// <summary>v ← erf(v), using <paramref name="t"/> as scratch of the same length.</summary>
+    /// <summary>v ← erf(v), using <paramref name="t"/> as scratch of the same length (Horner steps as fused multiply-adds).</summary>
     private static void ErfInPlace(Span<float> v, Span<float> t)
     {
         Span<float> sign = stackalloc float[v.Length];
         TensorPrimitives.CopySign(OnesOf(sign.Length), v, sign); // ±1
         TensorPrimitives.Abs(v, v);
-        TensorPrimitives.Multiply(v, P, t);
-        TensorPrimitives.Add(t, 1f, t);
+        TensorPrimitives.FusedMultiplyAdd(v, P, OnesOf(v.Length), t);
         TensorPrimitives.Reciprocal(t, t);                       // t = 1/(1+p|x|)
         TensorPrimitives.Multiply(v, v, v);
         TensorPrimitives.Negate(v, v);
         TensorPrimitives.Exp(v, v);                              // v = exp(−x²)
-        // poly(t)·t via Horner, reusing sign-free scratch: q = ((((A5 t + A4) t + A3) t + A2) t + A1) t
+        // q = ((((A5 t + A4) t + A3) t + A2) t + A1) t
         Span<float> q = stackalloc float[t.Length];
         TensorPrimitives.Multiply(t, A5, q);
         TensorPrimitives.Add(q, A4, q);
-        TensorPrimitives.Multiply(q, t, q);
-        TensorPrimitives.Add(q, A3, q);
-        TensorPrimitives.Multiply(q, t, q);
-        TensorPrimitives.Add(q, A2, q);
-        TensorPrimitives.Multiply(q, t, q);
-        TensorPrimitives.Add(q, A1, q);
+        TensorPrimitives.FusedMultiplyAdd(q, t, A3, q);
+        TensorPrimitives.FusedMultiplyAdd(q, t, A2, q);
+        TensorPrimitives.FusedMultiplyAdd(q, t, A1, q);
         TensorPrimitives.Multiply(q, t, q);
         TensorPrimitives.Multiply(q, v, v);                      // poly·exp(−x²)
         TensorPrimitives.Subtract(1f, v, v);                     // erf(|x|)
@@ -154,6 +149,8 @@ internal static class Gelu
 
     private static ReadOnlySpan<float> OnesOf(int length) => Ones.AsSpan(0, length);
     private static readonly float[] Ones = Enumerable.Repeat(1f, Chunk).ToArray();
+    private static ReadOnlySpan<float> Halves => HalvesArray;
+    private static readonly float[] HalvesArray = Enumerable.Repeat(0.5f, Chunk).ToArray();
 
     /// <summary>tanh for the pooler.</summary>
     public static void Tanh(ReadOnlySpan<float> x, Span<float> y) => TensorPrimitives.Tanh(x, y);
