@@ -84,12 +84,19 @@ public sealed class LatencyProtocolBench : IBenchSection
                 var watch = Stopwatch.StartNew();
                 var records = profiler.ProfileAll(sample, [Precision.Int8], path);
                 report.Figure($"latency.profiling.{name}.architectures_per_minute", records.Count / watch.Elapsed.TotalMinutes, "arch/min");
-                var fit = LatencyPredictorFitter.Fit(records, new LatencyFitOptions { Model = LatencyModelKind.Features, BoundStatistic = BoundStatistic.P90, Seed = 1 });
-                var h = fit.HeldOut!;
-                report.Note($"{name} clock: fitted on {fit.TrainCount}, held out {h.Count} (p90 labels, margin on p90 at {fit.Predictor.Confidence:P0}); held-out coverage {fit.HeldOutCoverage:P0}");
-                report.Figure($"latency.predictor.{name}.heldout_mape", h.MapePercent, "%");
-                report.Figure($"latency.predictor.{name}.heldout_within_10pct", 100 * h.Within10Percent, "%");
-                report.Figure($"latency.predictor.{name}.margin", 100 * fit.Predictor.RelativeMargin, "%");
+                // Labels rescaled by each session's reference model (the default), then the raw labels for comparison.
+                foreach (var correct in new[] { true, false })
+                {
+                    var fit = LatencyPredictorFitter.Fit(records, new LatencyFitOptions { Model = LatencyModelKind.Features, BoundStatistic = BoundStatistic.P90, Seed = 1, CorrectDrift = correct });
+                    var h = fit.HeldOut!;
+                    string labels = correct ? "drift-corrected" : "raw";
+                    report.Note($"{name} clock, {labels} labels: fitted on {fit.TrainCount}, held out {h.Count} (p90 labels, margin on p90 at {fit.Predictor.Confidence:P0}); held-out coverage {fit.HeldOutCoverage:P0}");
+                    foreach (var w in fit.Warnings) report.Note($"  {w}");
+                    string tag = correct ? name : $"{name}.raw";
+                    report.Figure($"latency.predictor.{tag}.heldout_mape", h.MapePercent, "%");
+                    report.Figure($"latency.predictor.{tag}.heldout_within_10pct", 100 * h.Within10Percent, "%");
+                    report.Figure($"latency.predictor.{tag}.margin", 100 * fit.Predictor.RelativeMargin, "%");
+                }
             }
             finally { File.Delete(path); }
         }

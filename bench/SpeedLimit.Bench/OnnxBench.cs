@@ -51,11 +51,18 @@ public sealed class OnnxBench : IBenchSection
                 using var freeze = frozen.FreezeWeights();
                 for (int i = 0; i < 5; i++) { engine.Forward(input); frozen.Forward(input); ort.Run(); }
                 var te = new double[rounds]; var tf = new double[rounds]; var to = new double[rounds];
+                // Each runtime's threads spin for a while after its last run and would take the other's second core:
+                // on two threads every timing is of a pass that follows an untimed pass of the same runtime, after a pause.
+                double Timed(Action run)
+                {
+                    if (threads > 1) { Thread.Sleep(30); run(); }
+                    return LatencyProfilerClock.TimeMs(run, LatencyClock.Wall);
+                }
                 for (int i = 0; i < rounds; i++)
                 {
-                    te[i] = LatencyProfilerClock.TimeMs(() => engine.Forward(input), LatencyClock.Wall);
-                    tf[i] = LatencyProfilerClock.TimeMs(() => frozen.Forward(input), LatencyClock.Wall);
-                    to[i] = LatencyProfilerClock.TimeMs(ort.Run, LatencyClock.Wall);
+                    te[i] = Timed(() => engine.Forward(input));
+                    tf[i] = Timed(() => frozen.Forward(input));
+                    to[i] = Timed(ort.Run);
                 }
                 var tag = $"{arch.Layers}_{arch.Hidden}_{arch.Ffn}_t{threads}";
                 report.Figure($"engine.fp32_forward_ms.{tag}", Timing.Median(te), "ms");

@@ -156,4 +156,35 @@ public class LatencyFitModesTests
         Assert.True(report.HeldOut!.MapePercent < 3);
         Assert.True(report.HeldOutCoverage >= 0.8);
     }
+
+    [Fact]
+    public void SessionsOfAnotherMachineSpeedAreRescaledByTheirReferenceModel()
+    {
+        // Every other record measured while the machine ran 1.4× slower: its latencies and its session's reference alike.
+        var clean = new SyntheticLatency(0.01).Sample(SearchSpace.Paper, 120, new Random(12));
+        var drifted = clean.Select((r, i) =>
+        {
+            double speed = i % 2 == 0 ? 1.0 : 1.4;
+            return r with
+            {
+                MedianMs = r.MedianMs * speed, P90Ms = r.P90Ms * speed, TrimmedMeanMs = r.TrimmedMeanMs * speed, MinMs = r.MinMs * speed,
+                Protocol = new MeasurementNote("test", "test", 0.5 * speed, 0, false, 1),
+            };
+        }).ToList();
+        var options = new LatencyFitOptions { Model = LatencyModelKind.Features, BoundStatistic = BoundStatistic.P90 };
+        var corrected = LatencyPredictorFitter.Fit(drifted, options);
+        var raw = LatencyPredictorFitter.Fit(drifted, new LatencyFitOptions { Model = LatencyModelKind.Features, BoundStatistic = BoundStatistic.P90, CorrectDrift = false });
+        var reference = LatencyPredictorFitter.Fit(clean, options);
+        Assert.Contains(corrected.Warnings, w => w.Contains("rescaled", StringComparison.Ordinal));
+        Assert.True(corrected.HeldOut!.MapePercent < 3, $"corrected MAPE {corrected.HeldOut.MapePercent:F2} %");
+        Assert.True(raw.HeldOut!.MapePercent > 10, $"raw MAPE {raw.HeldOut.MapePercent:F2} %");
+        // Rescaled to the median reference level: the 1.0 and 1.4 sessions tie at 0.6 ms, so labels land at 1.2× the clean ones.
+        Assert.Equal(reference.HeldOut!.MapePercent, corrected.HeldOut.MapePercent, 3);
+        foreach (var (c, r) in corrected.HeldOutPoints.Zip(reference.HeldOutPoints))
+            Assert.Equal(1.2 * r.MeasuredMs, c.MeasuredMs, 6);
+        // One record without a reference measurement: nothing is rescaled.
+        var mixed = drifted.Select((r, i) => i == 0 ? r with { Protocol = null } : r).ToList();
+        var none = LatencyPredictorFitter.Fit(mixed, options);
+        Assert.DoesNotContain(none.Warnings, w => w.Contains("rescaled", StringComparison.Ordinal));
+    }
 }

@@ -27,6 +27,14 @@ public sealed class LatencyFitOptions
         BoundStatistic.P90 => LatencyStatistic.P90,
         _ => LatencyStatistic.P99,
     };
+    /// <summary>
+    /// Rescale every record to one machine speed before fitting: each protocol record carries the median of the
+    /// fixed reference model timed in its own session, and its latencies are multiplied by (the dataset's median
+    /// reference ÷ that session's). A VM's speed drifts between sessions (the reference itself moved by 40 % between
+    /// processes minutes apart on an otherwise idle 2-vCPU VM) and no predictor of architecture can know that; the
+    /// search's verification measures the real latency anyway. Off, or records without a reference: raw latencies.
+    /// </summary>
+    public bool CorrectDrift { get; set; } = true;
     /// <summary>Share of architectures held out for the reported scores (never used for fitting or calibration).</summary>
     public double HoldoutFraction { get; set; } = 0.2;
     /// <summary>Fit on at most this many architectures; every architecture not fitted on is held out. Null: all but the hold-out share.</summary>
@@ -109,11 +117,26 @@ public static class LatencyPredictorFitter
             warnings.Add($"the records come from {devices.Count} devices; using the {devices[0].Count()} from {devices[0].Key} and ignoring {kept.Count - devices[0].Count()}");
             kept = devices[0].ToList();
         }
+        var speed = DriftCorrection(kept, options.CorrectDrift, warnings);
         var byArch = kept.GroupBy(r => r.Arch).OrderBy(g => g.Key.Layers).ThenBy(g => g.Key.Hidden).ThenBy(g => g.Key.Ffn).ToList();
         var archs = byArch.Select(g => g.Key).ToList();
-        var ms = byArch.Select(g => Statistics.Median(g.Select(r => Pick(r, options.Learnt)))).ToList();
-        var bound = byArch.Select(g => Statistics.Median(g.Select(r => LatencyBound.Estimate(r, options.BoundStatistic)))).ToList();
+        var ms = byArch.Select(g => Statistics.Median(g.Select(r => Pick(r, options.Learnt) * speed(r)))).ToList();
+        var bound = byArch.Select(g => Statistics.Median(g.Select(r => LatencyBound.Estimate(r, options.BoundStatistic) * speed(r)))).ToList();
         return (archs, ms, bound, devices[0].Key, heads[0], warnings);
+    }
+
+    /// <summary>
+    /// The factor that brings a record to the dataset's median reference level (see <see cref="LatencyFitOptions.CorrectDrift"/>),
+    /// or 1 for every record when correction is off or some record has no reference measurement.
+    /// </summary>
+    internal static Func<LatencyRecord, double> DriftCorrection(IReadOnlyList<LatencyRecord> records, bool correct, List<string> notes)
+    {
+        if (!correct || records.Count == 0 || records.Any(r => r.Protocol is not { ReferenceP50Ms: > 0 })) return _ => 1.0;
+        double level = Statistics.Median(records.Select(r => r.Protocol!.ReferenceP50Ms));
+        var factors = records.Select(r => level / r.Protocol!.ReferenceP50Ms).ToList();
+        notes.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"latencies rescaled to the reference model's median level {level:F3} ms (session factors {factors.Min():F2}–{factors.Max():F2}): the predictor learns architecture, not the machine's drift"));
+        return r => level / r.Protocol!.ReferenceP50Ms;
     }
 
     public static LatencyFitReport Fit(IReadOnlyList<LatencyRecord> records, LatencyFitOptions options)
