@@ -48,7 +48,7 @@ public sealed class GemmBench : IBenchSection
         var blas = OpenBlas.TryLoad(out string why);
         if (blas is null) report.Note($"  OpenBLAS: skipped ({why}).");
         else report.Note($"  OpenBLAS: {OpenBlas.LibraryName}, core by itself: {blas.ProbedCore}; running core: {blas.Core}"
-            + (blas.CoreTypeSet is { } ct ? $" (OPENBLAS_CORETYPE={ct} set for this process)" : ""));
+            + (blas.CoreTypeSet is { } ct ? $" (OPENBLAS_CORETYPE={ct} set for this process because it picked a generic kernel)" : ""));
 
         int[] ms = quick ? [128] : [128, 4096];
         var shapes = quick ? LayerShapes[..2] : LayerShapes;

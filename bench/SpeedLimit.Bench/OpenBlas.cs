@@ -10,8 +10,9 @@ namespace SpeedLimit.Bench;
 /// first asked of a child process (<c>--openblas-probe</c>); when that is a generic or SSE-only
 /// kernel (Debian's 0.3.21 does not know recent Xeons and falls back to an SSE3 one), this process
 /// sets <c>OPENBLAS_CORETYPE=SkylakeX</c> (AVX-512) or <c>Haswell</c> (AVX2) in its own environment
-/// before it loads the library, and otherwise the core the probe reported, so the reference runs the
-/// kernel a clean process would. The variable is set for the bench process only.
+/// before it loads the library. The variable is set for the bench process only. A value already in
+/// the environment is kept: on a Zen 5 (family 26) Debian's 0.3.21 picks its AVX2 Haswell kernel, at
+/// half its AVX-512 speed, so run the bench with OPENBLAS_CORETYPE=SkylakeX there for the stronger reference.
 /// </summary>
 public sealed unsafe class OpenBlas
 {
@@ -65,12 +66,9 @@ public sealed unsafe class OpenBlas
         if (probed is null) return null;
         string? coreType = null;
         string? preset = Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE");
-        if (preset is null)
+        if (preset is null && IsGeneric(probed))
         {
-            // A generic core is a release that does not know this CPU: give it the best kernel the CPU runs.
-            // Otherwise ask for the core it picked in the clean probe process: loaded into this one it was
-            // seen to pick another (Haswell instead of Cooperlake on a Zen 5), which would make it a weaker reference.
-            coreType = IsGeneric(probed) ? (System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "SkylakeX" : "Haswell") : probed;
+            coreType = System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "SkylakeX" : "Haswell";
             SetEnv("OPENBLAS_CORETYPE", coreType);
         }
         if (!NativeLibrary.TryLoad(LibraryName, out var handle))

@@ -174,7 +174,7 @@ public static class SearchCommands
     {
         var flags = new RunFlags();
         var output = new Option<string?>("--output") { Description = "Run folder to create (default: runs/demo-TIMESTAMP)." };
-        var cmd = new Command("demo", "Run SpeedLimit end to end on the built-in task with the defaults (a few minutes on 2 cores; no downloads).");
+        var cmd = new Command("demo", "Run SpeedLimit end to end on the built-in task with the defaults (about 8 minutes on 2 vCPUs; no downloads).");
         foreach (var o in flags.All) cmd.Options.Add(o);
         cmd.Options.Add(output);
         cmd.SetAction(parse => CliErrors.Guard(() =>
