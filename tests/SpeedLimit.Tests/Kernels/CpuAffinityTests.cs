@@ -17,6 +17,13 @@ public class CpuAffinityTests
             return (Skipped: false, Moved: moved, Cpu: cpu, After: after, Same: before.SequenceEqual(CpuAffinity.AllowedCpus()));
         });
         if (result.Skipped) return; // one CPU, or no sched_getcpu on this OS: nothing to step off to
+        // A sandbox may refuse sched_setaffinity (seccomp): then StepOff must say so rather than pretend.
+        bool canSetAffinity = RunOnOwnThread(() => CpuAffinity.PinCurrentThreadToLastCpu().StartsWith("pinned", StringComparison.Ordinal));
+        if (!canSetAffinity)
+        {
+            Assert.False(result.Moved);
+            return;
+        }
         Assert.True(result.Moved);
         Assert.NotEqual(result.Cpu, result.After); // sched_setaffinity migrates the caller before it returns
         Assert.True(result.Same, "the thread's affinity mask is restored after the move");
