@@ -52,6 +52,12 @@ internal static partial class CpuAffinity
     public static bool StepOff(int cpu)
     {
         if (!Available || cpu < 0 || cpu >= MaskBytes * 8) return false;
+        try { return StepOffCore(cpu); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return false; } // a worker thread must not die of it
+    }
+
+    private static bool StepOffCore(int cpu)
+    {
         var mask = new byte[MaskBytes];
         if (SchedGetAffinity(0, mask.Length, mask) != 0 || !IsSet(mask, cpu)) return false;
         var others = (byte[])mask.Clone();
