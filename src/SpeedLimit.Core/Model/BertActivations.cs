@@ -6,10 +6,10 @@ namespace SpeedLimit.Model;
 /// </summary>
 internal sealed class BertActivations
 {
-    private BertActivations(BertConfig c, int tokens, int batch, int seqLen, int mlmRows)
+    private BertActivations(BertConfig c, int tokens, int batch, long scores, int mlmRows)
     {
-        Config = c; CapacityTokens = tokens; CapacityBatch = batch; CapacitySeq = seqLen; CapacityMlm = mlmRows;
-        int H = c.Hidden, F = c.Ffn, nh = tokens * H, probs = batch * c.Heads * seqLen * seqLen;
+        Config = c; CapacityTokens = tokens; CapacityBatch = batch; CapacityScores = scores; CapacityMlm = mlmRows;
+        int H = c.Hidden, F = c.Ffn, nh = tokens * H, probs = checked((int)(scores * c.Heads));
         EmbeddingSum = new float[nh]; EmbLnMean = new float[tokens]; EmbLnRstd = new float[tokens]; EmbDropMask = new float[nh];
         Hidden = Enumerable.Range(0, c.Layers + 1).Select(_ => new float[nh]).ToArray();
         Layers = Enumerable.Range(0, c.Layers).Select(_ => new LayerActivations(tokens, H, F, probs)).ToArray();
@@ -32,8 +32,17 @@ internal sealed class BertActivations
     public static BertActivations Ensure(BertActivations? current, BertConfig config, int batch, int seqLen, int mlmRows)
     {
         if (current is not null && current.Fits(config, batch, seqLen, mlmRows)) return current;
-        int capBatch = Math.Max(batch, current is not null && current.CapacitySeq == seqLen ? current.CapacityBatch : 0);
-        return new BertActivations(config, capBatch * seqLen, capBatch, seqLen, Math.Max(mlmRows, current?.CapacityMlm ?? 0));
+        // A new workspace holds this pass and everything the old one held: models of several shapes and batches of
+        // several lengths that take turns with it (a search's candidates, training and dev batches) stop reallocating
+        // after the first few passes instead of trading one size for another.
+        long scores = (long)batch * seqLen * seqLen;
+        if (current is null || current.Config.Head != config.Head || current.Config.Heads != config.Heads)
+            return new BertActivations(config, batch * seqLen, batch, scores, mlmRows);
+        var k = current.Config;
+        var holdsBoth = config.WithArch(new Architecture(Math.Max(config.Layers, k.Layers), Math.Max(config.Hidden, k.Hidden), Math.Max(config.Ffn, k.Ffn)))
+            with { VocabSize = Math.Max(config.VocabSize, k.VocabSize), Labels = Math.Max(config.Labels, k.Labels) };
+        return new BertActivations(holdsBoth, Math.Max(batch * seqLen, current.CapacityTokens), Math.Max(batch, current.CapacityBatch),
+            Math.Max(scores, current.CapacityScores), Math.Max(mlmRows, current.CapacityMlm));
     }
 
     public bool Fits(BertConfig c, int batch, int seqLen, int mlmRows)
@@ -42,14 +51,15 @@ internal sealed class BertActivations
         return c.Head == k.Head && c.Heads == k.Heads && c.Layers <= k.Layers && c.Hidden <= k.Hidden && c.Ffn <= k.Ffn
             && c.VocabSize <= k.VocabSize && c.Labels <= k.Labels
             && batch <= CapacityBatch && (long)batch * seqLen <= CapacityTokens
-            && (long)batch * seqLen * seqLen <= (long)CapacityBatch * CapacitySeq * CapacitySeq
+            && (long)batch * seqLen * seqLen <= CapacityScores
             && mlmRows <= CapacityMlm;
     }
 
     public BertConfig Config { get; }
     public int CapacityTokens { get; }
     public int CapacityBatch { get; }
-    public int CapacitySeq { get; }
+    /// <summary>Attention scores per head it holds: the largest batch·T² of the passes it was sized for.</summary>
+    public long CapacityScores { get; }
     public int CapacityMlm { get; }
 
     public EncoderInput? Input { get; set; }

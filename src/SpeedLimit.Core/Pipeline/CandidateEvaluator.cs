@@ -38,13 +38,29 @@ public sealed record FineTuneOptions
 public sealed class CandidateEvaluator(ElasticSupermodel supermodel, EncodedTask task, FineTuneOptions options, Precision precision, int threads)
     : ICandidateEvaluator
 {
+    // One activation workspace for every candidate (each extracted model would otherwise allocate its own, and
+    // regrow it at each longer batch: about 1 GB of fresh memory per SST-2 candidate, with the page faults and
+    // collections that go with it). Buffers are used as prefixes, so one sized for a larger model holds a smaller one.
+    private BertActivations? _workspace;
+
     public CandidateResult Evaluate(Architecture arch, int seed, CancellationToken cancellation)
     {
         var clock = Stopwatch.StartNew();
         var model = FineTune(arch, seed, cancellation);
         var int8 = precision == Precision.Int8 ? new Int8Simulation(model) : null;
         double metric = task.EvaluateDev(model, int8).Primary;
+        ReturnWorkspace(model);
         return new CandidateResult(arch, metric, clock.Elapsed.TotalSeconds);
+    }
+
+    // Taken and given back atomically, so concurrent evaluations never share one (they just allocate their own).
+    private void LendWorkspace(BertModel model) => model.Workspace = Interlocked.Exchange(ref _workspace, null);
+
+    private void ReturnWorkspace(BertModel model)
+    {
+        var used = model.Workspace;
+        model.Workspace = null;
+        if (used is not null) Interlocked.Exchange(ref _workspace, used);
     }
 
     /// <summary>The candidate's fine-tuned fp32 weights (quantization happens at export / in simulation).</summary>
@@ -53,6 +69,7 @@ public sealed class CandidateEvaluator(ElasticSupermodel supermodel, EncodedTask
         options.Validate();
         var model = supermodel.Extract(arch);
         model.Threads = threads;
+        LendWorkspace(model);
         int examples = Math.Min(options.MaxExamples ?? int.MaxValue, task.Train.Count);
         long steps = (long)options.Epochs * ((examples + options.BatchSize - 1) / options.BatchSize);
         if (steps == 0) return model;
