@@ -348,7 +348,6 @@ public sealed class BertModel
     private static void ApplyDropout(Span<float> x, float[] mask, float rate, ref SplitMix64 rng, int threads = 1)
     {
         if (rate == 0f) return;
-        Dropout.FillMask(mask, x.Length, rate, ref rng, threads); // the mask Dropout.Forward would draw
-        TensorPrimitives.Multiply(x, mask.AsSpan(0, x.Length), x);
+        Dropout.Forward(x, x, mask, rate, ref rng, threads);
     }
 }

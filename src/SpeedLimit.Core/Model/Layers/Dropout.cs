@@ -6,13 +6,13 @@ namespace SpeedLimit.Model.Layers;
 /// </summary>
 public static class Dropout
 {
-    /// <summary>Fills <paramref name="mask"/> and writes y = x ⊙ mask (in place allowed).</summary>
+    /// <summary>Fills the first x.Length values of <paramref name="mask"/> and writes y = x ⊙ mask (in place allowed).</summary>
     /// <remarks>Each 64-bit draw gives four 16-bit uniforms (rate resolution 1/65536): the mask is
     /// the hot part of dropout on a 2-core machine, and this quarters the generator calls.</remarks>
-    public static void Forward(ReadOnlySpan<float> x, Span<float> y, Span<float> mask, float rate, ref SplitMix64 rng)
+    public static void Forward(ReadOnlySpan<float> x, Span<float> y, float[] mask, float rate, ref SplitMix64 rng, int threads = 1)
     {
-        FillMask(mask, rate, ref rng);
-        System.Numerics.Tensors.TensorPrimitives.Multiply(x, mask, y);
+        FillMask(mask, x.Length, rate, ref rng, threads);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(x, mask.AsSpan(0, x.Length), y);
     }
 
     /// <summary>Fills <paramref name="mask"/> with 0 or 1/(1−p) from the generator (what <see cref="Forward"/> multiplies by).</summary>
@@ -38,22 +38,14 @@ public static class Dropout
     /// </summary>
     internal static void FillMask(float[] mask, int length, float rate, ref SplitMix64 rng, int threads)
     {
-        const int MinPerPart = 64 * 1024; // a multiple of 4: parts start on a draw boundary
-        int parts = (int)Math.Clamp(Math.Min(threads, length / MinPerPart), 1, 64);
-        if (parts == 1)
-        {
-            FillMask(mask.AsSpan(0, length), rate, ref rng);
-            return;
-        }
+        // Split by draws (four values each), so every part starts on a draw boundary.
         var start = rng;
-        int per = (length / parts + 3) / 4 * 4;
-        Kernels.EngineParallel.For(parts, parts, i =>
+        Gelu.SplitRows((length + 3) / 4, 4, threads, (d0, d1) =>
         {
-            int first = i * per, count = Math.Min(per, length - first);
-            if (count <= 0) return;
             var part = start;
-            part.Skip((ulong)(first / 4));
-            FillMask(mask.AsSpan(first, count), rate, ref part);
+            part.Skip((ulong)d0);
+            int first = 4 * d0;
+            FillMask(mask.AsSpan(first, Math.Min(4 * d1, length) - first), rate, ref part);
         });
         rng.Skip((ulong)((length + 3) / 4));
     }
