@@ -203,6 +203,24 @@ internal static class EngineParallel
         for (int i = 0; i < count; i++) body(i);
     }
 
+    /// <summary>Elements a part must hold before a second thread pays for itself (a pass over 128 KiB).</summary>
+    public const int MinElementsPerPart = 32 * 1024;
+
+    /// <summary>
+    /// Runs body over row ranges [r0, r1) of a (rows, cols) tensor, one contiguous range per thread, when the
+    /// tensor is worth more than one thread (<see cref="MinElementsPerPart"/> elements a part).
+    /// </summary>
+    public static void SplitRows(int rows, int cols, int threads, Action<int, int> body) =>
+        Split(rows, Math.Max(1, MinElementsPerPart / Math.Max(1, cols)), threads, body);
+
+    /// <summary>Runs body over contiguous ranges [start, end) of [0, count), one per thread, each at least <paramref name="minPerPart"/> long.</summary>
+    public static void Split(int count, int minPerPart, int threads, Action<int, int> body)
+    {
+        int parts = Math.Clamp(Math.Min(threads, count / Math.Max(1, minPerPart)), 1, 64);
+        if (parts == 1) { if (count > 0) body(0, count); return; }
+        For(parts, parts, i => body((int)((long)count * i / parts), (int)((long)count * (i + 1) / parts)));
+    }
+
     private static ForJob? s_spare;
 
     private sealed class ForJob : IGemmWork

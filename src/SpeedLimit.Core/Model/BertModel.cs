@@ -113,7 +113,12 @@ public sealed class BertModel
         return Gradients;
     }
 
-    public void ZeroGradients() => Array.Clear(EnsureGradients());
+    /// <summary>Zeroes the gradient buffer, split over <see cref="Threads"/> (it is as large as the model).</summary>
+    public void ZeroGradients()
+    {
+        var g = EnsureGradients();
+        EngineParallel.Split(g.Length, 256 * 1024, Threads, (start, end) => Array.Clear(g, start, end - start));
+    }
 
     public Span<float> Tensor(string name) => Slice(Parameters, name);
     /// <summary>The named parameter tensor as memory (for parallel loops, which cannot capture spans).</summary>
@@ -172,15 +177,21 @@ public sealed class BertModel
         }
 
         // Embeddings: e0 = word[id] + pos[t] + type[tt]  (B·T, H)
-        var word = Tensor(N.WordEmbeddings); var pos = Tensor(N.PositionEmbeddings); var type = Tensor(N.TokenTypeEmbeddings);
-        for (int n = 0; n < Ntok; n++)
+        // and its LayerNorm, rows split over threads (each row is independent)
+        var wordMemory = TensorMemory(N.WordEmbeddings); var posMemory = TensorMemory(N.PositionEmbeddings); var typeMemory = TensorMemory(N.TokenTypeEmbeddings);
+        var lnWeight = TensorMemory(N.EmbeddingsLayerNormWeight); var lnBias = TensorMemory(N.EmbeddingsLayerNormBias);
+        EngineParallel.SplitRows(Ntok, H, threads, (r0, r1) =>
         {
-            var row = a.EmbeddingSum.AsSpan(n * H, H);
-            TensorPrimitives.Add(word.Slice(input.InputIds[n] * H, H), pos.Slice((n % T) * H, H), row);
-            TensorPrimitives.Add(row, type.Slice(input.TokenTypeIds[n] * H, H), row);
-        }
-        LayerNorm.Forward(a.EmbeddingSum, Tensor(N.EmbeddingsLayerNormWeight), Tensor(N.EmbeddingsLayerNormBias),
-            a.Hidden[0], a.EmbLnMean, a.EmbLnRstd, Ntok, H, Config.LayerNormEps);
+            var word = wordMemory.Span; var pos = posMemory.Span; var type = typeMemory.Span;
+            for (int n = r0; n < r1; n++)
+            {
+                var row = a.EmbeddingSum.AsSpan(n * H, H);
+                TensorPrimitives.Add(word.Slice(input.InputIds[n] * H, H), pos.Slice((n % T) * H, H), row);
+                TensorPrimitives.Add(row, type.Slice(input.TokenTypeIds[n] * H, H), row);
+            }
+            LayerNorm.Forward(a.EmbeddingSum.AsSpan(r0 * H, (r1 - r0) * H), lnWeight.Span, lnBias.Span, a.Hidden[0].AsSpan(r0 * H, (r1 - r0) * H),
+                a.EmbLnMean.AsSpan(r0, r1 - r0), a.EmbLnRstd.AsSpan(r0, r1 - r0), r1 - r0, H, Config.LayerNormEps);
+        });
         ApplyDropout(a.Hidden[0].AsSpan(0, nh), a.EmbDropMask, dropout, ref rng, threads);
 
         for (int l = 0; l < Config.Layers; l++)
@@ -218,7 +229,7 @@ public sealed class BertModel
             Gelu.Forward(a.HeadPre.AsSpan(0, M * H), a.HeadAct);
             LayerNorm.Forward(a.HeadAct, Tensor(N.MlmLayerNormWeight), Tensor(N.MlmLayerNormBias), a.HeadOut, a.HeadLnMean, a.HeadLnRstd, M, H, Config.LayerNormEps);
             // decoder tied to the word embeddings: logits = t·Wordᵀ + bias (M,V)
-            Linear.Forward(a.HeadOut, word, Tensor(N.MlmDecoderBias), a.Logits, M, H, V, threads);
+            Linear.Forward(a.HeadOut, Tensor(N.WordEmbeddings), Tensor(N.MlmDecoderBias), a.Logits, M, H, V, threads);
             return a.Logits.AsSpan(0, M * V);
         }
         else
@@ -247,7 +258,7 @@ public sealed class BertModel
         int B = input.Batch, T = input.SequenceLength, H = Config.Hidden, F = Config.Ffn, Ntok = B * T, nh = Ntok * H;
         int threads = Threads;
         var dHidden = a.DHiddenA; var dOther = a.DHiddenB;
-        Array.Clear(dHidden, 0, nh);
+        EngineParallel.Split(nh, EngineParallel.MinElementsPerPart, threads, (start, end) => Array.Clear(dHidden, start, end - start));
         var lnScratch = a.LnScratch;
 
         if (Config.Head == HeadKind.MaskedLm)
@@ -284,32 +295,26 @@ public sealed class BertModel
         }
         AddHiddenGradient(hiddenGradients, Config.Layers, dHidden, nh);
 
+        // Buffers a layer writes whole (an input gradient, the attention's dQ/dK/dV) are written, not added to:
+        // clearing them first would cost a pass over memory each.
         for (int l = Config.Layers - 1; l >= 0; l--)
         {
             var L = a.Layers[l];
             // out = LN(r2): dR2 (into dOther)
-            Array.Clear(dOther, 0, nh);
             LayerNorm.Backward(L.Residual2, Tensor(N.OutputLayerNorm(l, "weight")), L.Ln2Mean, L.Ln2Rstd, dHidden, dOther,
-                Gradient(N.OutputLayerNorm(l, "weight")), Gradient(N.OutputLayerNorm(l, "bias")), Ntok, H, lnScratch);
-            // r2 = x1 + drop(dense(g)): dX1 = dR2 (residual) ; dDense = dR2 ⊙ mask
-            Array.Copy(dOther, dHidden, nh); // dHidden now holds dX1
-            if (a.Dropout > 0) TensorPrimitives.Multiply(dOther.AsSpan(0, nh), L.FfnDropMask.AsSpan(0, nh), dOther.AsSpan(0, nh));
-            Array.Clear(a.DFfn1, 0, Ntok * F);
-            Linear.Backward(L.PostGelu, Tensor(N.Output(l, "weight")), dOther, a.DFfn1, Gradient(N.Output(l, "weight")), Gradient(N.Output(l, "bias")), Ntok, F, H, threads, PackOf(N.Output(l, "weight"), H, F, forward: false));
-            Array.Clear(a.DFfn2, 0, Ntok * F);
-            Gelu.Backward(L.PreGelu, a.DFfn1, a.DFfn2, Ntok * F, threads);
+                Gradient(N.OutputLayerNorm(l, "weight")), Gradient(N.OutputLayerNorm(l, "bias")), Ntok, H, lnScratch, threads, accumulateDx: false);
+            // r2 = x1 + drop(dense(g)): dX1 = dR2 (residual, into dHidden) ; dDense = dR2 ⊙ mask
+            SplitResidualGradient(dOther, dHidden, a.Dropout > 0 ? L.FfnDropMask : null, nh, threads);
+            Linear.Backward(L.PostGelu, Tensor(N.Output(l, "weight")), dOther, a.DFfn1, Gradient(N.Output(l, "weight")), Gradient(N.Output(l, "bias")), Ntok, F, H, threads, PackOf(N.Output(l, "weight"), H, F, forward: false), accumulateDx: false);
+            Gelu.Backward(L.PreGelu, a.DFfn1, a.DFfn2, Ntok * F, threads, accumulate: false);
             Linear.Backward(L.X1, Tensor(N.Intermediate(l, "weight")), a.DFfn2, dHidden, Gradient(N.Intermediate(l, "weight")), Gradient(N.Intermediate(l, "bias")), Ntok, H, F, threads, PackOf(N.Intermediate(l, "weight"), F, H, forward: false));
             // x1 = LN(r1): dR1 (into dOther)
-            Array.Clear(dOther, 0, nh);
             LayerNorm.Backward(L.Residual1, Tensor(N.AttentionLayerNorm(l, "weight")), L.Ln1Mean, L.Ln1Rstd, dHidden, dOther,
-                Gradient(N.AttentionLayerNorm(l, "weight")), Gradient(N.AttentionLayerNorm(l, "bias")), Ntok, H, lnScratch);
-            // r1 = x + drop(dense(ctx)): dX = dR1 ; dDense = dR1 ⊙ mask
-            Array.Copy(dOther, dHidden, nh); // dHidden now holds dX (residual path)
-            if (a.Dropout > 0) TensorPrimitives.Multiply(dOther.AsSpan(0, nh), L.AttnDropMask.AsSpan(0, nh), dOther.AsSpan(0, nh));
-            Array.Clear(a.DContext, 0, nh);
-            Linear.Backward(L.Context, Tensor(N.AttentionOutput(l, "weight")), dOther, a.DContext, Gradient(N.AttentionOutput(l, "weight")), Gradient(N.AttentionOutput(l, "bias")), Ntok, H, H, threads, PackOf(N.AttentionOutput(l, "weight"), H, H, forward: false));
-            Array.Clear(a.DQ, 0, nh); Array.Clear(a.DK, 0, nh); Array.Clear(a.DV, 0, nh);
-            Attention.Backward(L.Q, L.K, L.V, L.Probs, a.DContext, a.DQ, a.DK, a.DV, a.AttentionScratch, B, T, H, Config.Heads, threads);
+                Gradient(N.AttentionLayerNorm(l, "weight")), Gradient(N.AttentionLayerNorm(l, "bias")), Ntok, H, lnScratch, threads, accumulateDx: false);
+            // r1 = x + drop(dense(ctx)): dX = dR1 (residual path, into dHidden) ; dDense = dR1 ⊙ mask
+            SplitResidualGradient(dOther, dHidden, a.Dropout > 0 ? L.AttnDropMask : null, nh, threads);
+            Linear.Backward(L.Context, Tensor(N.AttentionOutput(l, "weight")), dOther, a.DContext, Gradient(N.AttentionOutput(l, "weight")), Gradient(N.AttentionOutput(l, "bias")), Ntok, H, H, threads, PackOf(N.AttentionOutput(l, "weight"), H, H, forward: false), accumulateDx: false);
+            Attention.Backward(L.Q, L.K, L.V, L.Probs, a.DContext, a.DQ, a.DK, a.DV, a.AttentionScratch, B, T, H, Config.Heads, threads, accumulate: false);
             var x = a.Hidden[l];
             Linear.Backward(x, Tensor(N.Query(l, "weight")), a.DQ, dHidden, Gradient(N.Query(l, "weight")), Gradient(N.Query(l, "bias")), Ntok, H, H, threads, PackOf(N.Query(l, "weight"), H, H, forward: false));
             Linear.Backward(x, Tensor(N.Key(l, "weight")), a.DK, dHidden, Gradient(N.Key(l, "weight")), Gradient(N.Key(l, "bias")), Ntok, H, H, threads, PackOf(N.Key(l, "weight"), H, H, forward: false));
@@ -318,19 +323,48 @@ public sealed class BertModel
         }
 
         // embeddings: hidden0 = drop(LN(e0))
-        if (a.Dropout > 0) TensorPrimitives.Multiply(dHidden.AsSpan(0, nh), a.EmbDropMask.AsSpan(0, nh), dHidden.AsSpan(0, nh));
-        Array.Clear(dOther, 0, nh);
+        if (a.Dropout > 0) MultiplyInPlace(dHidden, a.EmbDropMask, nh, threads);
         LayerNorm.Backward(a.EmbeddingSum, Tensor(N.EmbeddingsLayerNormWeight), a.EmbLnMean, a.EmbLnRstd, dHidden, dOther,
-            Gradient(N.EmbeddingsLayerNormWeight), Gradient(N.EmbeddingsLayerNormBias), Ntok, H, lnScratch);
-        var gWord = Gradient(N.WordEmbeddings); var gPos = Gradient(N.PositionEmbeddings); var gType = Gradient(N.TokenTypeEmbeddings);
-        for (int n = 0; n < Ntok; n++)
-        {
-            var d = dOther.AsSpan(n * H, H);
-            var w = gWord.Slice(input.InputIds[n] * H, H); TensorPrimitives.Add(w, d, w);
-            var p = gPos.Slice((n % T) * H, H); TensorPrimitives.Add(p, d, p);
-            var t = gType.Slice(input.TokenTypeIds[n] * H, H); TensorPrimitives.Add(t, d, t);
-        }
+            Gradient(N.EmbeddingsLayerNormWeight), Gradient(N.EmbeddingsLayerNormBias), Ntok, H, lnScratch, threads, accumulateDx: false);
+        EmbeddingBackward(dOther, input, threads);
     }
+
+    /// <summary>
+    /// The embedding tables' gradients from d(e0): each token's row added to its word, position and type rows.
+    /// The columns are split over threads (runs of 16), and every element still adds the tokens in order, so the bits
+    /// do not depend on the thread count (several threads cannot split the tokens: two may share a word).
+    /// </summary>
+    private void EmbeddingBackward(float[] dEmbedding, EncoderInput input, int threads)
+    {
+        int H = Config.Hidden, T = input.SequenceLength, Ntok = input.Batch * T;
+        var g = Gradients;
+        int word = (int)Layout[N.WordEmbeddings].Offset, pos = (int)Layout[N.PositionEmbeddings].Offset, type = (int)Layout[N.TokenTypeEmbeddings].Offset;
+        int parts = (int)Math.Clamp((long)Ntok * H / EngineParallel.MinElementsPerPart, 1, Math.Max(1, threads));
+        EngineParallel.Split((H + 15) / 16, 1, parts, (u0, u1) =>
+        {
+            int c0 = u0 * 16, width = Math.Min(H, u1 * 16) - c0;
+            for (int n = 0; n < Ntok; n++)
+            {
+                var d = dEmbedding.AsSpan(n * H + c0, width);
+                var w = g.AsSpan(word + input.InputIds[n] * H + c0, width); TensorPrimitives.Add(w, d, w);
+                var p = g.AsSpan(pos + (n % T) * H + c0, width); TensorPrimitives.Add(p, d, p);
+                var t = g.AsSpan(type + input.TokenTypeIds[n] * H + c0, width); TensorPrimitives.Add(t, d, t);
+            }
+        });
+    }
+
+    /// <summary>A residual block's gradient split in one pass: dResidual = dSum (the skip path), dSum ⊙= mask (the dropout path; no mask: no dropout).</summary>
+    private static void SplitResidualGradient(float[] dSum, float[] dResidual, float[]? mask, int count, int threads) =>
+        EngineParallel.Split(count, EngineParallel.MinElementsPerPart, threads, (start, end) =>
+        {
+            var d = dSum.AsSpan(start, end - start);
+            d.CopyTo(dResidual.AsSpan(start, end - start));
+            if (mask is not null) TensorPrimitives.Multiply(d, mask.AsSpan(start, end - start), d);
+        });
+
+    private static void MultiplyInPlace(float[] x, float[] mask, int count, int threads) =>
+        EngineParallel.Split(count, EngineParallel.MinElementsPerPart, threads, (start, end) =>
+            TensorPrimitives.Multiply(x.AsSpan(start, end - start), mask.AsSpan(start, end - start), x.AsSpan(start, end - start)));
 
     private static void AddHiddenGradient(IReadOnlyList<float[]?>? extra, int index, float[] dHidden, int count)
     {

@@ -76,22 +76,70 @@ public sealed class AdamW
     /// <summary>One update of every parameter with learning rate <paramref name="learningRate"/>.</summary>
     public void Step(Span<float> parameters, ReadOnlySpan<float> gradients, float learningRate)
     {
-        if (parameters.Length != ParameterCount) throw new ArgumentException($"parameter span has {parameters.Length} values, optimizer was built for {ParameterCount}");
-        if (gradients.Length != ParameterCount) throw new ArgumentException($"gradient span has {gradients.Length} values, optimizer was built for {ParameterCount}");
-        if (!(learningRate >= 0) || !float.IsFinite(learningRate)) throw new ArgumentException($"learning rate {learningRate} must be a finite number ≥ 0");
+        CheckStep(parameters.Length, gradients.Length, learningRate);
         StepCount++;
         var k = new Coefficients(this, learningRate, StepCount);
+        // never written: clearing is off on this path
+        var g = MemoryMarshal.CreateSpan(ref MemoryMarshal.GetReference(gradients), gradients.Length);
         foreach (var (start, length, decayed) in _segments)
-        {
-            var p = parameters.Slice(start, length);
-            var g = gradients.Slice(start, length);
-            var m = _m.AsSpan(start, length);
-            var v = _v.AsSpan(start, length);
-            float decay = decayed ? k.DecayFactor : 1f;
-            if (ForceScalar) UpdateScalar(p, g, m, v, k, decay);
-            else UpdateVector(p, g, m, v, k, decay);
-        }
+            Update(parameters.Slice(start, length), g.Slice(start, length), start, k, decayed ? k.DecayFactor : 1f, 1f, false);
     }
+
+    /// <summary>
+    /// One update of every parameter, as the trainer runs it: the gradients are read scaled by
+    /// <paramref name="gradientScale"/> (a clipping factor, the same rounding as scaling the buffer first) and,
+    /// with <paramref name="clearGradients"/>, zeroed in the same pass, so the buffer is streamed once instead of
+    /// three times. The buffer is split over <paramref name="threads"/>; every element is computed by the same
+    /// operations whatever the split, so results are bit-identical across thread counts.
+    /// </summary>
+    public void Step(float[] parameters, float[] gradients, float learningRate, float gradientScale, bool clearGradients, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(gradients);
+        CheckStep(parameters.Length, gradients.Length, learningRate);
+        if (!(gradientScale >= 0) || !float.IsFinite(gradientScale)) throw new ArgumentException($"gradient scale {gradientScale} must be a finite number ≥ 0");
+        StepCount++;
+        var k = new Coefficients(this, learningRate, StepCount);
+        var pieces = Pieces(threads);
+        Kernels.EngineParallel.For(pieces.Length, threads, i =>
+        {
+            var (start, length, decayed) = pieces[i];
+            Update(parameters.AsSpan(start, length), gradients.AsSpan(start, length), start, k, decayed ? k.DecayFactor : 1f, gradientScale, clearGradients);
+        });
+    }
+
+    private void CheckStep(int parameters, int gradients, float learningRate)
+    {
+        if (parameters != ParameterCount) throw new ArgumentException($"parameter span has {parameters} values, optimizer was built for {ParameterCount}");
+        if (gradients != ParameterCount) throw new ArgumentException($"gradient span has {gradients} values, optimizer was built for {ParameterCount}");
+        if (!(learningRate >= 0) || !float.IsFinite(learningRate)) throw new ArgumentException($"learning rate {learningRate} must be a finite number ≥ 0");
+    }
+
+    private void Update(Span<float> p, Span<float> g, int start, in Coefficients k, float decay, float scale, bool clear)
+    {
+        var m = _m.AsSpan(start, p.Length);
+        var v = _v.AsSpan(start, p.Length);
+        if (ForceScalar) UpdateScalar(p, g, m, v, k, decay, scale, clear);
+        else UpdateVector(p, g, m, v, k, decay, scale, clear);
+    }
+
+    /// <summary>The segments cut into pieces of about a thread's share (at least <see cref="MinPiece"/> floats), a few per thread to balance a shared machine.</summary>
+    private (int Start, int Length, bool Decayed)[] Pieces(int threads)
+    {
+        threads = Math.Max(1, threads);
+        if (threads == _piecesFor && _pieces is not null) return _pieces;
+        int target = Math.Max(MinPiece, ParameterCount / (4 * threads) + 1);
+        var pieces = new List<(int, int, bool)>();
+        foreach (var (start, length, decayed) in _segments)
+            for (int at = 0; at < length; at += target)
+                pieces.Add((start + at, Math.Min(target, length - at), decayed));
+        _piecesFor = threads;
+        return _pieces = pieces.ToArray();
+    }
+
+    private const int MinPiece = 64 * 1024;
+    private (int Start, int Length, bool Decayed)[]? _pieces;
+    private int _piecesFor;
 
     internal readonly struct Coefficients
     {
@@ -120,11 +168,13 @@ public sealed class AdamW
     }
 
     /// <summary>The reference: one element at a time, the same operation order as the vector loop.</summary>
-    internal static void UpdateScalar(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, in Coefficients k, float decay)
+    internal static void UpdateScalar(Span<float> p, Span<float> g, Span<float> m, Span<float> v, in Coefficients k, float decay,
+        float scale = 1f, bool clear = false)
     {
         for (int i = 0; i < p.Length; i++)
         {
-            float gi = g[i];
+            float gi = g[i] * scale;
+            if (clear) g[i] = 0f;
             float mi = k.Beta1 * m[i] + k.OneMinusBeta1 * gi;
             float vi = k.Beta2 * v[i] + k.OneMinusBeta2 * (gi * gi);
             m[i] = mi;
@@ -136,10 +186,11 @@ public sealed class AdamW
     }
 
     /// <summary>
-    /// One fused pass with <see cref="Vector{T}"/>: reads p, g, m, v once and writes p, m, v once
-    /// (a chain of TensorPrimitives calls would stream the buffers ~8 times).
+    /// One fused pass with <see cref="Vector{T}"/>: reads p, g, m, v once and writes p, m, v (and the cleared g)
+    /// once (a chain of TensorPrimitives calls would stream the buffers ~8 times). Scaling by 1 is exact.
     /// </summary>
-    internal static void UpdateVector(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, in Coefficients k, float decay)
+    internal static void UpdateVector(Span<float> p, Span<float> g, Span<float> m, Span<float> v, in Coefficients k, float decay,
+        float scale = 1f, bool clear = false)
     {
         int i = 0;
         if (Vector.IsHardwareAccelerated && p.Length >= Vector<float>.Count)
@@ -153,6 +204,7 @@ public sealed class AdamW
             var eps = new Vector<float>(k.Epsilon);
             var lr = new Vector<float>(k.LearningRate);
             var dec = new Vector<float>(decay);
+            var sc = new Vector<float>(scale);
             // refs + LoadUnsafe: the loop bound already keeps every access in range, and
             // slicing spans per iteration would cost more than the arithmetic
             ref float rp = ref MemoryMarshal.GetReference(p);
@@ -163,7 +215,8 @@ public sealed class AdamW
             for (; i <= last; i += Vector<float>.Count)
             {
                 nuint at = (nuint)i;
-                var gi = Vector.LoadUnsafe(ref rg, at);
+                var gi = Vector.LoadUnsafe(ref rg, at) * sc;
+                if (clear) Vector<float>.Zero.StoreUnsafe(ref rg, at);
                 var mi = b1 * Vector.LoadUnsafe(ref rm, at) + c1 * gi;
                 var vi = b2 * Vector.LoadUnsafe(ref rv, at) + c2 * (gi * gi);
                 mi.StoreUnsafe(ref rm, at);
@@ -172,7 +225,7 @@ public sealed class AdamW
                 (Vector.LoadUnsafe(ref rp, at) * dec - lr * update).StoreUnsafe(ref rp, at);
             }
         }
-        if (i < p.Length) UpdateScalar(p.Slice(i), g.Slice(i), m.Slice(i), v.Slice(i), k, decay);
+        if (i < p.Length) UpdateScalar(p.Slice(i), g.Slice(i), m.Slice(i), v.Slice(i), k, decay, scale, clear);
     }
 
     private static (int, int, bool)[] BuildSegments(int count, IEnumerable<ParameterRange> decayedRanges)

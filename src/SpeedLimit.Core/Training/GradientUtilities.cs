@@ -60,9 +60,8 @@ internal static class GradientUtilities
     {
         if (!(maxNorm > 0) || double.IsInfinity(maxNorm)) throw new ArgumentException($"max gradient norm {maxNorm} must be a positive finite number");
         double norm = GlobalL2Norm(gradients);
-        if (!double.IsFinite(norm)) return norm;
-        double factor = maxNorm / (norm + 1e-6);
-        if (factor < 1) TensorPrimitives.Multiply(gradients, (float)factor, gradients);
+        float factor = ClipFactor(norm, maxNorm);
+        if (factor < 1) TensorPrimitives.Multiply(gradients, factor, gradients);
         return norm;
     }
 
@@ -91,6 +90,68 @@ internal static class GradientUtilities
             }
         }
         return null;
+    }
+
+    /// <summary>
+    /// The trainer's one pass over the gradients before a step: the first non-finite value (as
+    /// <see cref="FindNonFinite(ReadOnlySpan{float}, BertParameterLayout?)"/> finds it) and, when there is none, the
+    /// global L2 norm (as <see cref="GlobalL2Norm"/> computes it, to the bit). Chunks are split over
+    /// <paramref name="threads"/>; their partial sums are added in chunk order afterwards, so the norm does not
+    /// depend on the thread count.
+    /// </summary>
+    public static (NonFiniteReport? Bad, double Norm) Inspect(float[] gradients, BertParameterLayout? layout, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(gradients);
+        if (layout is not null && layout.TotalLength != gradients.Length)
+            throw new ArgumentException($"gradient buffer has {gradients.Length} values but the layout for {layout.Config.Arch} has {layout.TotalLength}");
+        int chunks = (gradients.Length + ChunkLength - 1) / ChunkLength;
+        var partial = new double[chunks];
+        var firstBad = new long[chunks]; // −1: finite chunk
+        int parts = Math.Clamp(Math.Min(threads, chunks / 16), 1, 64); // 16 chunks (512 KiB) at least per thread
+        Kernels.EngineParallel.For(parts, parts, part =>
+        {
+            int c0 = (int)((long)chunks * part / parts), c1 = (int)((long)chunks * (part + 1) / parts);
+            for (int c = c0; c < c1; c++)
+            {
+                int start = c * ChunkLength;
+                var chunk = new ReadOnlySpan<float>(gradients, start, Math.Min(ChunkLength, gradients.Length - start));
+                float squares = TensorPrimitives.SumOfSquares(chunk);
+                firstBad[c] = -1;
+                partial[c] = squares;
+                if (float.IsFinite(squares)) continue;
+                // NaN/±Inf make the sum non-finite; so do finite values whose squares overflow float, which
+                // are summed again in double
+                int bad = -1;
+                for (int i = 0; i < chunk.Length && bad < 0; i++) if (!float.IsFinite(chunk[i])) bad = i;
+                if (bad >= 0) { firstBad[c] = start + bad; continue; }
+                double d = 0;
+                foreach (float v in chunk) d += (double)v * v;
+                partial[c] = d;
+            }
+        });
+        double sum = 0;
+        for (int c = 0; c < chunks; c++)
+        {
+            if (firstBad[c] >= 0)
+            {
+                long flat = firstBad[c];
+                float value = gradients[flat];
+                if (layout is null) return (new NonFiniteReport("buffer", flat, flat, value), double.NaN);
+                var t = TensorAt(layout, flat);
+                return (new NonFiniteReport(t.Name, flat - t.Offset, flat, value), double.NaN);
+            }
+            sum += partial[c];
+        }
+        return (null, Math.Sqrt(sum));
+    }
+
+    /// <summary>The scale that clips a gradient of global norm <paramref name="norm"/> to <paramref name="maxNorm"/> (as <see cref="ClipGlobalNorm"/> applies it), or 1.</summary>
+    public static float ClipFactor(double norm, double maxNorm)
+    {
+        if (!(maxNorm > 0) || double.IsInfinity(maxNorm)) throw new ArgumentException($"max gradient norm {maxNorm} must be a positive finite number");
+        if (!double.IsFinite(norm)) return 1f;
+        double factor = maxNorm / (norm + 1e-6);
+        return factor < 1 ? (float)factor : 1f;
     }
 
     /// <summary>Throws <see cref="NonFiniteException"/> naming the tensor when any gradient is NaN/±Infinity.</summary>

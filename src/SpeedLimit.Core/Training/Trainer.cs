@@ -113,7 +113,10 @@ internal sealed class Trainer
             throw new InvalidOperationException("the model's weights are frozen (BertModel.FreezeWeights scope open); close the scope before training it");
         long t = System.Diagnostics.Stopwatch.GetTimestamp();
         var grads = Model.Gradients;
-        var bad = float.IsFinite(loss) ? GradientUtilities.FindNonFinite(grads, Model.Layout) : new NonFiniteReport("loss", 0, -1, loss);
+        int threads = Model.Threads;
+        // One pass finds a non-finite value or the global norm; the clipping factor is applied as AdamW reads
+        // each gradient, which also clears the buffer for the next group: the gradients are streamed twice, not five times.
+        var (bad, norm) = float.IsFinite(loss) ? GradientUtilities.Inspect(grads, Model.Layout, threads) : (new NonFiniteReport("loss", 0, -1, loss), double.NaN);
         if (bad is not null)
         {
             SkippedSteps++;
@@ -121,11 +124,10 @@ internal sealed class Trainer
             PhaseTimes.GradientCheckSeconds += TrainingPhaseTimes.Since(ref t);
             return new StepResult(loss, false, double.NaN, 0f, bad);
         }
-        double norm = _options.MaxGradNorm > 0 ? GradientUtilities.ClipGlobalNorm(grads, _options.MaxGradNorm) : GradientUtilities.GlobalL2Norm(grads);
+        float clip = _options.MaxGradNorm > 0 ? GradientUtilities.ClipFactor(norm, _options.MaxGradNorm) : 1f;
         PhaseTimes.GradientCheckSeconds += TrainingPhaseTimes.Since(ref t);
         float lr = _schedule.At(Optimizer.StepCount);
-        Optimizer.Step(Model.Parameters, grads, lr);
-        Model.ZeroGradients(); // part of the optimizer phase: the gradient buffer is cleared for the next group
+        Optimizer.Step(Model.Parameters, grads, lr, clip, clearGradients: true, threads);
         PhaseTimes.OptimizerSeconds += TrainingPhaseTimes.Since(ref t);
         return new StepResult(loss, true, norm, lr, null);
     }

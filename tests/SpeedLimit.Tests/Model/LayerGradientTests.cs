@@ -96,6 +96,12 @@ public class LayerGradientTests
         Check("dV", Loss, v, 0, n, dv, 0, rng, samples: 40);
         // a padded key gets (almost) no attention
         Assert.True(probs[(1 * heads + 0) * T * T + 0 * T + 4] < 1e-3f);
+        // every element of dQ, dK, dV is written once: writing them (over garbage) is adding them to zeros
+        var wq = RandomArray(rng, n); var wk = RandomArray(rng, n); var wv = RandomArray(rng, n);
+        Attention.Backward(q, k, v, probs, c, wq, wk, wv, new float[probs.Length], batch, T, H, heads, 2, accumulate: false);
+        Assert.Equal(dq, wq);
+        Assert.Equal(dk, wk);
+        Assert.Equal(dv, wv);
     }
 
     [Fact]
@@ -124,5 +130,75 @@ public class LayerGradientTests
         Gelu.Backward(x, dy, d1);
         Gelu.Backward(x, dy, d2, n, threads: 2);
         Assert.Equal(d1, d2);
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void ThreadedLayerNormBackwardIsTheSerialPassBitForBit(int threads)
+    {
+        var rng = new Random(20 + threads);
+        int rows = 509, dim = 200; // dim not a multiple of 16: a short last column run
+        var x = RandomArray(rng, rows * dim, 2f); var g = RandomArray(rng, dim); var beta = RandomArray(rng, dim);
+        var y = new float[x.Length]; var mean = new float[rows]; var rstd = new float[rows];
+        LayerNorm.Forward(x, g, beta, y, mean, rstd, rows, dim, 1e-5f);
+        var dy = RandomArray(rng, rows * dim);
+        var start = RandomArray(rng, rows * dim); // dx accumulates onto what is there
+        var dgStart = RandomArray(rng, dim); var dbStart = RandomArray(rng, dim);
+        (float[] Dx, float[] Dg, float[] Db) Run(int t, bool accumulate)
+        {
+            var dx = accumulate ? (float[])start.Clone() : RandomArray(new Random(99), rows * dim); // overwritten: garbage first
+            var dg = (float[])dgStart.Clone(); var db = (float[])dbStart.Clone();
+            LayerNorm.Backward(x, g, mean, rstd, dy, dx, dg, db, rows, dim, new float[2 * dim], t, accumulate);
+            return (dx, dg, db);
+        }
+        foreach (bool accumulate in new[] { true, false })
+        {
+            var serial = Run(1, accumulate);
+            var threaded = Run(threads, accumulate);
+            Assert.Equal(serial.Dx, threaded.Dx);
+            Assert.Equal(serial.Dg, threaded.Dg);
+            Assert.Equal(serial.Db, threaded.Db);
+        }
+        // writing dx is adding it to zeros
+        var zeros = new float[rows * dim];
+        LayerNorm.Backward(x, g, mean, rstd, dy, zeros, new float[dim], new float[dim], rows, dim, new float[2 * dim]);
+        Assert.Equal(zeros, Run(threads, accumulate: false).Dx);
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void ThreadedLinearBiasAndInputGradientsAreTheSerialOnes(int threads)
+    {
+        var rng = new Random(30 + threads);
+        int rows = 700, inDim = 40, outDim = 150; // 150: a short last column run of the bias gradient
+        var x = RandomArray(rng, rows * inDim); var w = RandomArray(rng, outDim * inDim); var b = RandomArray(rng, outDim);
+        var dy = RandomArray(rng, rows * outDim);
+        var y1 = new float[rows * outDim]; var y2 = new float[rows * outDim];
+        Linear.Forward(x, w, b, y1, rows, inDim, outDim, 1);
+        Linear.Forward(x, w, b, y2, rows, inDim, outDim, threads);
+        Assert.Equal(y1, y2);
+        var dbStart = RandomArray(rng, outDim);
+        var dx1 = new float[rows * inDim]; var dw1 = new float[outDim * inDim]; var db1 = (float[])dbStart.Clone();
+        Linear.Backward(x, w, dy, dx1, dw1, db1, rows, inDim, outDim, 1);
+        var dx2 = RandomArray(rng, rows * inDim); var dw2 = new float[outDim * inDim]; var db2 = (float[])dbStart.Clone();
+        Linear.Backward(x, w, dy, dx2, dw2, db2, rows, inDim, outDim, threads, accumulateDx: false); // garbage in dx is overwritten
+        Assert.Equal(dx1, dx2);
+        Assert.Equal(dw1, dw2);
+        Assert.Equal(db1, db2);
+    }
+
+    [Fact]
+    public void GeluBackwardWritingIsAddingToZeros()
+    {
+        var rng = new Random(6);
+        int n = 70_001;
+        var x = RandomArray(rng, n, 4f); var dy = RandomArray(rng, n);
+        var added = new float[n];
+        Gelu.Backward(x, dy, added, n, threads: 2);
+        var written = RandomArray(rng, n);
+        Gelu.Backward(x, dy, written, n, threads: 2, accumulate: false);
+        Assert.Equal(added, written);
     }
 }

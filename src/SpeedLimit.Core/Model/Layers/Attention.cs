@@ -40,11 +40,12 @@ internal static class Attention
     }
 
     /// <summary>
-    /// From dctx accumulates dQ, dK, dV (each (B·T,H); heads write disjoint column blocks).
+    /// From dctx accumulates dQ, dK, dV (each (B·T,H); heads write disjoint column blocks), or writes them when
+    /// <paramref name="accumulate"/> is false (every element is written once, so they need no clearing).
     /// <paramref name="scratch"/> needs (B·heads·T·T) floats.
     /// </summary>
     public static void Backward(float[] q, float[] k, float[] v, float[] probs, float[] dCtx,
-        float[] dq, float[] dk, float[] dv, float[] scratch, int batch, int seqLen, int hidden, int heads, int threads)
+        float[] dq, float[] dk, float[] dv, float[] scratch, int batch, int seqLen, int hidden, int heads, int threads, bool accumulate = true)
     {
         int hs = hidden / heads, T = seqLen;
         float scale = 1f / MathF.Sqrt(hs);
@@ -57,7 +58,7 @@ internal static class Attention
             var dc = dCtx.AsSpan(rowBase);
             // dP = dC·Vᵀ (T,T); dV += Pᵀ·dC (T,hs)
             Gemm.Multiply(false, true, T, T, hs, dc, hidden, v.AsSpan(rowBase), hidden, dp, T, false, 1);
-            Gemm.Multiply(true, false, T, hs, T, p, T, dc, hidden, dv.AsSpan(rowBase), hidden, true, 1);
+            Gemm.Multiply(true, false, T, hs, T, p, T, dc, hidden, dv.AsSpan(rowBase), hidden, accumulate, 1);
             // softmax backward: dS = P ⊙ (dP − Σ_s dP·P), then the 1/√hs scale
             for (int t = 0; t < T; t++)
             {
@@ -69,8 +70,8 @@ internal static class Attention
                 TensorPrimitives.Multiply(dr, scale, dr);
             }
             // dQ += dS·K ; dK += dSᵀ·Q
-            Gemm.Multiply(false, false, T, hs, T, dp, T, k.AsSpan(rowBase), hidden, dq.AsSpan(rowBase), hidden, true, 1);
-            Gemm.Multiply(true, false, T, hs, T, dp, T, q.AsSpan(rowBase), hidden, dk.AsSpan(rowBase), hidden, true, 1);
+            Gemm.Multiply(false, false, T, hs, T, dp, T, k.AsSpan(rowBase), hidden, dq.AsSpan(rowBase), hidden, accumulate, 1);
+            Gemm.Multiply(true, false, T, hs, T, dp, T, q.AsSpan(rowBase), hidden, dk.AsSpan(rowBase), hidden, accumulate, 1);
         });
     }
 

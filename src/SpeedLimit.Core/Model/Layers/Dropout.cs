@@ -40,7 +40,7 @@ public static class Dropout
     {
         // Split by draws (four values each), so every part starts on a draw boundary.
         var start = rng;
-        Gelu.SplitRows((length + 3) / 4, 4, threads, (d0, d1) =>
+        Kernels.EngineParallel.SplitRows((length + 3) / 4, 4, threads, (d0, d1) =>
         {
             var part = start;
             part.Skip((ulong)d0);

@@ -20,11 +20,11 @@ internal static class Gelu
 
     /// <summary>y[..count] = gelu(x[..count]), split over threads for large tensors (the FFN's (B·T, F)).</summary>
     public static void Forward(float[] x, float[] y, int count, int threads) =>
-        Split(count, threads, (start, n) => Forward(x.AsSpan(start, n), y.AsSpan(start, n)));
+        EngineParallel.Split(count, EngineParallel.MinElementsPerPart, threads, (start, end) => Forward(x.AsSpan(start, end - start), y.AsSpan(start, end - start)));
 
-    /// <summary>dx[..count] += dy·gelu'(x), split over threads for large tensors.</summary>
-    public static void Backward(float[] x, float[] dy, float[] dx, int count, int threads) =>
-        Split(count, threads, (start, n) => Backward(x.AsSpan(start, n), dy.AsSpan(start, n), dx.AsSpan(start, n)));
+    /// <summary>dx[..count] += dy·gelu'(x) (or = with <paramref name="accumulate"/> false: no cleared buffer needed), split over threads for large tensors.</summary>
+    public static void Backward(float[] x, float[] dy, float[] dx, int count, int threads, bool accumulate = true) =>
+        EngineParallel.Split(count, EngineParallel.MinElementsPerPart, threads, (start, end) => Backward(x.AsSpan(start, end - start), dy.AsSpan(start, end - start), dx.AsSpan(start, end - start), accumulate));
 
     /// <summary>
     /// The FFN activation fused with its bias: u = y + b per row (written over <paramref name="y"/>: the
@@ -35,7 +35,7 @@ internal static class Gelu
     public static void BiasForward(float[] y, ReadOnlyMemory<float> bias, float[] g, int rows, int cols, int threads)
     {
         if (bias.Length != cols) throw new ArgumentException($"bias has {bias.Length} values, the rows {cols}");
-        SplitRows(rows, cols, threads, (r0, r1) =>
+        EngineParallel.SplitRows(rows, cols, threads, (r0, r1) =>
         {
             var b = bias.Span;
             for (int r = r0; r < r1; r++)
@@ -44,29 +44,6 @@ internal static class Gelu
                 TensorPrimitives.Add(u, b, u);
                 Forward(u, g.AsSpan(r * cols, cols));
             }
-        });
-    }
-
-    /// <summary>Runs body over row ranges [r0, r1) of a (rows, cols) tensor, one per thread, when the tensor is worth a thread.</summary>
-    internal static void SplitRows(int rows, int cols, int threads, Action<int, int> body)
-    {
-        const int MinPerThread = 32 * 1024;
-        int parts = (int)Math.Clamp(Math.Min(threads, (long)rows * cols / MinPerThread), 1, Math.Max(1, Math.Min(64, rows)));
-        if (parts == 1) { body(0, rows); return; }
-        EngineParallel.For(parts, parts, i => body((int)((long)rows * i / parts), (int)((long)rows * (i + 1) / parts)));
-    }
-
-    /// <summary>Runs body over [0, count) in contiguous parts, one per thread, when the work is worth a thread.</summary>
-    private static void Split(int count, int threads, Action<int, int> body)
-    {
-        const int MinPerThread = 32 * 1024;
-        int parts = Math.Clamp(Math.Min(threads, count / MinPerThread), 1, 64);
-        if (parts == 1) { body(0, count); return; }
-        int per = (count + parts - 1) / parts;
-        EngineParallel.For(parts, parts, i =>
-        {
-            int start = i * per;
-            body(start, Math.Min(per, count - start));
         });
     }
 
@@ -90,7 +67,7 @@ internal static class Gelu
     }
 
     /// <summary>dx += dy · (Φ(x) + x·φ(x)).</summary>
-    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx)
+    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, bool accumulate = true)
     {
         Span<float> cdf = stackalloc float[Chunk];
         Span<float> pdf = stackalloc float[Chunk];
@@ -109,7 +86,8 @@ internal static class Gelu
             TensorPrimitives.Multiply(p, InvSqrt2Pi, p);    // φ(x)
             TensorPrimitives.FusedMultiplyAdd(p, xs, c, c); // Φ + x·φ
             var dxs = dx.Slice(start, n);
-            TensorPrimitives.FusedMultiplyAdd(c, dy.Slice(start, n), dxs, dxs);
+            if (accumulate) TensorPrimitives.FusedMultiplyAdd(c, dy.Slice(start, n), dxs, dxs);
+            else TensorPrimitives.Multiply(c, dy.Slice(start, n), dxs); // = the multiply-add onto zeros
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using SpeedLimit.Kernels;
 
 namespace SpeedLimit.Model.Layers;
 
@@ -34,7 +35,7 @@ internal static class LayerNorm
         ReadOnlyMemory<float> gamma, ReadOnlyMemory<float> beta, float[] output, float[] mean, float[] rstd, int rows, int dim, float eps, int threads)
     {
         if (bias.Length != dim || gamma.Length != dim || beta.Length != dim) throw new ArgumentException($"bias, gamma and beta must hold {dim} values");
-        Gelu.SplitRows(rows, dim, threads, (r0, r1) =>
+        EngineParallel.SplitRows(rows, dim, threads, (r0, r1) =>
         {
             var b = bias.Span;
             for (int r = r0; r < r1; r++)
@@ -49,23 +50,83 @@ internal static class LayerNorm
     }
 
     /// <summary>
-    /// Accumulates dx, dγ, dβ from dy. With x̂ = (x − mean)·rstd:
+    /// Accumulates dx, dγ, dβ from dy (dx written instead of added to when <paramref name="accumulateDx"/> is false,
+    /// which spares clearing it first). With x̂ = (x − mean)·rstd:
     /// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·γ.
+    /// On several threads the rows' dx are split by rows and dγ, dβ by columns (runs of 16), every column
+    /// summed row after row as one thread sums it, so the bits do not depend on the thread count.
     /// </summary>
-    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
-        ReadOnlySpan<float> dy, Span<float> dx, Span<float> dGamma, Span<float> dBeta, int rows, int dim, Span<float> scratch)
+    public static unsafe void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
+        ReadOnlySpan<float> dy, Span<float> dx, Span<float> dGamma, Span<float> dBeta, int rows, int dim, Span<float> scratch,
+        int threads = 1, bool accumulateDx = true)
+    {
+        int parts = (int)Math.Clamp((long)rows * dim / EngineParallel.MinElementsPerPart, 1, Math.Max(1, threads));
+        if (parts == 1 || dim > MaxStackDim)
+        {
+            BackwardRows(x, gamma, mean, rstd, dy, dx, dGamma, dBeta, 0, rows, dim, scratch, parameters: true, accumulateDx);
+            return;
+        }
+        fixed (float* px = x, pg = gamma, pm = mean, pr = rstd, pdy = dy, pdx = dx, pdg = dGamma, pdb = dBeta)
+        {
+            // pointers into pinned spans, for the parallel body
+            nint xAt = (nint)px, gAt = (nint)pg, mAt = (nint)pm, rAt = (nint)pr, dyAt = (nint)pdy, dxAt = (nint)pdx, dgAt = (nint)pdg, dbAt = (nint)pdb;
+            int units = (dim + 15) / 16;
+            long n = (long)rows * dim;
+            // items 0..parts−1: row ranges (dx); parts..2·parts−1: column ranges (dγ, dβ); one synchronisation for both
+            EngineParallel.For(2 * parts, parts, item =>
+            {
+                var xs = new ReadOnlySpan<float>((float*)xAt, (int)n);
+                var dys = new ReadOnlySpan<float>((float*)dyAt, (int)n);
+                var means = new ReadOnlySpan<float>((float*)mAt, rows);
+                var rstds = new ReadOnlySpan<float>((float*)rAt, rows);
+                int part = item % parts;
+                if (item < parts)
+                {
+                    int r0 = (int)((long)rows * part / parts), r1 = (int)((long)rows * (part + 1) / parts);
+                    Span<float> rowScratch = stackalloc float[2 * dim];
+                    BackwardRows(xs, new ReadOnlySpan<float>((float*)gAt, dim), means, rstds, dys, new Span<float>((float*)dxAt, (int)n),
+                        default, default, r0, r1, dim, rowScratch, parameters: false, accumulateDx);
+                }
+                else
+                {
+                    int c0 = (int)((long)units * part / parts) * 16, c1 = Math.Min(dim, (int)((long)units * (part + 1) / parts) * 16);
+                    if (c0 >= c1) return;
+                    Span<float> xhat = stackalloc float[c1 - c0];
+                    var dg = new Span<float>((float*)dgAt + c0, c1 - c0);
+                    var db = new Span<float>((float*)dbAt + c0, c1 - c0);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        var dyr = dys.Slice(r * dim + c0, c1 - c0);
+                        TensorPrimitives.Subtract(xs.Slice(r * dim + c0, c1 - c0), means[r], xhat);
+                        TensorPrimitives.Multiply(xhat, rstds[r], xhat);
+                        TensorPrimitives.FusedMultiplyAdd(dyr, xhat, dg, dg);
+                        TensorPrimitives.Add(db, dyr, db);
+                    }
+                }
+            });
+        }
+    }
+
+    private const int MaxStackDim = 4096; // widest row whose scratch goes on a parallel part's stack
+
+    /// <summary>Rows [r0, r1) of <see cref="Backward"/>: dx always, dγ and dβ too when <paramref name="parameters"/> is set.</summary>
+    private static void BackwardRows(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
+        ReadOnlySpan<float> dy, Span<float> dx, Span<float> dGamma, Span<float> dBeta, int r0, int r1, int dim, Span<float> scratch,
+        bool parameters, bool accumulateDx)
     {
         var xhat = scratch.Slice(0, dim);
         var g = scratch.Slice(dim, dim);
-        for (int r = 0; r < rows; r++)
+        for (int r = r0; r < r1; r++)
         {
             var xr = x.Slice(r * dim, dim);
             var dyr = dy.Slice(r * dim, dim);
             TensorPrimitives.Subtract(xr, mean[r], xhat);
             TensorPrimitives.Multiply(xhat, rstd[r], xhat);
-            // parameter gradients
-            TensorPrimitives.FusedMultiplyAdd(dyr, xhat, dGamma, dGamma);
-            TensorPrimitives.Add(dBeta, dyr, dBeta);
+            if (parameters)
+            {
+                TensorPrimitives.FusedMultiplyAdd(dyr, xhat, dGamma, dGamma);
+                TensorPrimitives.Add(dBeta, dyr, dBeta);
+            }
             // input gradient
             TensorPrimitives.Multiply(dyr, gamma, g);
             float meanG = TensorPrimitives.Sum(g) / dim;
@@ -75,7 +136,8 @@ internal static class LayerNorm
             TensorPrimitives.Multiply(xhat, -meanGx, xhat);
             TensorPrimitives.Add(xhat, g, xhat);
             TensorPrimitives.Add(xhat, -meanG, xhat);
-            TensorPrimitives.FusedMultiplyAdd(xhat, rstd[r], dxr, dxr);
+            if (accumulateDx) TensorPrimitives.FusedMultiplyAdd(xhat, rstd[r], dxr, dxr);
+            else TensorPrimitives.Multiply(xhat, rstd[r], dxr); // = the multiply-add onto zeros
         }
     }
 }

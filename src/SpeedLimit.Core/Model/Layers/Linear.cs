@@ -14,27 +14,63 @@ internal static class Linear
         if (packedWeight is not null) Gemm.Multiply(false, rows, x, inDim, packedWeight, y, outDim, accumulate: false, threads);
         else Gemm.Multiply(false, true, rows, outDim, inDim, x, inDim, weight, inDim, y, outDim, accumulate: false, threads);
         if (bias.IsEmpty) return;
-        for (int r = 0; r < rows; r++)
+        AddBias(y, bias, rows, outDim, threads);
+    }
+
+    /// <summary>y[r] += b for every row, rows split over threads when the tensor is large.</summary>
+    private static unsafe void AddBias(Span<float> y, ReadOnlySpan<float> bias, int rows, int outDim, int threads)
+    {
+        fixed (float* py = y, pb = bias)
         {
-            var row = y.Slice(r * outDim, outDim);
-            TensorPrimitives.Add(row, bias, row);
+            nint yAt = (nint)py, bAt = (nint)pb; // pointers into pinned spans, for the parallel body
+            EngineParallel.SplitRows(rows, outDim, threads, (r0, r1) =>
+            {
+                var b = new ReadOnlySpan<float>((float*)bAt, outDim);
+                for (int r = r0; r < r1; r++)
+                {
+                    var row = new Span<float>((float*)yAt + (long)r * outDim, outDim);
+                    TensorPrimitives.Add(row, b, row);
+                }
+            });
         }
     }
 
     /// <summary>
-    /// Accumulates dx += dy·W, dW += dyᵀ·x, db += Σ_rows dy. dx may be empty when the input
-    /// needs no gradient (the first layer's input ids).
+    /// dBias += Σ_rows dy, with the columns split over threads (in runs of 16): every column is still summed
+    /// row after row, so the bits do not depend on the thread count.
+    /// </summary>
+    private static unsafe void BiasGradient(ReadOnlySpan<float> dy, Span<float> dBias, int rows, int outDim, int threads)
+    {
+        int units = (outDim + 15) / 16;
+        int parts = (int)Math.Clamp((long)rows * outDim / EngineParallel.MinElementsPerPart, 1, Math.Max(1, threads));
+        fixed (float* pdy = dy, pdb = dBias)
+        {
+            nint dyAt = (nint)pdy, dbAt = (nint)pdb;
+            EngineParallel.Split(units, 1, parts, (u0, u1) =>
+            {
+                int c0 = u0 * 16, c1 = Math.Min(outDim, u1 * 16);
+                var db = new Span<float>((float*)dbAt + c0, c1 - c0);
+                for (int r = 0; r < rows; r++)
+                    TensorPrimitives.Add(db, new ReadOnlySpan<float>((float*)dyAt + (long)r * outDim + c0, c1 - c0), db);
+            });
+        }
+    }
+
+    /// <summary>
+    /// Accumulates dx += dy·W (or writes dx = dy·W when <paramref name="accumulateDx"/> is false, which spares
+    /// clearing it first), dW += dyᵀ·x, db += Σ_rows dy. dx may be empty when the input needs no gradient
+    /// (the first layer's input ids).
     /// </summary>
     /// <param name="packedWeight">The weight packed as op(B) = W (out,in) for the input gradient, or null to pack it in the call.</param>
     public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> dy,
-        Span<float> dx, Span<float> dWeight, Span<float> dBias, int rows, int inDim, int outDim, int threads, PackedMatrix? packedWeight = null)
+        Span<float> dx, Span<float> dWeight, Span<float> dBias, int rows, int inDim, int outDim, int threads, PackedMatrix? packedWeight = null,
+        bool accumulateDx = true)
     {
         if (!dx.IsEmpty && packedWeight is not null)
-            Gemm.Multiply(false, rows, dy, outDim, packedWeight, dx, inDim, accumulate: true, threads); // (N,in)
+            Gemm.Multiply(false, rows, dy, outDim, packedWeight, dx, inDim, accumulateDx, threads); // (N,in)
         else if (!dx.IsEmpty)
-            Gemm.Multiply(false, false, rows, inDim, outDim, dy, outDim, weight, inDim, dx, inDim, accumulate: true, threads); // (N,in)
+            Gemm.Multiply(false, false, rows, inDim, outDim, dy, outDim, weight, inDim, dx, inDim, accumulateDx, threads); // (N,in)
         Gemm.Multiply(true, false, outDim, inDim, rows, dy, outDim, x, inDim, dWeight, inDim, accumulate: true, threads); // (out,in)
-        for (int r = 0; r < rows; r++)
-            TensorPrimitives.Add(dBias, dy.Slice(r * outDim, outDim), dBias);
+        BiasGradient(dy, dBias, rows, outDim, threads);
     }
 }
