@@ -113,10 +113,15 @@ public sealed class BertModel
         return Gradients;
     }
 
-    /// <summary>Zeroes the gradient buffer, split over <see cref="Threads"/> (it is as large as the model).</summary>
+    /// <summary>Zeroes the gradient buffer, split over <see cref="Threads"/> (it is as large as the model); a new buffer is zero already, and its pages are left untouched.</summary>
     public void ZeroGradients()
     {
-        var g = EnsureGradients();
+        if (Gradients.Length != Parameters.Length)
+        {
+            Gradients = new float[Parameters.Length];
+            return;
+        }
+        var g = Gradients;
         EngineParallel.Split(g.Length, 256 * 1024, Threads, (start, end) => Array.Clear(g, start, end - start));
     }
 

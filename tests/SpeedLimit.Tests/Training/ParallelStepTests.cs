@@ -43,6 +43,42 @@ public class ParallelStepTests
     }
 
     [Theory]
+    [InlineData(false, 1)]
+    [InlineData(false, 3)]
+    [InlineData(true, 1)]
+    public void DormantBlocks_GetTheBitsOfTheFullUpdate(bool scalar, int threads)
+    {
+        // Blocks whose gradient has always been zero take the short path (p·decay); the reference runs the full
+        // update on every element, whatever its state.
+        int n = 12 * AdamW.BlockLength + 77, block = AdamW.BlockLength;
+        var rng = new Random(40 + threads);
+        var options = new TrainingOptions { Beta1 = 0.9f, Beta2 = 0.98f, Epsilon = 1e-6f, WeightDecay = 0.1f };
+        ParameterRange[] decayed = [new(0, n / 2 + 5)]; // a segment boundary inside a block
+        var adam = new AdamW(n, decayed, options) { ForceScalar = scalar };
+        var p = RandomArray(rng, n, 1);
+        var pRef = (float[])p.Clone();
+        var mRef = new float[n]; var vRef = new float[n];
+        for (int step = 1; step <= 5; step++)
+        {
+            var g = RandomArray(rng, n, 0.5);
+            for (int b = 0; b * block < n; b++)
+            {
+                bool zero = b % 4 == 3 || (b + step) % 3 != 0; // some blocks never live, others waking up at different steps
+                if (zero) g.AsSpan(b * block, Math.Min(block, n - b * block)).Fill(b % 2 == 0 ? 0f : -0f);
+            }
+            float lr = 1e-2f * step;
+            var k = new AdamW.Coefficients(adam, lr, step);
+            var gRef = (float[])g.Clone();
+            foreach (var (start, length, decay) in new[] { (0, n / 2 + 5, k.DecayFactor), (n / 2 + 5, n - (n / 2 + 5), 1f) })
+                AdamW.UpdateScalar(pRef.AsSpan(start, length), gRef.AsSpan(start, length), mRef.AsSpan(start, length), vRef.AsSpan(start, length), k, decay);
+            adam.Step(p, g, lr, 1f, clearGradients: true, threads);
+        }
+        Assert.Equal(pRef, p);
+        Assert.Equal(mRef, adam.FirstMoment.ToArray());
+        Assert.Equal(vRef, adam.SecondMoment.ToArray());
+    }
+
+    [Theory]
     [InlineData(1)]
     [InlineData(2)]
     [InlineData(3)]
