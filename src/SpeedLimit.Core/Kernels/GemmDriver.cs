@@ -306,8 +306,7 @@ internal static unsafe class GemmDriver
                 for (int ic = i0; ic < i1; ic += mcStep)
                 {
                     int mc = Math.Min(mcStep, i1 - ic);
-                    GemmPack.PackA(g.A, g.Lda, g.TransA, ic, mc, pc, kc, mr, ap, path);
-                    Macro(path, ap, bp, mc, nc, kc, mr, nr, c + (long)ic * ldc + (jc - j0), ldc, acc, tile);
+                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, c + (long)ic * ldc + (jc - j0), ldc, acc, tile);
                 }
             }
         }
@@ -343,8 +342,71 @@ internal static unsafe class GemmDriver
                 for (int ic = i0; ic < i1; ic += mcMax)
                 {
                     int mc = Math.Min(mcMax, i1 - ic);
-                    GemmPack.PackA(g.A, g.Lda, g.TransA, ic, mc, pc, kc, mr, ap, path);
-                    Macro(path, ap, bp, mc, nc, kc, mr, nr, g.C + (long)ic * ldc + jc, ldc, acc, tile);
+                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, g.C + (long)ic * ldc + jc, ldc, acc, tile);
+                }
+            }
+        }
+    }
+
+    /// <summary>Reads row-major A in place instead of packing it (<see cref="RowBlock"/>); a switch for the bench and tests.</summary>
+    internal static bool ReadRowMajorA = true;
+
+    /// <summary>
+    /// Rows [ic, ic+mc) × depth [pc, pc+kc) of A against the packed B block: packed into <paramref name="ap"/> first, or — A
+    /// stored row-major on the Vector512 path — read in place by the micro-kernel, eight rows at a time, with only a
+    /// last partial tile packed. Packing transposes A (each element once per call and column block) for a reuse of
+    /// nc/32 tiles: at a 256-wide layer that was about as much time as a tenth of the multiply-adds.
+    /// Either way every element of C is the same multiply-adds in the same order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RowBlock(in GemmArgs g, int ic, int mc, int pc, int kc, float* ap, float* bp, int nc, float* c, int ldc, bool acc, float* tile)
+    {
+        var path = g.Path;
+        int mr = TileRows(path), nr = TileCols(path);
+        if (!ReadRowMajorA || g.TransA || path != GemmPath.Vector512)
+        {
+            GemmPack.PackA(g.A, g.Lda, g.TransA, ic, mc, pc, kc, mr, ap, path);
+            Macro(path, ap, bp, mc, nc, kc, mr, nr, c, ldc, acc, tile);
+            return;
+        }
+        int full = mc / mr * mr;
+        if (full < mc) GemmPack.PackA(g.A, g.Lda, false, ic + full, mc - full, pc, kc, mr, ap, path);
+        MacroRowMajorA(g.A + (long)ic * g.Lda + pc, g.Lda, full, ap, bp, mc, nc, kc, c, ldc, acc, tile);
+    }
+
+    /// <summary>
+    /// As <see cref="Macro"/>, with the first <paramref name="full"/> rows of A read in place (row stride lda) and the
+    /// rest (fewer than MR) from the packed panel <paramref name="ap"/>. Vector512 path only.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MacroRowMajorA(float* a, int lda, int full, float* ap, float* bp, int mc, int nc, int kc, float* c, int ldc, bool acc, float* tile)
+    {
+        const int mr = GemmKernels.Mr512, nr = GemmKernels.Nr512;
+        for (int jr = 0; jr < nc; jr += nr)
+        {
+            int cols = Math.Min(nr, nc - jr);
+            float* bPanel = bp + (long)jr * kc;
+            for (int ir = 0; ir < mc; ir += mr)
+            {
+                int rows = Math.Min(mr, mc - ir);
+                float* cTile = c + (long)ir * ldc + jr;
+                bool inPlace = ir < full;
+                if (rows == mr && cols == nr)
+                {
+                    GemmKernels.Kernel8x32RowMajorA(a + (long)ir * lda, lda, bPanel, kc, cTile, ldc, acc);
+                    continue;
+                }
+                // Edge tile: into scratch, then copy the valid part.
+                if (inPlace) GemmKernels.Kernel8x32RowMajorA(a + (long)ir * lda, lda, bPanel, kc, tile, nr, false);
+                else GemmKernels.Tile(GemmPath.Vector512, ap, bPanel, kc, tile, nr, false);
+                for (int r = 0; r < rows; r++)
+                {
+                    float* src = tile + r * nr;
+                    float* dst = cTile + (long)r * ldc;
+                    if (acc)
+                        for (int j = 0; j < cols; j++) dst[j] += src[j];
+                    else
+                        for (int j = 0; j < cols; j++) dst[j] = src[j];
                 }
             }
         }

@@ -121,6 +121,62 @@ internal static unsafe class GemmKernels
         Store512(c, c70, c71, accumulate);
     }
 
+    /// <summary>
+    /// The 8×32 tile with A read in place: eight rows of row-major A (stride <paramref name="lda"/>), element p of
+    /// each broadcast at step p, instead of a packed panel. The same multiply-adds in the same order as
+    /// <see cref="Kernel8x32"/> on the packed panel of those rows, so the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Kernel8x32RowMajorA(float* a, int lda, float* b, int kc, float* c, int ldc, bool accumulate)
+    {
+        if (!Avx512F.IsSupported) throw new PlatformNotSupportedException("Vector512 GEMM kernel needs AVX-512F.");
+        for (int r = 0; r < Mr512; r++)
+        {
+            Sse.Prefetch0(c + (long)r * ldc);
+            Sse.Prefetch0(c + (long)r * ldc + 16);
+        }
+        float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda;
+        float* a4 = a3 + lda, a5 = a4 + lda, a6 = a5 + lda, a7 = a6 + lda;
+        var c00 = Vector512<float>.Zero; var c01 = Vector512<float>.Zero;
+        var c10 = Vector512<float>.Zero; var c11 = Vector512<float>.Zero;
+        var c20 = Vector512<float>.Zero; var c21 = Vector512<float>.Zero;
+        var c30 = Vector512<float>.Zero; var c31 = Vector512<float>.Zero;
+        var c40 = Vector512<float>.Zero; var c41 = Vector512<float>.Zero;
+        var c50 = Vector512<float>.Zero; var c51 = Vector512<float>.Zero;
+        var c60 = Vector512<float>.Zero; var c61 = Vector512<float>.Zero;
+        var c70 = Vector512<float>.Zero; var c71 = Vector512<float>.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Avx512F.LoadAlignedVector512(b);
+            var b1 = Avx512F.LoadAlignedVector512(b + 16);
+            var x = Vector512.Create(a0[p]);
+            c00 = Avx512F.FusedMultiplyAdd(x, b0, c00); c01 = Avx512F.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a1[p]);
+            c10 = Avx512F.FusedMultiplyAdd(x, b0, c10); c11 = Avx512F.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a2[p]);
+            c20 = Avx512F.FusedMultiplyAdd(x, b0, c20); c21 = Avx512F.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a3[p]);
+            c30 = Avx512F.FusedMultiplyAdd(x, b0, c30); c31 = Avx512F.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a4[p]);
+            c40 = Avx512F.FusedMultiplyAdd(x, b0, c40); c41 = Avx512F.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a5[p]);
+            c50 = Avx512F.FusedMultiplyAdd(x, b0, c50); c51 = Avx512F.FusedMultiplyAdd(x, b1, c51);
+            x = Vector512.Create(a6[p]);
+            c60 = Avx512F.FusedMultiplyAdd(x, b0, c60); c61 = Avx512F.FusedMultiplyAdd(x, b1, c61);
+            x = Vector512.Create(a7[p]);
+            c70 = Avx512F.FusedMultiplyAdd(x, b0, c70); c71 = Avx512F.FusedMultiplyAdd(x, b1, c71);
+            b += Nr512;
+        }
+        Store512(c, c00, c01, accumulate); c += ldc;
+        Store512(c, c10, c11, accumulate); c += ldc;
+        Store512(c, c20, c21, accumulate); c += ldc;
+        Store512(c, c30, c31, accumulate); c += ldc;
+        Store512(c, c40, c41, accumulate); c += ldc;
+        Store512(c, c50, c51, accumulate); c += ldc;
+        Store512(c, c60, c61, accumulate); c += ldc;
+        Store512(c, c70, c71, accumulate);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store512(float* c, Vector512<float> v0, Vector512<float> v1, bool accumulate)
     {

@@ -148,6 +148,45 @@ public class GemmTests
     private static readonly (int M, int N, int K)[] SplitShapes =
         [(128, 1000, 300), (1000, 65, 200), (257, 129, 127), (7, 31, 12007), (5, 15, 30011), (9, 70001, 61), (33, 1025, 97)];
 
+    [Fact]
+    public void RowMajorAReadInPlaceIsBitIdenticalToPackedA()
+    {
+        // The Vector512 path reads row-major A in place (only a last partial tile packed); packing it first must
+        // give the same bits: partial row tiles, edge columns, several depth and row blocks, accumulate or not,
+        // the column-run and shared-B splits, and pre-packed B.
+        if (!Gemm.IsSupported(GemmPath.Vector512)) return; // AVX-512 only; the other paths always pack
+        var rng = new Random(77);
+        (int M, int N, int K)[] shapes = [(13, 40, 7), (8, 32, 384), (127, 65, 385), (197, 1057, 531), (300, 300, 800), (129, 33, 1000)];
+        foreach (var (m, n, k) in shapes)
+            foreach (bool tb in new[] { false, true })
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    bool acc = rng.Next(2) == 0;
+                    int lda = k + rng.Next(3), ldb = (tb ? k : n) + rng.Next(3), ldc = n + rng.Next(3);
+                    var a = Random(rng, m * lda);
+                    var b = Random(rng, (tb ? n : k) * ldb);
+                    var c0 = Random(rng, m * ldc);
+                    float[] Run(bool inPlace, bool prepacked)
+                    {
+                        var c = (float[])c0.Clone();
+                        bool saved = GemmDriver.ReadRowMajorA;
+                        try
+                        {
+                            GemmDriver.ReadRowMajorA = inPlace;
+                            if (prepacked) Gemm.Multiply(false, m, a, lda, PackedMatrix.Pack(GemmPath.Vector512, tb, k, n, b, ldb, threads), c, ldc, acc, threads);
+                            else Gemm.Multiply(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
+                        }
+                        finally { GemmDriver.ReadRowMajorA = saved; }
+                        return c;
+                    }
+                    var packedA = Run(inPlace: false, prepacked: false);
+                    AssertNearScalar(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c0, packedA, ldc, acc);
+                    string what = $"({m},{n},{k}) tb={tb} acc={acc} threads={threads}";
+                    AssertBitEqual(packedA, Run(inPlace: true, prepacked: false), what);
+                    AssertBitEqual(packedA, Run(inPlace: true, prepacked: true), what + " pre-packed B");
+                }
+    }
+
     [Theory]
     [MemberData(nameof(SimdPaths))]
     public void ThreadSplitsAndPrepackedWeightsAreBitIdenticalToOneThread(GemmPath path)
