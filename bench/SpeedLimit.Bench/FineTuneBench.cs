@@ -24,7 +24,7 @@ public sealed class FineTuneBench : IBenchSection
         var encoder = PretrainedLoader.LoadMiniLm();
         double corePeak = FmaPeak.Measure(1, 5).CpuGflops;
         report.Figure("fma_peak_per_core", corePeak, "GFLOP/s");
-        int batch = quick ? 8 : 32, runs = quick ? 2 : 3;
+        int batch = quick ? 8 : 32, runs = quick ? 2 : 5;
         foreach (int threads in quick ? new[] { 2 } : new[] { 1, 2 })
             foreach (int T in new[] { 64, 128 })
             {
@@ -34,15 +34,8 @@ public sealed class FineTuneBench : IBenchSection
                 var rng = new Random(2);
                 var ids = Enumerable.Range(0, batch * T).Select(_ => rng.Next(1000, encoder.Config.VocabSize)).ToArray();
                 var labelled = new LabeledBatch(EncoderInput.Unpadded(batch, T, ids), Enumerable.Range(0, batch).Select(i => i % 2).ToArray());
-                var (wall, cpu) = TrainingBench.TimeSteps(trainer, labelled, runs);
-                double flops = TrainingBench.TrainingFlops(model.Config, batch, T);
-                double w = Timing.Median(wall), c = Timing.Median(cpu) / threads;
-                string tag = $"(6,384,1536)_b{batch}x{T}_{threads}t";
-                report.Figure($"finetune_tokens_per_s_{tag}", batch * T / w, "tokens/s");
-                report.Figure($"finetune_tokens_per_s_{tag}_cpu_clock", batch * T / c, "tokens/s");
-                report.Figure($"finetune_mfu_{tag}", flops / w / 1e9 / (corePeak * threads), "ratio");
-                report.Figure($"finetune_mfu_{tag}_cpu_clock", flops / c / 1e9 / (corePeak * threads), "ratio");
-                TrainingBench.PhaseBreakdown(report, "finetune_" + tag, trainer.PhaseTimes, TrainingBench.DataSecondsPerBatch(batch, T));
+                TrainingBench.StepFigures(report, "finetune", $"(6,384,1536)_b{batch}x{T}_{threads}t", trainer, labelled, T, threads, runs,
+                    corePeak, TrainingBench.DataSecondsPerBatch(batch, T));
             }
         report.Note($"  load after: {Affinity.LoadAverage()}");
     }

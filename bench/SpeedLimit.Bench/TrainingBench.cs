@@ -17,8 +17,10 @@ public sealed class TrainingBench : IBenchSection
     public void Run(BenchReport report, bool quick)
     {
         const int T = 128, vocab = 30522;
-        int batch = quick ? 4 : 32, runs = quick ? 2 : 3;
-        // MFU reference: one core's FMA peak (CPU clock, the steadiest figure on a shared machine) × threads.
+        int batch = quick ? 4 : 32, runs = quick ? 2 : 5;
+        // MFU reference: one core's FMA peak (CPU clock, the steadiest figure on a shared machine) × threads, measured
+        // again around each configuration's steps: these VMs change speed by up to a third from minute to minute, and a
+        // peak from the start of the section would turn that into MFU.
         report.Note($"  load before: {Affinity.LoadAverage()} (/proc/loadavg)");
         double corePeak = FmaPeak.Measure(1, 5).CpuGflops;
         report.Figure("fma_peak_per_core", corePeak, "GFLOP/s");
@@ -35,15 +37,7 @@ public sealed class TrainingBench : IBenchSection
                 var rng = new Random(2);
                 var ids = Enumerable.Range(0, batch * T).Select(_ => rng.Next(1000, vocab)).ToArray();
                 var labelled = new LabeledBatch(EncoderInput.Unpadded(batch, T, ids), Enumerable.Range(0, batch).Select(i => i % 2).ToArray());
-                var (wall, cpu) = TrainingBench.TimeSteps(trainer, labelled, runs);
-                double flops = TrainingFlops(config, batch, T);
-                double w = Timing.Median(wall), c = Timing.Median(cpu) / threads; // cpu per thread ≈ wall on an idle machine
-                string tag = $"{arch}_b{batch}_{threads}t";
-                report.Figure($"train_tokens_per_s_{tag}", batch * T / w, "tokens/s");
-                report.Figure($"train_gflops_{tag}_wall", flops / w / 1e9, "GFLOP/s");
-                report.Figure($"train_mfu_{tag}", flops / w / 1e9 / (corePeak * threads), "ratio");
-                report.Figure($"train_mfu_{tag}_cpu_clock", flops / c / 1e9 / (corePeak * threads), "ratio");
-                PhaseBreakdown(report, tag, trainer.PhaseTimes, dataSecondsPerBatch);
+                StepFigures(report, "train", $"{arch}_b{batch}_{threads}t", trainer, labelled, T, threads, runs, corePeak, dataSecondsPerBatch);
             }
         }
         using var process = Process.GetCurrentProcess();
@@ -55,10 +49,35 @@ public sealed class TrainingBench : IBenchSection
     }
 
     /// <summary>
+    /// Times <paramref name="runs"/> steps after a warm-up and prints tokens/s and MFU: model FLOPs per second against
+    /// the one-core FMA peak × threads measured just before and after the steps (and, for comparison, against the
+    /// section's first peak), on the wall and the process-CPU clocks, then the phase breakdown.
+    /// </summary>
+    internal static void StepFigures(BenchReport report, string prefix, string tag, Trainer trainer, LabeledBatch batch, int T, int threads,
+        int runs, double sectionPeak, double dataSecondsPerBatch)
+    {
+        WarmUp(trainer, batch);
+        double peakBefore = FmaPeak.Measure(1, 3).CpuGflops;
+        var (wall, cpu) = TimeSteps(trainer, batch, runs);
+        double localPeak = (peakBefore + FmaPeak.Measure(1, 3).CpuGflops) / 2;
+        double flops = TrainingFlops(trainer.Model.Config, batch.Input.Batch, T);
+        double w = Timing.Median(wall), c = Timing.Median(cpu) / threads; // cpu per thread ≈ wall on an idle machine
+        int tokens = batch.Input.Batch * T;
+        report.Figure($"{prefix}_tokens_per_s_{tag}", tokens / w, "tokens/s");
+        report.Figure($"{prefix}_tokens_per_s_{tag}_cpu_clock", tokens / c, "tokens/s");
+        report.Figure($"{prefix}_gflops_{tag}_wall", flops / w / 1e9, "GFLOP/s");
+        report.Figure($"fma_peak_per_core_around_{tag}", localPeak, "GFLOP/s");
+        report.Figure($"{prefix}_mfu_{tag}", flops / w / 1e9 / (localPeak * threads), "ratio");
+        report.Figure($"{prefix}_mfu_{tag}_cpu_clock", flops / c / 1e9 / (localPeak * threads), "ratio");
+        report.Figure($"{prefix}_mfu_{tag}_vs_section_start_peak", flops / w / 1e9 / (sectionPeak * threads), "ratio");
+        PhaseBreakdown(report, prefix, tag, trainer.PhaseTimes, dataSecondsPerBatch);
+    }
+
+    /// <summary>
     /// Where a step's time goes: forward, loss, backward, gradient check + clipping, optimizer (from the trainer's
     /// phase clock over the timed steps) and data (producing one batch from an encoded task: shuffle, pad, copy).
     /// </summary>
-    internal static void PhaseBreakdown(BenchReport report, string tag, TrainingPhaseTimes p, double dataSecondsPerBatch)
+    internal static void PhaseBreakdown(BenchReport report, string prefix, string tag, TrainingPhaseTimes p, double dataSecondsPerBatch)
     {
         int n = Math.Max(1, p.MicroBatches);
         (string Name, double Seconds)[] phases =
@@ -68,7 +87,7 @@ public sealed class TrainingBench : IBenchSection
         ];
         double total = phases.Sum(x => x.Seconds);
         foreach (var (name, seconds) in phases)
-            report.Figure($"train_phase_{name}_ms_{tag}", seconds * 1e3, "ms");
+            report.Figure($"{prefix}_phase_{name}_ms_{tag}", seconds * 1e3, "ms");
         report.Note("  " + string.Join(", ", phases.Select(x => $"{x.Name} {100 * x.Seconds / total:0.0}%")) + $" of {total * 1e3:0.0} ms per step");
     }
 
@@ -86,7 +105,14 @@ public sealed class TrainingBench : IBenchSection
         return clock.Elapsed.TotalSeconds / Math.Max(1, count);
     }
 
-    /// <summary>One untimed warm-up step (activations, JIT), then <paramref name="runs"/> timed steps: wall and process-CPU seconds each.</summary>
+    /// <summary>Two untimed steps (with the one <see cref="TimeSteps"/> takes, three): the first steps page in the activations, gradients and optimizer moments.</summary>
+    internal static void WarmUp(Trainer trainer, LabeledBatch batch)
+    {
+        trainer.Step(batch);
+        trainer.Step(batch);
+    }
+
+    /// <summary>One untimed step (activations, JIT), then <paramref name="runs"/> timed steps: wall and process-CPU seconds each.</summary>
     internal static (List<double> Wall, List<double> Cpu) TimeSteps(Trainer trainer, LabeledBatch batch, int runs)
     {
         trainer.Step(batch);

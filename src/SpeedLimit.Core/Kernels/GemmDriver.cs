@@ -705,6 +705,9 @@ internal static unsafe class GemmPack
         }
     }
 
+    /// <summary>Rows of row-major B packed as one band (<see cref="PackB"/>); settable for the tuning bench.</summary>
+    internal static int PackRows = 8;
+
     /// <summary>
     /// Packs op(B)[p0:p0+kc, j0:j0+nc] into ⌈nc/nr⌉ panels, each kc steps of nr floats; columns past
     /// nc are zero.
@@ -714,22 +717,30 @@ internal static unsafe class GemmPack
     {
         if (!transB)
         {
-            // Stored (K,N): walk each row of B once, left to right (one sequential stream the hardware
-            // prefetcher follows), dealing nr-wide pieces out to the panels.
+            // Stored (K,N): a band of PackRows (8) rows at a time, each walked left to right (8 sequential
+            // streams the hardware prefetcher follows), dealing nr-wide pieces out to the panels — a contiguous
+            // PackRows·nr run in each panel. One row at a time wrote one piece to every panel in turn, and the
+            // panels lie kc·nr floats apart (48 KiB at kc = 384: a multiple of 4 KiB), so those writes all fell in
+            // the same L1 sets and evicted each other.
             int full = nc / nr * nr;
-            for (int p = 0; p < kc; p++)
+            for (int pb = 0; pb < kc; pb += PackRows)
             {
-                float* src = b + (long)(p0 + p) * ldb + j0;
-                float* d = dst + (long)p * nr;
+                int pe = Math.Min(kc, pb + PackRows);
                 for (int jr = 0; jr < full; jr += nr)
-                    GemmKernels.CopyRow(src + jr, d + (long)jr * kc, nr, path);
-                if (full < nc)
                 {
-                    float* e = d + (long)full * kc;
-                    int j = 0;
-                    for (; j < nc - full; j++) e[j] = src[full + j];
-                    for (; j < nr; j++) e[j] = 0;
+                    float* d = dst + (long)jr * kc + (long)pb * nr;
+                    for (int p = pb; p < pe; p++, d += nr)
+                        GemmKernels.CopyRow(b + (long)(p0 + p) * ldb + j0 + jr, d, nr, path);
                 }
+                if (full < nc)
+                    for (int p = pb; p < pe; p++)
+                    {
+                        float* src = b + (long)(p0 + p) * ldb + j0;
+                        float* e = dst + (long)full * kc + (long)p * nr;
+                        int j = 0;
+                        for (; j < nc - full; j++) e[j] = src[full + j];
+                        for (; j < nr; j++) e[j] = 0;
+                    }
             }
             return;
         }
