@@ -97,7 +97,7 @@ public sealed class GemmTuneBench : IBenchSection
         MacroOnly(report, GemmDriver.KC, GemmDriver.MC, GemmDriver.NC, false);
         MacroOnly(report, GemmDriver.KC, GemmDriver.MC, GemmDriver.NC, true);
         var filter = Environment.GetEnvironmentVariable("GEMM_SHAPES");
-        foreach (var (ta, tb, m, n, k) in new[] { (false, true, 128, 256, 1024), (false, false, 128, 1024, 256), (false, true, 128, 768, 3072), (false, false, 128, 3072, 768), (false, true, 128, 2048, 512), (false, false, 128, 1024, 768), (false, true, 128, 768, 768), (false, true, 4096, 768, 768), (false, false, 4096, 256, 1024), (false, false, 4096, 1024, 256), (false, true, 4096, 256, 256), (false, false, 4096, 3072, 768), (false, false, 128, 2048, 512), (false, false, 128, 768, 768), (true, false, 768, 768, 4096), (false, true, 128, 128, 32) })
+        foreach (var (ta, tb, m, n, k) in new[] { (false, true, 128, 256, 1024), (false, false, 128, 1024, 256), (false, true, 128, 768, 3072), (false, false, 128, 3072, 768), (false, true, 128, 2048, 512), (false, false, 128, 1024, 768), (false, true, 128, 768, 768), (false, true, 4096, 768, 768), (false, false, 4096, 256, 1024), (false, false, 4096, 1024, 256), (false, true, 4096, 256, 256), (false, false, 4096, 3072, 768), (false, false, 128, 2048, 512), (false, false, 128, 768, 768), (true, false, 768, 768, 4096), (true, false, 1024, 256, 4096), (true, false, 2048, 512, 4096), (false, true, 128, 128, 32) })
             foreach (int t in new[] { 1, 2 })
             {
                 if (filter != null && !filter.Contains($"{m}x{n}x{k}", StringComparison.Ordinal)) continue;

@@ -634,7 +634,25 @@ internal static unsafe class GemmPack
     public static void PackA(float* a, int lda, bool transA, int i0, int mc, int p0, int kc, int mr, float* dst, GemmPath path)
     {
         int ir = 0;
-        if (!transA && mr == 8 && path == GemmPath.Vector512 && GemmKernels.CanTranspose16)
+        if (transA && mr == 8 && Avx.IsSupported) // only the Vector512 path has mr == 8
+        {
+            // Stored (K,M): each k step of a panel is 8 contiguous floats of row p0 + p. A band of PackRows rows at a
+            // time, each read left to right across every full panel: panel by panel, each step read a new row (a new
+            // page at a 1024-wide A) and the rows of a panel all fell in the same L1 sets.
+            int panels = mc / 8 * 8;
+            for (int pb = 0; pb < kc; pb += PackRows)
+            {
+                int pe = Math.Min(kc, pb + PackRows);
+                for (int r0 = 0; r0 < panels; r0 += 8)
+                {
+                    float* src = a + (long)(p0 + pb) * lda + i0 + r0;
+                    float* d = dst + (long)r0 * kc + (long)pb * 8;
+                    for (int p = pb; p < pe; p++, src += lda, d += 8) Avx.Store(d, Avx.LoadVector256(src));
+                }
+            }
+            ir = panels;
+        }
+        else if (!transA && mr == 8 && path == GemmPath.Vector512 && GemmKernels.CanTranspose16)
         {
             // Two full 8-row panels at a time through a 16×16 register transpose; the k tail below.
             int kFull = kc / 16 * 16;
