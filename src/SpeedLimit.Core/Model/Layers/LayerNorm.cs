@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Numerics.Tensors;
 using SpeedLimit.Kernels;
 
@@ -90,24 +91,50 @@ internal static class LayerNorm
                 else
                 {
                     int c0 = (int)((long)units * part / parts) * 16, c1 = Math.Min(dim, (int)((long)units * (part + 1) / parts) * 16);
-                    if (c0 >= c1) return;
-                    Span<float> xhat = stackalloc float[c1 - c0];
-                    var dg = new Span<float>((float*)dgAt + c0, c1 - c0);
-                    var db = new Span<float>((float*)dbAt + c0, c1 - c0);
-                    for (int r = 0; r < rows; r++)
-                    {
-                        var dyr = dys.Slice(r * dim + c0, c1 - c0);
-                        TensorPrimitives.Subtract(xs.Slice(r * dim + c0, c1 - c0), means[r], xhat);
-                        TensorPrimitives.Multiply(xhat, rstds[r], xhat);
-                        TensorPrimitives.FusedMultiplyAdd(dyr, xhat, dg, dg);
-                        TensorPrimitives.Add(db, dyr, db);
-                    }
+                    if (c0 < c1) ParameterGradients((float*)xAt, (float*)dyAt, (float*)mAt, (float*)rAt, rows, dim, (float*)dgAt, (float*)dbAt, c0, c1);
                 }
             });
         }
     }
 
     private const int MaxStackDim = 4096; // widest row whose scratch goes on a parallel part's stack
+
+    /// <summary>
+    /// dγ[c] += Σ_r dy·x̂ and dβ[c] += Σ_r dy for columns [c0, c1), x̂ = (x − mean)·rstd: a vector strip of each held in
+    /// registers down all the rows, every column summed row after row with the operations of <see cref="BackwardRows"/>
+    /// (subtract, multiply, fused multiply-add; add), so the same bits.
+    /// </summary>
+    private static unsafe void ParameterGradients(float* x, float* dy, float* mean, float* rstd, int rows, int dim, float* dGamma, float* dBeta, int c0, int c1)
+    {
+        int w = Vector<float>.Count, c = c0;
+        for (; c + w <= c1; c += w)
+        {
+            var g = Vector.Load(dGamma + c);
+            var b = Vector.Load(dBeta + c);
+            for (int r = 0; r < rows; r++)
+            {
+                long at = (long)r * dim + c;
+                var d = Vector.Load(dy + at);
+                var xhat = (Vector.Load(x + at) - new Vector<float>(mean[r])) * new Vector<float>(rstd[r]);
+                g = Vector.FusedMultiplyAdd(d, xhat, g);
+                b += d;
+            }
+            g.Store(dGamma + c);
+            b.Store(dBeta + c);
+        }
+        for (; c < c1; c++)
+        {
+            float g = dGamma[c], b = dBeta[c];
+            for (int r = 0; r < rows; r++)
+            {
+                long at = (long)r * dim + c;
+                g = MathF.FusedMultiplyAdd(dy[at], (x[at] - mean[r]) * rstd[r], g);
+                b += dy[at];
+            }
+            dGamma[c] = g;
+            dBeta[c] = b;
+        }
+    }
 
     /// <summary>Rows [r0, r1) of <see cref="Backward"/>: dx always, dγ and dβ too when <paramref name="parameters"/> is set.</summary>
     private static void BackwardRows(ReadOnlySpan<float> x, ReadOnlySpan<float> gamma, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
