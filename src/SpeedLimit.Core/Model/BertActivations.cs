@@ -6,24 +6,31 @@ namespace SpeedLimit.Model;
 /// </summary>
 internal sealed class BertActivations
 {
-    private BertActivations(BertConfig c, int tokens, int batch, long scores, int mlmRows)
+    /// <param name="reuse">A workspace this one replaces: each of its buffers that is long enough is kept (contents and all;
+    /// every pass writes a buffer before it reads it), so growing one dimension reallocates only what that dimension sizes.</param>
+    private BertActivations(BertConfig c, int tokens, int batch, long scores, int mlmRows, BertActivations? reuse = null)
     {
         Config = c; CapacityTokens = tokens; CapacityBatch = batch; CapacityScores = scores; CapacityMlm = mlmRows;
         int H = c.Hidden, F = c.Ffn, nh = tokens * H, probs = checked((int)(scores * c.Heads));
-        EmbeddingSum = new float[nh]; EmbLnMean = new float[tokens]; EmbLnRstd = new float[tokens]; EmbDropMask = new float[nh];
-        Hidden = Enumerable.Range(0, c.Layers + 1).Select(_ => new float[nh]).ToArray();
-        Layers = Enumerable.Range(0, c.Layers).Select(_ => new LayerActivations(tokens, H, F, probs)).ToArray();
+        var r = reuse;
+        EmbeddingSum = Take(r?.EmbeddingSum, nh); EmbLnMean = Take(r?.EmbLnMean, tokens); EmbLnRstd = Take(r?.EmbLnRstd, tokens); EmbDropMask = Take(r?.EmbDropMask, nh);
+        Hidden = Enumerable.Range(0, c.Layers + 1).Select(i => Take(r is not null && i < r.Hidden.Length ? r.Hidden[i] : null, nh)).ToArray();
+        Layers = Enumerable.Range(0, c.Layers).Select(i => new LayerActivations(tokens, H, F, probs, r is not null && i < r.Layers.Length ? r.Layers[i] : null)).ToArray();
         int headRows = c.Head == HeadKind.MaskedLm ? Math.Max(mlmRows, 1) : batch;
         int logitWidth = c.Head == HeadKind.MaskedLm ? c.VocabSize : c.Labels;
-        HeadIn = new float[headRows * H]; HeadPre = new float[headRows * H]; HeadAct = new float[headRows * H]; HeadOut = new float[headRows * H];
-        HeadDropMask = new float[headRows * H]; HeadLnMean = new float[headRows]; HeadLnRstd = new float[headRows];
-        Logits = new float[headRows * logitWidth];
-        DHiddenA = new float[nh]; DHiddenB = new float[nh]; DContext = new float[nh]; DQ = new float[nh]; DK = new float[nh]; DV = new float[nh];
-        DFfn1 = new float[tokens * F]; DFfn2 = new float[tokens * F];
-        DHead1 = new float[headRows * H]; DHead2 = new float[headRows * H];
-        AttentionScratch = new float[probs];
-        LnScratch = new float[2 * H];
+        HeadIn = Take(r?.HeadIn, headRows * H); HeadPre = Take(r?.HeadPre, headRows * H); HeadAct = Take(r?.HeadAct, headRows * H); HeadOut = Take(r?.HeadOut, headRows * H);
+        HeadDropMask = Take(r?.HeadDropMask, headRows * H); HeadLnMean = Take(r?.HeadLnMean, headRows); HeadLnRstd = Take(r?.HeadLnRstd, headRows);
+        Logits = Take(r?.Logits, headRows * logitWidth);
+        DHiddenA = Take(r?.DHiddenA, nh); DHiddenB = Take(r?.DHiddenB, nh); DContext = Take(r?.DContext, nh);
+        DQ = Take(r?.DQ, nh); DK = Take(r?.DK, nh); DV = Take(r?.DV, nh);
+        DFfn1 = Take(r?.DFfn1, tokens * F); DFfn2 = Take(r?.DFfn2, tokens * F);
+        DHead1 = Take(r?.DHead1, headRows * H); DHead2 = Take(r?.DHead2, headRows * H);
+        AttentionScratch = Take(r?.AttentionScratch, probs);
+        LnScratch = Take(r?.LnScratch, 2 * H);
     }
+
+    /// <summary><paramref name="old"/> when it holds <paramref name="length"/> floats, else a new buffer.</summary>
+    internal static float[] Take(float[]? old, long length) => old is not null && old.Length >= length ? old : new float[length];
 
     /// <summary>
     /// Returns <paramref name="current"/> when it can hold this pass (a supermodel's workspace
@@ -42,7 +49,7 @@ internal sealed class BertActivations
         var holdsBoth = config.WithArch(new Architecture(Math.Max(config.Layers, k.Layers), Math.Max(config.Hidden, k.Hidden), Math.Max(config.Ffn, k.Ffn)))
             with { VocabSize = Math.Max(config.VocabSize, k.VocabSize), Labels = Math.Max(config.Labels, k.Labels) };
         return new BertActivations(holdsBoth, Math.Max(batch * seqLen, current.CapacityTokens), Math.Max(batch, current.CapacityBatch),
-            Math.Max(scores, current.CapacityScores), Math.Max(mlmRows, current.CapacityMlm));
+            Math.Max(scores, current.CapacityScores), Math.Max(mlmRows, current.CapacityMlm), reuse: current);
     }
 
     public bool Fits(BertConfig c, int batch, int seqLen, int mlmRows)
@@ -74,16 +81,16 @@ internal sealed class BertActivations
     public float[] DHiddenA, DHiddenB, DContext, DQ, DK, DV, DFfn1, DFfn2, DHead1, DHead2, AttentionScratch, LnScratch;
 }
 
-/// <summary>One encoder block's saved activations.</summary>
-internal sealed class LayerActivations(int tokens, int hidden, int ffn, int probs)
+/// <summary>One encoder block's saved activations (<paramref name="reuse"/>'s buffers kept where long enough).</summary>
+internal sealed class LayerActivations(int tokens, int hidden, int ffn, int probs, LayerActivations? reuse = null)
 {
-    public readonly float[] Q = new float[tokens * hidden], K = new float[tokens * hidden], V = new float[tokens * hidden];
-    public readonly float[] Probs = new float[probs];                 // (B, heads, T, T)
-    public readonly float[] Context = new float[tokens * hidden];
-    public readonly float[] Residual1 = new float[tokens * hidden], X1 = new float[tokens * hidden];
-    public readonly float[] Ln1Mean = new float[tokens], Ln1Rstd = new float[tokens];
-    public readonly float[] PreGelu = new float[tokens * ffn], PostGelu = new float[tokens * ffn];
-    public readonly float[] Residual2 = new float[tokens * hidden];
-    public readonly float[] Ln2Mean = new float[tokens], Ln2Rstd = new float[tokens];
-    public readonly float[] AttnDropMask = new float[tokens * hidden], FfnDropMask = new float[tokens * hidden];
+    public readonly float[] Q = BertActivations.Take(reuse?.Q, tokens * hidden), K = BertActivations.Take(reuse?.K, tokens * hidden), V = BertActivations.Take(reuse?.V, tokens * hidden);
+    public readonly float[] Probs = BertActivations.Take(reuse?.Probs, probs);                 // (B, heads, T, T)
+    public readonly float[] Context = BertActivations.Take(reuse?.Context, tokens * hidden);
+    public readonly float[] Residual1 = BertActivations.Take(reuse?.Residual1, tokens * hidden), X1 = BertActivations.Take(reuse?.X1, tokens * hidden);
+    public readonly float[] Ln1Mean = BertActivations.Take(reuse?.Ln1Mean, tokens), Ln1Rstd = BertActivations.Take(reuse?.Ln1Rstd, tokens);
+    public readonly float[] PreGelu = BertActivations.Take(reuse?.PreGelu, tokens * ffn), PostGelu = BertActivations.Take(reuse?.PostGelu, tokens * ffn);
+    public readonly float[] Residual2 = BertActivations.Take(reuse?.Residual2, tokens * hidden);
+    public readonly float[] Ln2Mean = BertActivations.Take(reuse?.Ln2Mean, tokens), Ln2Rstd = BertActivations.Take(reuse?.Ln2Rstd, tokens);
+    public readonly float[] AttnDropMask = BertActivations.Take(reuse?.AttnDropMask, tokens * hidden), FfnDropMask = BertActivations.Take(reuse?.FfnDropMask, tokens * hidden);
 }
