@@ -97,7 +97,14 @@ internal static class GemmWorkers
         {
             if ((++spins & 63) == 0 && Stopwatch.GetTimestamp() > limit)
             {
-                Done.Wait();
+                // The event can be set already by the last worker of the previous call (it decrements the count,
+                // which lets that call return, and sets the event after): returning on that would leave this call's
+                // workers running, and its next call would clear the job under them. So wait until the count says so.
+                while (Volatile.Read(ref s_pending) != 0)
+                {
+                    Done.Wait();
+                    Done.Reset();
+                }
                 return;
             }
             if ((spins & 255) == 0) Thread.Yield(); else Thread.SpinWait(8);
