@@ -399,15 +399,7 @@ internal static unsafe class GemmDriver
                 // Edge tile: into scratch, then copy the valid part.
                 if (inPlace) GemmKernels.Kernel8x32RowMajorA(a + (long)ir * lda, lda, bPanel, kc, tile, nr, false);
                 else GemmKernels.Tile(GemmPath.Vector512, ap, bPanel, kc, tile, nr, false);
-                for (int r = 0; r < rows; r++)
-                {
-                    float* src = tile + r * nr;
-                    float* dst = cTile + (long)r * ldc;
-                    if (acc)
-                        for (int j = 0; j < cols; j++) dst[j] += src[j];
-                    else
-                        for (int j = 0; j < cols; j++) dst[j] = src[j];
-                }
+                CopyEdgeTile(tile, nr, cTile, ldc, rows, cols, acc);
             }
         }
     }
@@ -437,17 +429,23 @@ internal static unsafe class GemmDriver
                     // Edge tile: into scratch, then copy the valid part.
                     if (cols <= 16) GemmKernels.NarrowTile(path, aPanel, bPanel, kc, tile, nr);
                     else GemmKernels.Tile(path, aPanel, bPanel, kc, tile, nr, false);
-                    for (int r = 0; r < rows; r++)
-                    {
-                        float* src = tile + r * nr;
-                        float* dst = cTile + (long)r * ldc;
-                        if (acc)
-                            for (int j = 0; j < cols; j++) dst[j] += src[j];
-                        else
-                            for (int j = 0; j < cols; j++) dst[j] = src[j];
-                    }
+                    CopyEdgeTile(tile, nr, cTile, ldc, rows, cols, acc);
                 }
             }
+        }
+    }
+
+    /// <summary>The valid rows × cols of an edge tile computed into scratch (row stride nr), written or added to C.</summary>
+    private static void CopyEdgeTile(float* tile, int nr, float* cTile, int ldc, int rows, int cols, bool acc)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* src = tile + r * nr;
+            float* dst = cTile + (long)r * ldc;
+            if (acc)
+                for (int j = 0; j < cols; j++) dst[j] += src[j];
+            else
+                for (int j = 0; j < cols; j++) dst[j] = src[j];
         }
     }
 
