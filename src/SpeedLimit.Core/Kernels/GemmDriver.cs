@@ -122,7 +122,9 @@ internal static unsafe class GemmDriver
     {
         int nr = TileCols(g.Path);
         int units = (g.N + nr - 1) / nr;
-        int chunks = Math.Min(units, Math.Clamp(g.N / MinChunkColumns, parts, 4 * parts));
+        // A whole number of chunks per thread: five runs on two threads left one thread a fifth of the call alone.
+        int chunks = Math.Clamp(g.N / MinChunkColumns, parts, 4 * parts) / parts * parts;
+        chunks = Math.Min(units, chunks);
         if (chunks < 2)
         {
             RunRegion(in g, 0, g.M, 0, g.N);
@@ -173,16 +175,18 @@ internal static unsafe class GemmDriver
             parts = mTiles * nTiles;
             return parts == 1 ? GemmPlan.Single : new GemmPlan(parts, mTiles, nTiles, false);
         }
-        int target = (int)Math.Clamp(work / MinWorkPerChunk, parts, 4L * parts);
+        int target = (int)Math.Clamp(work / MinWorkPerChunk, parts, 4L * parts) / parts * parts; // whole chunks per thread
         const double StreamB = 0.25; // streaming packed B ÷ packing A, per float
         (int Gm, int Gn) best = (0, 0);
         double bestCost = double.MaxValue;
+        bool bestEven = false;
         for (int gm = 1; gm <= Math.Min(mTiles, target); gm++)
         {
             int gn = (int)Math.Min(nTiles, (target + gm - 1) / gm);
             if ((long)gm * gn < parts) continue;
             double cost = (double)gn * m * k + StreamB * gm * (double)k * n;
-            if (cost < bestCost) { bestCost = cost; best = (gm, gn); }
+            bool even = gm * gn % parts == 0; // a grid that gives every thread as many cells
+            if ((even && !bestEven) || (even == bestEven && cost < bestCost)) { bestCost = cost; best = (gm, gn); bestEven = even; }
         }
         return new GemmPlan(parts, best.Gm, best.Gn, false);
     }
