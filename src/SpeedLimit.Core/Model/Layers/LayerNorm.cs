@@ -76,17 +76,14 @@ internal static class LayerNorm
             // items 0..parts−1: row ranges (dx); parts..2·parts−1: column ranges (dγ, dβ); one synchronisation for both
             EngineParallel.For(2 * parts, parts, item =>
             {
-                var xs = new ReadOnlySpan<float>((float*)xAt, (int)n);
-                var dys = new ReadOnlySpan<float>((float*)dyAt, (int)n);
-                var means = new ReadOnlySpan<float>((float*)mAt, rows);
-                var rstds = new ReadOnlySpan<float>((float*)rAt, rows);
                 int part = item % parts;
                 if (item < parts)
                 {
                     int r0 = (int)((long)rows * part / parts), r1 = (int)((long)rows * (part + 1) / parts);
                     Span<float> rowScratch = stackalloc float[2 * dim];
-                    BackwardRows(xs, new ReadOnlySpan<float>((float*)gAt, dim), means, rstds, dys, new Span<float>((float*)dxAt, (int)n),
-                        default, default, r0, r1, dim, rowScratch, parameters: false, accumulateDx);
+                    BackwardRows(new ReadOnlySpan<float>((float*)xAt, (int)n), new ReadOnlySpan<float>((float*)gAt, dim),
+                        new ReadOnlySpan<float>((float*)mAt, rows), new ReadOnlySpan<float>((float*)rAt, rows), new ReadOnlySpan<float>((float*)dyAt, (int)n),
+                        new Span<float>((float*)dxAt, (int)n), default, default, r0, r1, dim, rowScratch, parameters: false, accumulateDx);
                 }
                 else
                 {
