@@ -1,5 +1,6 @@
 using SpeedLimit.Model;
 using SpeedLimit.Training;
+using static SpeedLimit.Tests.Model.FiniteDifference;
 
 namespace SpeedLimit.Tests.Training;
 
@@ -10,9 +11,6 @@ namespace SpeedLimit.Tests.Training;
 /// </summary>
 public class ParallelStepTests
 {
-    private static float[] RandomArray(Random rng, int n, double scale) =>
-        Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 2 - 1) * scale)).ToArray();
-
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
@@ -23,13 +21,13 @@ public class ParallelStepTests
         var rng = new Random(threads);
         ParameterRange[] decayed = [new(0, n / 3), new(n / 2, n / 5)];
         var options = new TrainingOptions { Beta1 = 0.9f, Beta2 = 0.98f, Epsilon = 1e-6f, WeightDecay = 0.1f };
-        var pFused = RandomArray(rng, n, 1);
+        var pFused = RandomArray(rng, n, 1f);
         var pReference = (float[])pFused.Clone();
         var fused = new AdamW(n, decayed, options);
         var reference = new AdamW(n, decayed, options);
         for (int step = 0; step < 3; step++)
         {
-            var g = RandomArray(rng, n, 0.5);
+            var g = RandomArray(rng, n, 0.5f);
             float scale = step == 1 ? 1f : 0.37f; // a clipped step and an unclipped one
             var gReference = (float[])g.Clone();
             if (scale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(gReference, scale, gReference);
@@ -55,12 +53,12 @@ public class ParallelStepTests
         var options = new TrainingOptions { Beta1 = 0.9f, Beta2 = 0.98f, Epsilon = 1e-6f, WeightDecay = 0.1f };
         ParameterRange[] decayed = [new(0, n / 2 + 5)]; // a segment boundary inside a block
         var adam = new AdamW(n, decayed, options) { ForceScalar = scalar };
-        var p = RandomArray(rng, n, 1);
+        var p = RandomArray(rng, n, 1f);
         var pRef = (float[])p.Clone();
         var mRef = new float[n]; var vRef = new float[n];
         for (int step = 1; step <= 5; step++)
         {
-            var g = RandomArray(rng, n, 0.5);
+            var g = RandomArray(rng, n, 0.5f);
             for (int b = 0; b * block < n; b++)
             {
                 bool zero = b % 4 == 3 || (b + step) % 3 != 0; // some blocks never live, others waking up at different steps
@@ -85,7 +83,7 @@ public class ParallelStepTests
     public void Inspect_GivesTheNormAndTheFirstNonFiniteValueOfTheSeparatePasses(int threads)
     {
         var rng = new Random(10 + threads);
-        var g = RandomArray(rng, 1_000_003, 2);
+        var g = RandomArray(rng, 1_000_003, 2f);
         g[123_456] = 3e20f; // a chunk whose float squares overflow: summed in double
         var (bad, norm) = GradientUtilities.Inspect(g, null, threads);
         Assert.Null(bad);
@@ -100,7 +98,7 @@ public class ParallelStepTests
     [Fact]
     public void ClipFactor_IsWhatClipGlobalNormApplies()
     {
-        var g = RandomArray(new Random(5), 10_000, 1);
+        var g = RandomArray(new Random(5), 10_000, 1f);
         var clipped = (float[])g.Clone();
         double norm = GradientUtilities.ClipGlobalNorm(clipped, 1.0);
         float factor = GradientUtilities.ClipFactor(norm, 1.0);
