@@ -220,6 +220,36 @@ internal static class EngineParallel
     public static void SplitRows(int rows, int cols, int threads, Action<int, int> body) =>
         Split(rows, Math.Max(1, MinElementsPerPart / Math.Max(1, cols)), threads, body);
 
+    /// <summary>Threads worth using on a (rows, cols) tensor: one per <see cref="MinElementsPerPart"/> elements, at most <paramref name="threads"/>.</summary>
+    public static int Parts(int rows, int cols, int threads) =>
+        (int)Math.Clamp((long)rows * cols / MinElementsPerPart, 1, Math.Max(1, threads));
+
+    /// <summary>
+    /// Columns [c0, c1) of part <paramref name="part"/> of <paramref name="parts"/>: runs of 16 (a Vector512 of floats), so a
+    /// sum down the rows splits by column and every column is still summed row after row by one thread.
+    /// </summary>
+    public static (int C0, int C1) ColumnRange(int cols, int part, int parts)
+    {
+        int units = (cols + 15) / 16;
+        return ((int)((long)units * part / parts) * 16, Math.Min(cols, (int)((long)units * (part + 1) / parts) * 16));
+    }
+
+    /// <summary>Runs body over column ranges [c0, c1) of a (rows, cols) tensor (<see cref="ColumnRange"/>), one per thread when it is worth more than one.</summary>
+    public static void SplitColumns(int rows, int cols, int threads, Action<int, int> body)
+    {
+        int parts = Math.Min(Parts(rows, cols, threads), (cols + 15) / 16);
+        if (parts <= 1) { if (cols > 0) body(0, cols); return; }
+        For(parts, parts, i =>
+        {
+            var (c0, c1) = ColumnRange(cols, i, parts);
+            body(c0, c1);
+        });
+    }
+
+    /// <summary>Zeroes a[0..count), split over threads when large.</summary>
+    public static void Clear(float[] a, int count, int threads) =>
+        Split(count, MinElementsPerPart, threads, (start, end) => Array.Clear(a, start, end - start));
+
     /// <summary>Runs body over contiguous ranges [start, end) of [0, count), one per thread, each at least <paramref name="minPerPart"/> long.</summary>
     public static void Split(int count, int minPerPart, int threads, Action<int, int> body)
     {

@@ -121,8 +121,7 @@ public sealed class BertModel
             Gradients = new float[Parameters.Length];
             return;
         }
-        var g = Gradients;
-        EngineParallel.Split(g.Length, 256 * 1024, Threads, (start, end) => Array.Clear(g, start, end - start));
+        EngineParallel.Clear(Gradients, Gradients.Length, Threads);
     }
 
     public Span<float> Tensor(string name) => Slice(Parameters, name);
@@ -263,7 +262,7 @@ public sealed class BertModel
         int B = input.Batch, T = input.SequenceLength, H = Config.Hidden, F = Config.Ffn, Ntok = B * T, nh = Ntok * H;
         int threads = Threads;
         var dHidden = a.DHiddenA; var dOther = a.DHiddenB;
-        EngineParallel.Split(nh, EngineParallel.MinElementsPerPart, threads, (start, end) => Array.Clear(dHidden, start, end - start));
+        EngineParallel.Clear(dHidden, nh, threads);
         var lnScratch = a.LnScratch;
 
         if (Config.Head == HeadKind.MaskedLm)
@@ -344,10 +343,9 @@ public sealed class BertModel
         int H = Config.Hidden, T = input.SequenceLength, Ntok = input.Batch * T;
         var g = Gradients;
         int word = (int)Layout[N.WordEmbeddings].Offset, pos = (int)Layout[N.PositionEmbeddings].Offset, type = (int)Layout[N.TokenTypeEmbeddings].Offset;
-        int parts = (int)Math.Clamp((long)Ntok * H / EngineParallel.MinElementsPerPart, 1, Math.Max(1, threads));
-        EngineParallel.Split((H + 15) / 16, 1, parts, (u0, u1) =>
+        EngineParallel.SplitColumns(Ntok, H, threads, (c0, c1) =>
         {
-            int c0 = u0 * 16, width = Math.Min(H, u1 * 16) - c0;
+            int width = c1 - c0;
             for (int n = 0; n < Ntok; n++)
             {
                 var d = dEmbedding.AsSpan(n * H + c0, width);

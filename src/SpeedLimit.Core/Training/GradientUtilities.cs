@@ -34,20 +34,36 @@ internal static class GradientUtilities
     {
         double sum = 0;
         for (int start = 0; start < x.Length; start += ChunkLength)
-        {
-            var chunk = x.Slice(start, Math.Min(ChunkLength, x.Length - start));
-            float part = TensorPrimitives.SumOfSquares(chunk);
-            if (float.IsPositiveInfinity(part))
-            {
-                // finite values whose squares overflow float: redo this chunk in double
-                double d = 0;
-                foreach (float v in chunk) d += (double)v * v;
-                sum += d;
-                continue;
-            }
-            sum += part;
-        }
+            sum += ChunkSquares(x.Slice(start, Math.Min(ChunkLength, x.Length - start)));
         return sum;
+    }
+
+    /// <summary>
+    /// Σ v² of one chunk, summed in float; a chunk whose float sum overflows is summed again in double (finite
+    /// values whose squares overflow float). NaN or ±Infinity in the chunk give a non-finite result.
+    /// </summary>
+    private static double ChunkSquares(ReadOnlySpan<float> chunk)
+    {
+        float squares = TensorPrimitives.SumOfSquares(chunk);
+        if (!float.IsPositiveInfinity(squares)) return squares;
+        double d = 0;
+        foreach (float v in chunk) d += (double)v * v;
+        return d;
+    }
+
+    /// <summary>Index of the first NaN/±Infinity in <paramref name="chunk"/>, or −1.</summary>
+    private static int FirstNonFinite(ReadOnlySpan<float> chunk)
+    {
+        for (int i = 0; i < chunk.Length; i++) if (!float.IsFinite(chunk[i])) return i;
+        return -1;
+    }
+
+    /// <summary>The report for a non-finite value at flat index <paramref name="flat"/>, named by its tensor when there is a layout.</summary>
+    private static NonFiniteReport Report(BertParameterLayout? layout, long flat, float value)
+    {
+        if (layout is null) return new NonFiniteReport("buffer", flat, flat, value);
+        var t = TensorAt(layout, flat);
+        return new NonFiniteReport(t.Name, flat - t.Offset, flat, value);
     }
 
     /// <summary>
@@ -80,14 +96,8 @@ internal static class GradientUtilities
             // NaN and ±Inf always make the sum non-finite; a finite chunk whose sum overflows
             // is a false alarm that the scan below clears.
             if (float.IsFinite(TensorPrimitives.Sum(chunk))) continue;
-            for (int i = 0; i < chunk.Length; i++)
-            {
-                if (float.IsFinite(chunk[i])) continue;
-                long flat = start + i;
-                if (layout is null) return new NonFiniteReport("buffer", flat, flat, chunk[i]);
-                var t = TensorAt(layout, flat);
-                return new NonFiniteReport(t.Name, flat - t.Offset, flat, chunk[i]);
-            }
+            int i = FirstNonFinite(chunk);
+            if (i >= 0) return Report(layout, start + i, chunk[i]);
         }
         return null;
     }
@@ -115,31 +125,15 @@ internal static class GradientUtilities
             {
                 int start = c * ChunkLength;
                 var chunk = new ReadOnlySpan<float>(gradients, start, Math.Min(ChunkLength, gradients.Length - start));
-                float squares = TensorPrimitives.SumOfSquares(chunk);
-                firstBad[c] = -1;
-                partial[c] = squares;
-                if (float.IsFinite(squares)) continue;
-                // NaN/±Inf make the sum non-finite; so do finite values whose squares overflow float, which
-                // are summed again in double
-                int bad = -1;
-                for (int i = 0; i < chunk.Length && bad < 0; i++) if (!float.IsFinite(chunk[i])) bad = i;
-                if (bad >= 0) { firstBad[c] = start + bad; continue; }
-                double d = 0;
-                foreach (float v in chunk) d += (double)v * v;
-                partial[c] = d;
+                partial[c] = ChunkSquares(chunk);
+                // only NaN/±Inf leave the chunk's sum non-finite (ChunkSquares sums overflowing finite values in double)
+                firstBad[c] = double.IsFinite(partial[c]) ? -1 : start + FirstNonFinite(chunk);
             }
         });
         double sum = 0;
         for (int c = 0; c < chunks; c++)
         {
-            if (firstBad[c] >= 0)
-            {
-                long flat = firstBad[c];
-                float value = gradients[flat];
-                if (layout is null) return (new NonFiniteReport("buffer", flat, flat, value), double.NaN);
-                var t = TensorAt(layout, flat);
-                return (new NonFiniteReport(t.Name, flat - t.Offset, flat, value), double.NaN);
-            }
+            if (firstBad[c] >= 0) return (Report(layout, firstBad[c], gradients[firstBad[c]]), double.NaN);
             sum += partial[c];
         }
         return (null, Math.Sqrt(sum));

@@ -61,7 +61,7 @@ internal static class LayerNorm
         ReadOnlySpan<float> dy, Span<float> dx, Span<float> dGamma, Span<float> dBeta, int rows, int dim, Span<float> scratch,
         int threads = 1, bool accumulateDx = true)
     {
-        int parts = (int)Math.Clamp((long)rows * dim / EngineParallel.MinElementsPerPart, 1, Math.Max(1, threads));
+        int parts = EngineParallel.Parts(rows, dim, threads);
         if (parts == 1 || dim > MaxStackDim)
         {
             BackwardRows(x, gamma, mean, rstd, dy, dx, dGamma, dBeta, 0, rows, dim, scratch, parameters: true, accumulateDx);
@@ -71,7 +71,6 @@ internal static class LayerNorm
         {
             // pointers into pinned spans, for the parallel body
             nint xAt = (nint)px, gAt = (nint)pg, mAt = (nint)pm, rAt = (nint)pr, dyAt = (nint)pdy, dxAt = (nint)pdx, dgAt = (nint)pdg, dbAt = (nint)pdb;
-            int units = (dim + 15) / 16;
             long n = (long)rows * dim;
             // items 0..parts−1: row ranges (dx); parts..2·parts−1: column ranges (dγ, dβ); one synchronisation for both
             EngineParallel.For(2 * parts, parts, item =>
@@ -87,7 +86,7 @@ internal static class LayerNorm
                 }
                 else
                 {
-                    int c0 = (int)((long)units * part / parts) * 16, c1 = Math.Min(dim, (int)((long)units * (part + 1) / parts) * 16);
+                    var (c0, c1) = EngineParallel.ColumnRange(dim, part, parts);
                     if (c0 < c1) ParameterGradients((float*)xAt, (float*)dyAt, (float*)mAt, (float*)rAt, rows, dim, (float*)dgAt, (float*)dbAt, c0, c1);
                 }
             });

@@ -42,13 +42,10 @@ internal static class Linear
     /// </summary>
     private static unsafe void BiasGradient(ReadOnlySpan<float> dy, Span<float> dBias, int rows, int outDim, int threads)
     {
-        int units = (outDim + 15) / 16;
-        int parts = (int)Math.Clamp((long)rows * outDim / EngineParallel.MinElementsPerPart, 1, Math.Max(1, threads));
         fixed (float* pdy = dy, pdb = dBias)
         {
             nint dyAt = (nint)pdy, dbAt = (nint)pdb;
-            EngineParallel.Split(units, 1, parts, (u0, u1) =>
-                ColumnSums((float*)dyAt, rows, outDim, (float*)dbAt, u0 * 16, Math.Min(outDim, u1 * 16)));
+            EngineParallel.SplitColumns(rows, outDim, threads, (c0, c1) => ColumnSums((float*)dyAt, rows, outDim, (float*)dbAt, c0, c1));
         }
     }
 
