@@ -56,7 +56,10 @@ public sealed class TrainingBench : IBenchSection
     internal static void StepFigures(BenchReport report, string prefix, string tag, Trainer trainer, LabeledBatch batch, int T, int threads,
         int runs, double sectionPeak, double dataSecondsPerBatch)
     {
-        WarmUp(trainer, batch);
+        // Two untimed steps page in the activations, gradients and optimizer moments; TimeSteps takes one more
+        // after the peak measurement, to wake the worker thread again.
+        trainer.Step(batch);
+        trainer.Step(batch);
         var before = FmaPeak.Measure(threads, 3);
         var (wall, cpu) = TimeSteps(trainer, batch, runs);
         var after = FmaPeak.Measure(threads, 3);
@@ -105,13 +108,6 @@ public sealed class TrainingBench : IBenchSection
         for (int epoch = 1; epoch <= 3; epoch++)
             foreach (var _ in task.TrainBatches(batch, 1, epoch)) count++;
         return clock.Elapsed.TotalSeconds / Math.Max(1, count);
-    }
-
-    /// <summary>Two untimed steps (with the one <see cref="TimeSteps"/> takes, three): the first steps page in the activations, gradients and optimizer moments.</summary>
-    internal static void WarmUp(Trainer trainer, LabeledBatch batch)
-    {
-        trainer.Step(batch);
-        trainer.Step(batch);
     }
 
     /// <summary>One untimed step (activations, JIT), then <paramref name="runs"/> timed steps: wall and process-CPU seconds each.</summary>
