@@ -6,16 +6,23 @@ using System.Runtime.Intrinsics.X86;
 namespace SpeedLimit.Kernels;
 
 /// <summary>One GEMM call's operands as raw pointers (pinned by the caller for the whole call).</summary>
+/// <remarks><paramref name="kc"/>: the depth block, when a part of a longer product must keep that product's blocking (0: <see cref="GemmDriver.DepthBlock"/> of K).</remarks>
 internal readonly unsafe struct GemmArgs(GemmPath path, bool transA, bool transB, int m, int n, int k,
-    float* a, int lda, float* b, int ldb, float* c, int ldc, bool accumulate)
+    float* a, int lda, float* b, int ldb, float* c, int ldc, bool accumulate, int kc = 0)
 {
     public readonly GemmPath Path = path;
     public readonly bool TransA = transA, TransB = transB, Accumulate = accumulate;
     public readonly int M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc;
+    public readonly int Kc = kc > 0 ? kc : GemmDriver.DepthBlock(Math.Max(1, k));
     public readonly float* A = a, B = b, C = c;
 
     public GemmArgs Offset(long da, long db, long dc) =>
-        new(Path, TransA, TransB, M, N, K, A + da, Lda, B + db, Ldb, C + dc, Ldc, Accumulate);
+        new(Path, TransA, TransB, M, N, K, A + da, Lda, B + db, Ldb, C + dc, Ldc, Accumulate, Kc);
+
+    /// <summary>Depth [p0, p0 + k) of this product into <paramref name="c"/> (row stride <paramref name="ldc"/>), with this product's depth block.</summary>
+    public GemmArgs Depth(int p0, int k, float* c, int ldc, bool accumulate) =>
+        new(Path, TransA, TransB, M, N, k, A + (TransA ? (long)p0 * Lda : p0), Lda, B + (TransB ? p0 : (long)p0 * Ldb), Ldb,
+            c, ldc, accumulate, Kc);
 }
 
 /// <summary>
@@ -73,12 +80,23 @@ internal static unsafe class GemmDriver
     internal static int TileRows(GemmPath path) => path == GemmPath.Vector512 ? GemmKernels.Mr512 : GemmKernels.Mr256;
     internal static int TileCols(GemmPath path) => path == GemmPath.Vector512 ? GemmKernels.Nr512 : GemmKernels.Nr256;
 
-    /// <summary>The depth block of a K-deep product: equal blocks (multiples of 16, the transpose width) rather than KC plus a thin remainder.</summary>
+    /// <summary>
+    /// The depth block of a K-deep product: equal blocks (multiples of 16, the transpose width) rather than KC plus a thin
+    /// remainder, and an even number of them from four up, so the two depth groups of a long product (<see cref="DepthGroups"/>)
+    /// are as deep as each other (11 blocks of K = 4096 gave the threads 5 and 6).
+    /// </summary>
     internal static int DepthBlock(int k)
     {
         int limit = RoundUp(KC, 16);
         int blocks = (k + limit - 1) / limit;
-        return Math.Max(16, Math.Min(limit, RoundUp((k + blocks - 1) / blocks, 16)));
+        if (blocks < 4) return Block(blocks);
+        blocks += blocks & 1;
+        int kc = Block(blocks);
+        // Rounding the block up to 16 can leave one block fewer, an odd count again: then two more blocks.
+        while ((k + kc - 1) / kc % 2 == 1 && blocks < k / 16) kc = Block(blocks += 2);
+        return kc;
+
+        int Block(int count) => Math.Max(16, Math.Min(limit, RoundUp((k + count - 1) / count, 16)));
     }
 
     public static void Run(in GemmArgs g, int threads)
@@ -88,6 +106,60 @@ internal static unsafe class GemmDriver
             ZeroOrKeep(in g);
             return;
         }
+        int groups = DepthGroups(g.M, g.N, g.K, g.Kc);
+        if (groups > 1) RunDepthGroups(in g, null, groups, threads);
+        else RunWhole(in g, threads);
+    }
+
+    /// <summary>
+    /// In how many groups of depth blocks a product is summed: two when the depth is long and C small (a weight
+    /// gradient, K = the batch's tokens), else one. Each group is a product of its own into its own target (the first
+    /// into C), the others added to C in group order at the end; threads then take whole groups, each packing its own
+    /// A and B once, where a split of so few tiles of C packed the same A in every column group and left every chunk
+    /// a thin slice. The groups depend on the shape alone, so results stay the same on any number of threads.
+    /// </summary>
+    internal static int DepthGroups(int m, int n, int k, int kc) =>
+        SplitLongDepth && m > 2 * MC && k >= 2L * Math.Max(m, n) && k >= 4 * kc ? 2 : 1;
+
+    /// <summary>Whether long products are summed in depth groups (<see cref="DepthGroups"/>); a switch for the tuning bench.</summary>
+    internal static bool SplitLongDepth = true;
+
+    /// <summary>
+    /// Computes a product in <paramref name="groups"/> groups of whole depth blocks: group q into C (q = 0) or into its
+    /// scratch, whole groups to threads (or one after another, each on all threads), then C += scratch in group order.
+    /// <paramref name="panels"/>: op(B) packed beforehand (all of K), or null to pack per group.
+    /// </summary>
+    private static void RunDepthGroups(in GemmArgs g, PackedPanels? panels, int groups, int threads)
+    {
+        int kBlocks = (g.K + g.Kc - 1) / g.Kc;
+        long cFloats = (long)g.M * g.N;
+        var job = DepthGroupJob.Rent();
+        job.Args = g;
+        job.Groups = groups;
+        job.KBlocks = kBlocks;
+        job.HasPanels = panels.HasValue;
+        job.Panels = panels.GetValueOrDefault();
+        job.Scratch = SharedBuffers.ForCaller().GroupScratch((groups - 1) * cFloats);
+        job.Next = 0;
+        int parts = Math.Min(threads, groups);
+        if (parts > 1 && !GemmWorkers.Busy) RunJob(job, parts);
+        else
+            for (int q = 0; q < groups; q++) job.RunGroup(q, threads);
+        for (int q = 1; q < groups; q++)
+        {
+            float* s = job.Scratch + (q - 1) * cFloats;
+            for (int i = 0; i < g.M; i++)
+            {
+                var dst = new Span<float>(g.C + (long)i * g.Ldc, g.N);
+                TensorPrimitives.Add(dst, new ReadOnlySpan<float>(s + (long)i * g.N, g.N), dst);
+            }
+        }
+        DepthGroupJob.Return(job);
+    }
+
+    /// <summary>A product as one sum over all its depth (no depth groups), on up to <paramref name="threads"/> threads.</summary>
+    private static void RunWhole(in GemmArgs g, int threads)
+    {
         var plan = Plan(g.M, g.N, g.K, g.Path, threads);
         if (plan.Parts == 1 || GemmWorkers.Busy)
         {
@@ -102,7 +174,7 @@ internal static unsafe class GemmDriver
             RunColumnChunks(in g, plan.Parts);
             return;
         }
-        int nr = TileCols(g.Path), kc = DepthBlock(g.K);
+        int nr = TileCols(g.Path), kc = g.Kc;
         // Column slabs bound the shared buffer (the MLM decoder's B is vocabulary-wide).
         int slab = (int)Math.Max(NC, MaxSharedPackFloats / g.K / nr * nr);
         var buffers = SharedBuffers.ForCaller();
@@ -150,6 +222,13 @@ internal static unsafe class GemmDriver
             ZeroOrKeep(in g);
             return;
         }
+        int groups = DepthGroups(g.M, g.N, g.K, g.Kc);
+        if (groups > 1) RunDepthGroups(in g, panels, groups, threads);
+        else RunPackedWhole(in g, in panels, threads);
+    }
+
+    private static void RunPackedWhole(in GemmArgs g, in PackedPanels panels, int threads)
+    {
         var plan = Plan(g.M, g.N, g.K, g.Path, threads);
         if (plan.Parts > 1 && GemmWorkers.Busy) plan = GemmPlan.Single;
         RunShared(in g, in panels, plan, plan.Parts > 1 || plan.KSplit ? SharedBuffers.ForCaller() : null);
@@ -330,7 +409,7 @@ internal static unsafe class GemmDriver
         int mr = TileRows(path), nr = TileCols(path);
         int kcLimit = RoundUp(KC, 16), mcMax = MC, ncMax = NC;
         var buffers = PackBuffers.Get(RoundUp(2 * mcMax, mr) * kcLimit, RoundUp(ncMax, nr) * kcLimit);
-        int kcMax = DepthBlock(g.K);
+        int kcMax = g.Kc;
         float* ap = buffers.A, bp = buffers.B;
         float* tile = stackalloc float[GemmKernels.MaxTile];
         int ldc = g.Ldc;
@@ -481,18 +560,21 @@ internal static unsafe class GemmDriver
     private sealed class SharedBuffers
     {
         [ThreadStatic] private static SharedBuffers? t_current;
-        private float* _panels, _scratch;
-        private nuint _panelFloats, _scratchFloats;
+        private float* _panels, _scratch, _group;
+        private nuint _panelFloats, _scratchFloats, _groupFloats;
 
         public static SharedBuffers ForCaller() => t_current ??= new SharedBuffers();
 
         public float* Panels(long floats) => _panelFloats >= (nuint)floats ? _panels : _panels = NativeBuffer.Grow(_panels, ref _panelFloats, floats);
         public float* Scratch(long floats) => _scratchFloats >= (nuint)floats ? _scratch : _scratch = NativeBuffer.Grow(_scratch, ref _scratchFloats, floats);
+        /// <summary>The depth groups' targets: apart from <see cref="Scratch"/>, which a group's own product may use.</summary>
+        public float* GroupScratch(long floats) => _groupFloats >= (nuint)floats ? _group : _group = NativeBuffer.Grow(_group, ref _groupFloats, floats);
 
         ~SharedBuffers()
         {
             NativeBuffer.Free(_panels);
             NativeBuffer.Free(_scratch);
+            NativeBuffer.Free(_group);
         }
     }
 
@@ -557,6 +639,43 @@ internal static unsafe class GemmDriver
                     RegionPacked(in g, in p, i0, i1, j0, j1, 0, 1, g.C + j0, g.Ldc, g.Accumulate);
                 else // scratch kb: (M, N) with column J0 first
                     RegionPacked(in g, in p, i0, i1, j0, j1, kb, kb + 1, Scratch + (long)(kb - 1) * g.M * p.N + (j0 - p.J0), p.N, false);
+            }
+        }
+    }
+
+    /// <summary>Whole depth groups of a product (<see cref="RunDepthGroups"/>) handed out first come first served.</summary>
+    private sealed class DepthGroupJob : IGemmWork
+    {
+        private static DepthGroupJob? s_spare;
+        public GemmArgs Args;
+        public PackedPanels Panels;
+        public bool HasPanels;
+        public int Groups, KBlocks, Next;
+        public float* Scratch;
+
+        public static DepthGroupJob Rent() => Interlocked.Exchange(ref s_spare, null) ?? new DepthGroupJob();
+        public static void Return(DepthGroupJob job) => s_spare = job;
+
+        public void Execute(int part)
+        {
+            int q;
+            while ((q = Interlocked.Increment(ref Next) - 1) < Groups) RunGroup(q, 1);
+        }
+
+        /// <summary>Group q: depth blocks [KBlocks·q/Groups, KBlocks·(q+1)/Groups) into C or scratch q − 1, on up to <paramref name="threads"/> threads.</summary>
+        public void RunGroup(int q, int threads)
+        {
+            ref readonly var g = ref Args;
+            int b0 = KBlocks * q / Groups, b1 = KBlocks * (q + 1) / Groups;
+            int p0 = b0 * g.Kc, k = Math.Min(g.K, b1 * g.Kc) - p0;
+            var part = q == 0
+                ? g.Depth(p0, k, g.C, g.Ldc, g.Accumulate)
+                : g.Depth(p0, k, Scratch + (q - 1) * (long)g.M * g.N, g.N, false);
+            if (!HasPanels) RunWhole(in part, threads);
+            else
+            {
+                var panels = new PackedPanels(Panels.Data + (long)p0 * Panels.Npad, k, Panels.N, Panels.Npad, Panels.Kc, Panels.J0);
+                RunPackedWhole(in part, in panels, threads);
             }
         }
     }

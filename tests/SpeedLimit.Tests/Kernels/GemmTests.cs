@@ -250,6 +250,54 @@ public class GemmTests
 
     [Theory]
     [MemberData(nameof(SimdPaths))]
+    public void LongDepthGroupsMatchScalarTwinAndAreBitIdenticalOnAnyThreadsAndPrepacked(GemmPath path)
+    {
+        // A weight-gradient shape (depth ≫ rows, columns): summed in two groups of depth blocks, the second into scratch
+        // and added at the end. The groups depend on the shape alone, so 1, 2 and 3 threads and a pre-packed B agree bit
+        // for bit; a group boundary off by a block or a scratch added twice fails the scalar comparison.
+        int m = 200, n = 40, k = 1700;
+        Assert.Equal(2, GemmDriver.DepthGroups(m, n, k, GemmDriver.DepthBlock(k)));
+        Assert.Equal(1, GemmDriver.DepthGroups(128, n, k, GemmDriver.DepthBlock(k))); // one sequence's rows: not grouped
+        var rng = new Random(83);
+        foreach (var (ta, tb) in Transposes)
+            foreach (bool acc in new[] { false, true })
+            {
+                int lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3;
+                var a = Random(rng, (ta ? k : m) * lda); var b = Random(rng, (tb ? n : k) * ldb); var c0 = Random(rng, m * ldc);
+                var one = (float[])c0.Clone();
+                Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, one, ldc, acc, threads: 1);
+                AssertNearScalar(path, ta, tb, m, n, k, a, lda, b, ldb, c0, one, ldc, acc);
+                foreach (int threads in new[] { 2, 3 })
+                {
+                    var c = (float[])c0.Clone();
+                    Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
+                    AssertBitEqual(one, c, $"{path} depth groups ta={ta} tb={tb} acc={acc} threads={threads}");
+                }
+                var packed = PackedMatrix.Pack(path, tb, k, n, b, ldb, threads: 2);
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    var c = (float[])c0.Clone();
+                    Gemm.Multiply(ta, m, a, lda, packed, c, ldc, acc, threads);
+                    AssertBitEqual(one, c, $"{path} depth groups packed ta={ta} tb={tb} acc={acc} threads={threads}");
+                }
+            }
+    }
+
+    [Fact]
+    public void LongDepthsAreCutIntoAnEvenNumberOfEqualBlocks()
+    {
+        // Two depth groups of equal depth need an even block count; short depths keep their one to three blocks.
+        foreach (int k in new[] { 1, 16, 100, 384, 385, 1000, 1152, 1153, 1700, 3072, 4096, 4097, 40000 })
+        {
+            int kc = GemmDriver.DepthBlock(k), blocks = (k + kc - 1) / kc;
+            Assert.True(kc % 16 == 0 && kc <= GemmDriver.RoundUp(GemmDriver.KC, 16), $"k={k}: block {kc}");
+            Assert.True(blocks < 4 || blocks % 2 == 0, $"k={k}: {blocks} blocks of {kc}");
+            Assert.True(k <= kc || (blocks - 1) * kc < k, $"k={k}: an empty last block ({blocks} of {kc})");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(SimdPaths))]
     public void SharedPackingInColumnSlabsIsBitIdenticalToOneThread(GemmPath path)
     {
         // More rows than a sequence (the shared-packing path) and a B wider than the shared buffer allows (a small limit
