@@ -14,6 +14,31 @@ public class FusedLayerTests
     private static readonly (int Rows, int Cols)[] Shapes = [(1, 1), (3, 7), (17, 129), (64, 1016), (257, 263)];
 
     [Fact]
+    public void VectorDropoutMaskIsTheScalarMaskBitForBit()
+    {
+        // Eight draws at a time against one value at a time: lengths below, at and around whole groups of 32, rates where
+        // the 16-bit threshold is 0, small, and most of the range, from a generator already part-way; the generator must
+        // continue from the same draw.
+        if (!Dropout.VectorFill) return; // no AVX-512 DQ here: the scalar fill is what runs
+        foreach (float rate in new[] { 0f, 0.1f, 0.5f, 0.9f })
+            foreach (int length in new[] { 1, 31, 32, 33, 64, 95, 1000, 4099 })
+            {
+                var scalarGen = new SplitMix64(3); scalarGen.Next(); scalarGen.Next();
+                var vectorGen = scalarGen;
+                var scalar = new float[length]; var vector = new float[length];
+                Dropout.FillMaskScalar(scalar, rate, ref scalarGen);
+                Dropout.FillMask(vector, rate, ref vectorGen);
+                AssertBitEqual(scalar, vector, $"mask of {length} at rate {rate}");
+                Assert.Equal(scalarGen.Next(), vectorGen.Next());
+            }
+        var big = new float[1 << 16];
+        var gen = new SplitMix64(9);
+        Dropout.FillMask(big, 0.1f, ref gen);
+        double dropped = big.Count(v => v == 0f) / (double)big.Length;
+        Assert.InRange(dropped, 0.09, 0.11); // a real mask, not all kept or all dropped
+    }
+
+    [Fact]
     public void ParallelDropoutMaskIsTheSerialMaskBitForBit()
     {
         // Lengths around the part size (64 Ki) and not multiples of 4, on 1..3 threads, from a generator already part-way.
