@@ -258,6 +258,9 @@ public class GemmTests
         int m = 200, n = 40, k = 1700;
         Assert.Equal(2, GemmDriver.DepthGroups(m, n, k, GemmDriver.DepthBlock(k)));
         Assert.Equal(1, GemmDriver.DepthGroups(128, n, k, GemmDriver.DepthBlock(k))); // one sequence's rows: not grouped
+        // BERT-base FFN weight gradients over 4096 tokens: grouped where op(B) is too wide to pack once and share.
+        Assert.Equal(2, GemmDriver.DepthGroups(768, 3072, 4096, GemmDriver.DepthBlock(4096)));
+        Assert.Equal(1, GemmDriver.DepthGroups(3072, 768, 4096, GemmDriver.DepthBlock(4096)));
         var rng = new Random(83);
         foreach (var (ta, tb) in Transposes)
             foreach (bool acc in new[] { false, true })
