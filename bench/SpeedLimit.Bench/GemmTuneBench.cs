@@ -4,7 +4,7 @@ namespace SpeedLimit.Bench;
 
 /// <summary>
 /// Tuning aid for the GEMM blocking: best-of-N GFLOP/s (the least disturbed run on a shared machine)
-/// of a few shapes; block sizes from GEMM_KC / GEMM_MC / GEMM_NC, the narrowest column run of a few-row product from GEMM_MIN_CHUNK_COLUMNS, A read in place (row-major A) or packed from GEMM_ROW_MAJOR_A=1/0, depth groups for long products from GEMM_SPLIT_DEPTH=1/0, the band of row-major B packed at once from GEMM_PACK_ROWS, the path from GEMM_PATH, a shape subset from GEMM_SHAPES (e.g. 128x768x768), GEMM_T1=1 for one thread only.
+/// of a few shapes; block sizes from GEMM_KC / GEMM_MC / GEMM_NC, the narrowest column run of a few-row product from GEMM_MIN_CHUNK_COLUMNS, A read in place (row-major A) or packed from GEMM_ROW_MAJOR_A=1/0, depth groups for long products from GEMM_SPLIT_DEPTH=1/0, the bands a (K, M) A pack prefetches ahead from GEMM_PREFETCH_BANDS, the band of row-major B packed at once from GEMM_PACK_ROWS, the path from GEMM_PATH, a shape subset from GEMM_SHAPES (e.g. 128x768x768), GEMM_T1=1 for one thread only.
 /// </summary>
 public sealed class GemmTuneBench : IBenchSection
 {
@@ -91,6 +91,7 @@ public sealed class GemmTuneBench : IBenchSection
         if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_PACK_ROWS"), out int packRows)) GemmPack.PackRows = packRows;
         if (Environment.GetEnvironmentVariable("GEMM_ROW_MAJOR_A") is { } inPlace) GemmDriver.ReadRowMajorA = inPlace != "0";
         if (Environment.GetEnvironmentVariable("GEMM_SPLIT_DEPTH") is { } split) GemmDriver.SplitLongDepth = split != "0";
+        if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_PREFETCH_BANDS"), out int bands)) GemmPack.PrefetchBands = bands;
         report.Note($"  path={Gemm.Path} KC={GemmDriver.KC} MC={GemmDriver.MC} NC={GemmDriver.NC}");
         int runs = quick ? 5 : 15;
         report.Figure("fma peak per-cpu-second t1", FmaPeak.Measure(1, 5).CpuGflops, "GFLOP/s");

@@ -781,6 +781,17 @@ internal static unsafe class GemmPack
             for (int pb = 0; pb < kc; pb += PackRows)
             {
                 int pe = Math.Min(kc, pb + PackRows);
+                if (PrefetchBands > 0)
+                {
+                    // Each row of a band lies in another page, and hardware prefetchers stop at page boundaries: ask for
+                    // the rows of a band further on, a line at a time across the band's width.
+                    int ahead = pb + PrefetchBands * PackRows;
+                    for (int p = ahead; p < Math.Min(kc, ahead + PackRows); p++)
+                    {
+                        byte* row = (byte*)(a + (long)(p0 + p) * lda + i0);
+                        for (int at = 0; at < panels * sizeof(float); at += 64) Sse.Prefetch0(row + at);
+                    }
+                }
                 for (int r0 = 0; r0 < panels; r0 += 8)
                 {
                     float* src = a + (long)(p0 + pb) * lda + i0 + r0;
@@ -860,6 +871,9 @@ internal static unsafe class GemmPack
             }
         }
     }
+
+    /// <summary>How many bands ahead the (K, M) A packing prefetches (0: none); settable for the tuning bench.</summary>
+    internal static int PrefetchBands = 4;
 
     /// <summary>Rows of row-major B packed as one band (<see cref="PackB"/>); settable for the tuning bench.</summary>
     internal static int PackRows = 8;
