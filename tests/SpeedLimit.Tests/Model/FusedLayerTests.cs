@@ -58,41 +58,54 @@ public class FusedLayerTests
     }
 
     [Fact]
-    public void OnePassGeluIsTheComposedPassesBitForBit()
+    public void OnePassGeluMatchesTheComposedPassesWithinTwoUlps()
     {
-        // The one-pass kernels (Vector512) against the TensorPrimitives chain they replace, forward and backward (added and
-        // written), on lengths with and without a partial last vector and across the composed path's 512-value chunks;
-        // values from the tails (|x| up to 12, where exp(−x²) underflows) to zero. On a chunk of fewer than sixteen values
-        // TensorPrimitives leaves Vector512 for narrower or scalar code (another exp), so where the composed passes end on
-        // such a chunk the two agree to a few ulps, not bit for bit (the one-pass kernel pads a last partial vector instead).
+        // The one-pass kernels (Vector512, with a single-precision exp) against the TensorPrimitives chain (whose exp
+        // computes in double), forward and backward (added and written), on lengths with and without a partial last vector;
+        // values from the tails (|x| up to 12, where exp(−x²) underflows) to zero. Measured over [−12, 12]: forward within
+        // 2·|x|·2⁻²⁴, the slope within 2 ulps of 0.5; the bounds below are those with a margin, far below a wrong
+        // coefficient or a missing term (errors of 1e-3 and more).
         if (!Gelu.Fused) return; // no Vector512 here: the composed passes are what runs
         var rng = new Random(11);
-        foreach (int n in new[] { 1, 7, 15, 513, 4099 })
-        {
-            var x = RandomArray(rng, n, 12f); var dy = RandomArray(rng, n);
-            var composed = new float[n]; var fused = new float[n]; var dComposed = new float[n]; var dFused = new float[n];
-            Gelu.ForwardComposed(x, composed); Gelu.ForwardFused(x, fused);
-            Gelu.BackwardComposed(x, dy, dComposed, false); Gelu.BackwardFused(x, dy, dFused, false);
-            for (int i = 0; i < n; i++)
-            {
-                Assert.InRange(fused[i] - composed[i], -1e-6f * (1 + MathF.Abs(x[i])), 1e-6f * (1 + MathF.Abs(x[i])));
-                Assert.InRange(dFused[i] - dComposed[i], -1e-6f, 1e-6f);
-            }
-        }
-        foreach (int n in new[] { 16, 17, 31, 511, 512, 1016, 4136 })
+        foreach (int n in new[] { 1, 7, 15, 16, 17, 31, 511, 512, 513, 1016, 4099 })
         {
             var x = RandomArray(rng, n, 12f); x[0] = 0f; var dy = RandomArray(rng, n); var dx0 = RandomArray(rng, n);
             var composed = new float[n]; var fused = new float[n];
             Gelu.ForwardComposed(x, composed);
             Gelu.ForwardFused(x, fused);
-            AssertBitEqual(composed, fused, $"gelu of {n}");
+            for (int i = 0; i < n; i++)
+                Assert.True(Math.Abs(fused[i] - composed[i]) <= 2.4e-7 * Math.Abs(x[i]) + 1e-37,
+                    $"gelu({x[i]:R}) = {fused[i]:R}, the composed passes give {composed[i]:R}");
             foreach (bool accumulate in new[] { true, false })
             {
                 var dComposed = (float[])dx0.Clone(); var dFused = (float[])dx0.Clone();
                 Gelu.BackwardComposed(x, dy, dComposed, accumulate);
                 Gelu.BackwardFused(x, dy, dFused, accumulate);
-                AssertBitEqual(dComposed, dFused, $"gelu backward of {n}, accumulate={accumulate}");
+                for (int i = 0; i < n; i++)
+                    Assert.True(Math.Abs(dFused[i] - dComposed[i]) <= 3e-7 * Math.Abs(dy[i]) + 1.2e-7 * Math.Abs(dComposed[i]) + 1e-37,
+                        $"gelu backward at {x[i]:R} (dy {dy[i]:R}, accumulate={accumulate}) = {dFused[i]:R}, the composed passes give {dComposed[i]:R}");
             }
+        }
+    }
+
+    [Fact]
+    public void OnePassGeluGivesAValueTheSameBitsWhereverItLies()
+    {
+        // A last partial vector goes through a padded copy: every value must come out as it does inside a full vector, so a
+        // split over threads or rows cannot change a bit.
+        if (!Gelu.Fused) return;
+        var rng = new Random(12);
+        var x = RandomArray(rng, 100, 6f); var dy = RandomArray(rng, 100);
+        var whole = new float[100]; var dWhole = new float[100];
+        Gelu.ForwardFused(x, whole);
+        Gelu.BackwardFused(x, dy, dWhole, false);
+        for (int offset = 1; offset < 17; offset++)
+        {
+            var part = new float[100 - offset]; var dPart = new float[100 - offset];
+            Gelu.ForwardFused(x.AsSpan(offset), part);
+            Gelu.BackwardFused(x.AsSpan(offset), dy.AsSpan(offset), dPart, false);
+            AssertBitEqual(whole[offset..], part, $"gelu from offset {offset}");
+            AssertBitEqual(dWhole[offset..], dPart, $"gelu backward from offset {offset}");
         }
     }
 
