@@ -203,23 +203,33 @@ public class GemmTests
                 var a = Random(rng, (ta ? k : m) * lda);
                 var b = Random(rng, (tb ? n : k) * ldb);
                 var c0 = Random(rng, m * ldc);
-                var one = (float[])c0.Clone();
-                Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, one, ldc, acc, threads: 1);
-                AssertNearScalar(path, ta, tb, m, n, k, a, lda, b, ldb, c0, one, ldc, acc);
-                foreach (int threads in new[] { 2, 3 })
-                {
-                    var c = (float[])c0.Clone();
-                    Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
-                    AssertBitEqual(one, c, $"{path} ({m},{n},{k}) ta={ta} tb={tb} acc={acc} threads={threads}");
-                }
-                var packed = PackedMatrix.Pack(path, tb, k, n, b, ldb, threads: 2);
-                foreach (int threads in new[] { 1, 2 })
-                {
-                    var c = (float[])c0.Clone();
-                    Gemm.Multiply(ta, m, a, lda, packed, c, ldc, acc, threads);
-                    AssertBitEqual(one, c, $"{path} packed ({m},{n},{k}) ta={ta} tb={tb} acc={acc} threads={threads}");
-                }
+                AssertThreadsAndPrepackingAgree(path, ta, tb, m, n, k, a, lda, b, ldb, c0, ldc, acc, $"{path} ({m},{n},{k})");
             }
+        }
+    }
+
+    /// <summary>
+    /// One thread against the scalar twin, then 2 and 3 threads and a pre-packed B (on 1 and 2 threads) against one
+    /// thread, bit for bit.
+    /// </summary>
+    private static void AssertThreadsAndPrepackingAgree(GemmPath path, bool ta, bool tb, int m, int n, int k,
+        float[] a, int lda, float[] b, int ldb, float[] c0, int ldc, bool acc, string what)
+    {
+        var one = (float[])c0.Clone();
+        Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, one, ldc, acc, threads: 1);
+        AssertNearScalar(path, ta, tb, m, n, k, a, lda, b, ldb, c0, one, ldc, acc);
+        foreach (int threads in new[] { 2, 3 })
+        {
+            var c = (float[])c0.Clone();
+            Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
+            AssertBitEqual(one, c, $"{what} ta={ta} tb={tb} acc={acc} threads={threads}");
+        }
+        var packed = PackedMatrix.Pack(path, tb, k, n, b, ldb, threads: 2);
+        foreach (int threads in new[] { 1, 2 })
+        {
+            var c = (float[])c0.Clone();
+            Gemm.Multiply(ta, m, a, lda, packed, c, ldc, acc, threads);
+            AssertBitEqual(one, c, $"{what} packed ta={ta} tb={tb} acc={acc} threads={threads}");
         }
     }
 
@@ -267,22 +277,7 @@ public class GemmTests
             {
                 int lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3;
                 var a = Random(rng, (ta ? k : m) * lda); var b = Random(rng, (tb ? n : k) * ldb); var c0 = Random(rng, m * ldc);
-                var one = (float[])c0.Clone();
-                Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, one, ldc, acc, threads: 1);
-                AssertNearScalar(path, ta, tb, m, n, k, a, lda, b, ldb, c0, one, ldc, acc);
-                foreach (int threads in new[] { 2, 3 })
-                {
-                    var c = (float[])c0.Clone();
-                    Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
-                    AssertBitEqual(one, c, $"{path} depth groups ta={ta} tb={tb} acc={acc} threads={threads}");
-                }
-                var packed = PackedMatrix.Pack(path, tb, k, n, b, ldb, threads: 2);
-                foreach (int threads in new[] { 1, 2 })
-                {
-                    var c = (float[])c0.Clone();
-                    Gemm.Multiply(ta, m, a, lda, packed, c, ldc, acc, threads);
-                    AssertBitEqual(one, c, $"{path} depth groups packed ta={ta} tb={tb} acc={acc} threads={threads}");
-                }
+                AssertThreadsAndPrepackingAgree(path, ta, tb, m, n, k, a, lda, b, ldb, c0, ldc, acc, $"{path} depth groups");
             }
     }
 
