@@ -145,31 +145,38 @@ internal static unsafe class GemmDriver
     /// </summary>
     private static void RunDepthGroups(in GemmArgs g, PackedPanels? panels, int groups, int threads)
     {
-        int kBlocks = (g.K + g.Kc - 1) / g.Kc;
-        long cFloats = (long)g.M * g.N;
+        float* scratch = SharedBuffers.ForCaller().GroupScratch((groups - 1) * (long)g.M * g.N);
         var job = DepthGroupJob.Rent();
         job.Args = g;
         job.Groups = groups;
-        job.KBlocks = kBlocks;
-        job.HasPanels = panels.HasValue;
-        job.Panels = panels.GetValueOrDefault();
-        job.Scratch = SharedBuffers.ForCaller().GroupScratch((groups - 1) * cFloats);
+        job.Panels = panels;
+        job.Scratch = scratch;
         job.Next = 0;
         int parts = Math.Min(threads, groups);
         if (parts > 1 && !GemmWorkers.Busy) RunJob(job, parts);
         else
             for (int q = 0; q < groups; q++) job.RunGroup(q, threads);
-        // C += scratch 1, 2, … in group order, rows split over the threads (each element's additions stay in order).
-        nint c = (nint)g.C, scratch = (nint)job.Scratch;
-        int rows = g.M, cols = g.N, ldc = g.Ldc;
         DepthGroupJob.Return(job);
+        AddInOrder(g.C, g.Ldc, scratch, groups - 1, g.M, g.N, threads);
+    }
+
+    /// <summary>
+    /// C (rows × cols, row stride <paramref name="ldc"/>) += the <paramref name="count"/> row-major rows × cols items at
+    /// <paramref name="scratch"/>, item after item, rows split over threads: every element gets its additions in item
+    /// order, as one thread adds them, so a sum split over depth has the bits of the sum formed block after block.
+    /// </summary>
+    private static void AddInOrder(float* c, int ldc, float* scratch, int count, int rows, int cols, int threads)
+    {
+        if (count <= 0) return;
+        nint cAt = (nint)c, scratchAt = (nint)scratch; // pointers for the parallel body
+        long item = (long)rows * cols;
         EngineParallel.SplitRows(rows, cols, threads, (r0, r1) =>
         {
-            for (int q = 1; q < groups; q++)
+            for (int q = 0; q < count; q++)
                 for (int i = r0; i < r1; i++)
                 {
-                    var dst = new Span<float>((float*)c + (long)i * ldc, cols);
-                    TensorPrimitives.Add(dst, new ReadOnlySpan<float>((float*)scratch + (q - 1) * cFloats + (long)i * cols, cols), dst);
+                    var dst = new Span<float>((float*)cAt + (long)i * ldc, cols);
+                    TensorPrimitives.Add(dst, new ReadOnlySpan<float>((float*)scratchAt + q * item + (long)i * cols, cols), dst);
                 }
         });
     }
@@ -264,7 +271,7 @@ internal static unsafe class GemmDriver
         if (parts == 1) return GemmPlan.Single;
         int mr = TileRows(path), nr = TileCols(path);
         int mTiles = (m + mr - 1) / mr, nTiles = (n + nr - 1) / nr;
-        int kBlocks = (k + DepthBlock(k) - 1) / DepthBlock(k);
+        int kc = DepthBlock(k), kBlocks = (k + kc - 1) / kc;
         if ((long)mTiles * nTiles < parts)
         {
             if (kBlocks > 1) return new GemmPlan(Math.Min(parts, mTiles * nTiles * kBlocks), mTiles, nTiles, true);
@@ -362,18 +369,7 @@ internal static unsafe class GemmDriver
         // afterwards is exactly the sum one thread forms block after block.
         if (plan.KSplit) job.Scratch = buffers!.Scratch((long)(kBlocks - 1) * g.M * n);
         RunJob(job, Math.Min(plan.Parts, job.Chunks));
-        if (plan.KSplit)
-        {
-            for (int kb = 1; kb < kBlocks; kb++)
-            {
-                float* s = job.Scratch + (long)(kb - 1) * g.M * n;
-                for (int i = 0; i < g.M; i++)
-                {
-                    var dst = new Span<float>(g.C + (long)i * g.Ldc + j0, n);
-                    TensorPrimitives.Add(dst, new ReadOnlySpan<float>(s + (long)i * n, n), dst);
-                }
-            }
-        }
+        if (plan.KSplit) AddInOrder(g.C + j0, g.Ldc, job.Scratch, kBlocks - 1, g.M, n, plan.Parts);
         ComputeJob.Return(job);
     }
 
@@ -665,9 +661,8 @@ internal static unsafe class GemmDriver
     {
         private static DepthGroupJob? s_spare;
         public GemmArgs Args;
-        public PackedPanels Panels;
-        public bool HasPanels;
-        public int Groups, KBlocks, Next;
+        public PackedPanels? Panels; // op(B) packed beforehand, or null: each group packs its own
+        public int Groups, Next;
         public float* Scratch;
 
         public static DepthGroupJob Rent() => Interlocked.Exchange(ref s_spare, null) ?? new DepthGroupJob();
@@ -679,19 +674,20 @@ internal static unsafe class GemmDriver
             while ((q = Interlocked.Increment(ref Next) - 1) < Groups) RunGroup(q, 1);
         }
 
-        /// <summary>Group q: depth blocks [KBlocks·q/Groups, KBlocks·(q+1)/Groups) into C or scratch q − 1, on up to <paramref name="threads"/> threads.</summary>
+        /// <summary>Group q: depth blocks [blocks·q/Groups, blocks·(q+1)/Groups) into C or scratch q − 1, on up to <paramref name="threads"/> threads.</summary>
         public void RunGroup(int q, int threads)
         {
             ref readonly var g = ref Args;
-            int b0 = KBlocks * q / Groups, b1 = KBlocks * (q + 1) / Groups;
+            int blocks = (g.K + g.Kc - 1) / g.Kc;
+            int b0 = blocks * q / Groups, b1 = blocks * (q + 1) / Groups;
             int p0 = b0 * g.Kc, k = Math.Min(g.K, b1 * g.Kc) - p0;
             var part = q == 0
                 ? g.Depth(p0, k, g.C, g.Ldc, g.Accumulate)
                 : g.Depth(p0, k, Scratch + (q - 1) * (long)g.M * g.N, g.N, false);
-            if (!HasPanels) RunWhole(in part, threads);
+            if (Panels is not { } all) RunWhole(in part, threads);
             else
             {
-                var panels = new PackedPanels(Panels.Data + (long)p0 * Panels.Npad, k, Panels.N, Panels.Npad, Panels.Kc, Panels.J0);
+                var panels = new PackedPanels(all.Data + (long)p0 * all.Npad, k, all.N, all.Npad, all.Kc, all.J0);
                 RunPackedWhole(in part, in panels, threads);
             }
         }

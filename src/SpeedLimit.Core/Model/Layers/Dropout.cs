@@ -28,7 +28,7 @@ public static class Dropout
     }
 
     /// <summary>Whether whole groups of 32 mask values are drawn eight draws at a time (64-bit vector multiplies: AVX-512 DQ).</summary>
-    internal static bool VectorFill { get; set; } = Vector512.IsHardwareAccelerated && Avx512DQ.IsSupported;
+    internal static bool VectorFill { get; } = Vector512.IsHardwareAccelerated && Avx512DQ.IsSupported;
 
     /// <summary>
     /// The mask values of whole groups of 32 (eight draws) at the start of <paramref name="mask"/>, the scalar fill's bits:

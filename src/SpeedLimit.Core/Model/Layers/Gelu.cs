@@ -68,7 +68,7 @@ internal static class Gelu
     }
 
     /// <summary>Whether the fused one-pass kernels run (Vector512 accelerated); the composed passes otherwise.</summary>
-    internal static bool Fused { get; set; } = Vector512.IsHardwareAccelerated;
+    internal static bool Fused { get; } = Vector512.IsHardwareAccelerated;
 
     /// <summary>
     /// <see cref="Forward(ReadOnlySpan{float}, Span{float})"/> in one pass, sixteen values at a time: the steps of
