@@ -89,7 +89,7 @@ public sealed class AdamW
         // never written: clearing is off on this path
         var g = MemoryMarshal.CreateSpan(ref MemoryMarshal.GetReference(gradients), gradients.Length);
         foreach (var (start, length, decayed) in _segments)
-            Update(parameters.Slice(start, length), g.Slice(start, length), start, k, decayed ? k.DecayFactor : 1f, 1f, false);
+            Update(parameters.Slice(start, length), g.Slice(start, length), start, k, decayed ? k.DecayFactor : 1f, 1f, false, null);
     }
 
     /// <summary>
@@ -99,7 +99,12 @@ public sealed class AdamW
     /// three times. The buffer is split over <paramref name="threads"/>; every element is computed by the same
     /// operations whatever the split, so results are bit-identical across thread counts.
     /// </summary>
-    public void Step(float[] parameters, float[] gradients, float learningRate, float gradientScale, bool clearGradients, int threads)
+    /// <remarks>
+    /// Word-embedding rows that <paramref name="touched"/> knows to be zero are not read: a dormant block among them
+    /// takes the decay alone.
+    /// </remarks>
+    public void Step(float[] parameters, float[] gradients, float learningRate, float gradientScale, bool clearGradients, int threads,
+        TouchedEmbeddingRows? touched = null)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(gradients);
@@ -111,7 +116,8 @@ public sealed class AdamW
         Kernels.EngineParallel.For(pieces.Length, threads, i =>
         {
             var (start, length, decayed) = pieces[i];
-            Update(parameters.AsSpan(start, length), gradients.AsSpan(start, length), start, k, decayed ? k.DecayFactor : 1f, gradientScale, clearGradients);
+            Update(parameters.AsSpan(start, length), gradients.AsSpan(start, length), start, k, decayed ? k.DecayFactor : 1f, gradientScale,
+                clearGradients, touched);
         });
     }
 
@@ -128,7 +134,8 @@ public sealed class AdamW
     /// the same bits for a third of the memory traffic, and its moments' pages are never touched. Fine-tuning a small
     /// model leaves most of a 30k-word embedding table dormant: a batch uses a few hundred words.
     /// </summary>
-    private void Update(Span<float> p, Span<float> g, int start, in Coefficients k, float decay, float scale, bool clear)
+    private void Update(Span<float> p, Span<float> g, int start, in Coefficients k, float decay, float scale, bool clear,
+        TouchedEmbeddingRows? touched)
     {
         int end = start + p.Length;
         for (int at = start; at < end;)
@@ -136,7 +143,8 @@ public sealed class AdamW
             int block = at / BlockLength, next = Math.Min(end, (block + 1) * BlockLength), length = next - at;
             var pb = p.Slice(at - start, length);
             var gb = g.Slice(at - start, length);
-            if (!_live[block] && MemoryMarshal.Cast<float, uint>(gb).IndexOfAnyExcept(0u, 0x8000_0000u) < 0) // ±0 only
+            if (!_live[block] && (touched?.IsZero(at, length) == true
+                                  || MemoryMarshal.Cast<float, uint>(gb).IndexOfAnyExcept(0u, 0x8000_0000u) < 0)) // ±0 only
             {
                 if (decay != 1f) TensorPrimitives.Multiply(pb, decay, pb);
             }

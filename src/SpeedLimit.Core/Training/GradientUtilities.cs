@@ -22,7 +22,9 @@ internal sealed record NonFiniteReport(string TensorName, long ElementIndex, lon
 /// <summary>Global-norm computation, clipping, finiteness checks and accumulation scaling.</summary>
 internal static class GradientUtilities
 {
-    private const int ChunkLength = 8192;
+    // Short enough that most chunks of a word-embedding table miss a batch's rows (see Inspect), long enough that
+    // a chunk's call overhead stays small beside its 8 KiB of memory traffic.
+    private const int ChunkLength = 2048;
 
     /// <summary>
     /// √(Σ g²) over the whole buffer. Partial sums are float over short chunks and double
@@ -107,9 +109,11 @@ internal static class GradientUtilities
     /// <see cref="FindNonFinite(ReadOnlySpan{float}, BertParameterLayout?)"/> finds it) and, when there is none, the
     /// global L2 norm (as <see cref="GlobalL2Norm"/> computes it, to the bit). Chunks are split over
     /// <paramref name="threads"/>; their partial sums are added in chunk order afterwards, so the norm does not
-    /// depend on the thread count.
+    /// depend on the thread count. Chunks that <paramref name="touched"/> knows to be zero (word-embedding rows no
+    /// batch looked up) are not read: their Σ g² is +0, which leaves the sum's bits as they were.
     /// </summary>
-    public static (NonFiniteReport? Bad, double Norm) Inspect(float[] gradients, BertParameterLayout? layout, int threads)
+    public static (NonFiniteReport? Bad, double Norm) Inspect(float[] gradients, BertParameterLayout? layout, int threads,
+        TouchedEmbeddingRows? touched = null)
     {
         ArgumentNullException.ThrowIfNull(gradients);
         if (layout is not null && layout.TotalLength != gradients.Length)
@@ -117,14 +121,21 @@ internal static class GradientUtilities
         int chunks = (gradients.Length + ChunkLength - 1) / ChunkLength;
         var partial = new double[chunks];
         var firstBad = new long[chunks]; // −1: finite chunk
-        int parts = Math.Clamp(Math.Min(threads, chunks / 16), 1, 64); // 16 chunks (512 KiB) at least per thread
-        Kernels.EngineParallel.For(parts, parts, part =>
+        // a few parts per thread, taken in turn, so a thread whose parts are mostly skipped zeros takes more of them
+        int parts = Math.Clamp(Math.Min(4 * threads, chunks / 64), 1, 256); // 64 chunks (512 KiB) at least per part
+        Kernels.EngineParallel.For(parts, threads, part =>
         {
             int c0 = (int)((long)chunks * part / parts), c1 = (int)((long)chunks * (part + 1) / parts);
             for (int c = c0; c < c1; c++)
             {
-                int start = c * ChunkLength;
-                var chunk = new ReadOnlySpan<float>(gradients, start, Math.Min(ChunkLength, gradients.Length - start));
+                int start = c * ChunkLength, length = Math.Min(ChunkLength, gradients.Length - start);
+                if (touched is not null && touched.IsZero(start, length))
+                {
+                    partial[c] = 0;
+                    firstBad[c] = -1;
+                    continue;
+                }
+                var chunk = new ReadOnlySpan<float>(gradients, start, length);
                 partial[c] = ChunkSquares(chunk);
                 // only NaN/±Inf leave the chunk's sum non-finite (ChunkSquares sums overflowing finite values in double)
                 firstBad[c] = double.IsFinite(partial[c]) ? -1 : start + FirstNonFinite(chunk);

@@ -44,6 +44,10 @@ internal sealed class Trainer
     private readonly LogitGradientBuffer _dLogits = new();
     private ulong _dropoutCounter;
     private IDisposable? _groupFreeze; // an accumulation group's micro-batches share one packing of each weight
+    // A classification model's word-embedding rows that the group's batches looked up (null for masked-LM, whose tied
+    // decoder writes every row), and whether every micro-batch of the group came through Step, so none is unknown.
+    private readonly TouchedEmbeddingRows? _touched;
+    private bool _rowsKnown = true;
 
     /// <param name="totalOptimizerSteps">Length of the learning-rate schedule.</param>
     public Trainer(BertModel model, TrainingOptions options, long totalOptimizerSteps, float dropout = 0.1f)
@@ -57,6 +61,11 @@ internal sealed class Trainer
         _schedule = LearningRateSchedule.FromOptions(options, Math.Max(1, totalOptimizerSteps));
         _accumulator = new GradientAccumulator(options.AccumulationSteps);
         _dropoutCounter = (ulong)options.Seed * 0x9E3779B97F4A7C15UL;
+        if (model.Config.Head == HeadKind.Classification)
+        {
+            var word = model.Layout[BertParameterLayout.Names.WordEmbeddings];
+            _touched = new TouchedEmbeddingRows(new ParameterRange(word.Offset, word.Length), model.Config.Hidden);
+        }
         if (options.Threads > 0) model.Threads = options.Threads;
         model.ZeroGradients();
     }
@@ -68,6 +77,8 @@ internal sealed class Trainer
     /// <summary>Where the steps' time went (forward, loss, backward, gradient check, optimizer).</summary>
     public TrainingPhaseTimes PhaseTimes { get; } = new();
     public int SkippedSteps { get; private set; }
+    /// <summary>False: check and update every word-embedding row as dense (the tests' reference).</summary>
+    internal bool SkipUntouchedEmbeddingRows { get; set; } = true;
 
     /// <summary>One micro-batch of task training, optionally distilling from <paramref name="teacherLogits"/> (B × labels).</summary>
     public StepResult Step(LabeledBatch batch, float[]? teacherLogits = null, float temperature = 1f, float distillWeight = 0f)
@@ -75,6 +86,7 @@ internal sealed class Trainer
         batch.Validate(Model.Config);
         FreezeForGroup();
         long t = System.Diagnostics.Stopwatch.GetTimestamp();
+        _touched?.Mark(batch.Input.InputIds);
         var logits = Model.Forward(batch.Input, Dropout, NextDropoutSeed());
         PhaseTimes.ForwardSeconds += TrainingPhaseTimes.Since(ref t);
         var d = _dLogits.Cleared(logits.Length);
@@ -84,7 +96,7 @@ internal sealed class Trainer
         PhaseTimes.LossSeconds += TrainingPhaseTimes.Since(ref t);
         Model.Backward(d);
         PhaseTimes.BackwardSeconds += TrainingPhaseTimes.Since(ref t);
-        return Finish(task * taskWeight + distillWeight * distill);
+        return Complete(task * taskWeight + distillWeight * distill);
     }
 
     /// <summary>One micro-batch of masked-LM training.</summary>
@@ -99,11 +111,17 @@ internal sealed class Trainer
         PhaseTimes.LossSeconds += TrainingPhaseTimes.Since(ref t);
         Model.Backward(d);
         PhaseTimes.BackwardSeconds += TrainingPhaseTimes.Since(ref t);
-        return Finish(loss);
+        return Complete(loss);
     }
 
     /// <summary>Ends a micro-batch whose gradients are already in <see cref="BertModel.Gradients"/> (used by supermodel training).</summary>
     public StepResult Finish(float loss)
+    {
+        _rowsKnown = false; // whoever computed these gradients did not say which embedding rows they wrote
+        return Complete(loss);
+    }
+
+    private StepResult Complete(float loss)
     {
         PhaseTimes.MicroBatches++;
         if (!_accumulator.CompleteMicroBatch()) return new StepResult(loss, false, double.NaN, 0f, null);
@@ -116,18 +134,22 @@ internal sealed class Trainer
         int threads = Model.Threads;
         // One pass finds a non-finite value or the global norm; the clipping factor is applied as AdamW reads
         // each gradient, which also clears the buffer for the next group: the gradients are streamed twice, not five times.
-        var (bad, norm) = float.IsFinite(loss) ? GradientUtilities.Inspect(grads, Model.Layout, threads) : (new NonFiniteReport("loss", 0, -1, loss), double.NaN);
+        var touched = _rowsKnown && SkipUntouchedEmbeddingRows ? _touched : null;
+        _rowsKnown = true;
+        var (bad, norm) = float.IsFinite(loss) ? GradientUtilities.Inspect(grads, Model.Layout, threads, touched) : (new NonFiniteReport("loss", 0, -1, loss), double.NaN);
         if (bad is not null)
         {
             SkippedSteps++;
             Model.ZeroGradients();
+            _touched?.Clear();
             PhaseTimes.GradientCheckSeconds += TrainingPhaseTimes.Since(ref t);
             return new StepResult(loss, false, double.NaN, 0f, bad);
         }
         float clip = _options.MaxGradNorm > 0 ? GradientUtilities.ClipFactor(norm, _options.MaxGradNorm) : 1f;
         PhaseTimes.GradientCheckSeconds += TrainingPhaseTimes.Since(ref t);
         float lr = _schedule.At(Optimizer.StepCount);
-        Optimizer.Step(Model.Parameters, grads, lr, clip, clearGradients: true, threads);
+        Optimizer.Step(Model.Parameters, grads, lr, clip, clearGradients: true, threads, touched);
+        _touched?.Clear();
         PhaseTimes.OptimizerSeconds += TrainingPhaseTimes.Since(ref t);
         return new StepResult(loss, true, norm, lr, null);
     }
