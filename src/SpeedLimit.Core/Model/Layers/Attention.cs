@@ -13,43 +13,82 @@ internal static class Attention
     public const float MaskedScore = -10000f;
 
     /// <summary>
+    /// Heads whose T × head-size is at most this take the per-head products as direct loops (<see cref="SmallProduct"/>)
+    /// instead of GEMM calls. A fine-tuning batch of short sentences has sequences of about 14 tokens, whose 14×14×48
+    /// products cost less than a GEMM call's setup; from about 24 × 64 up, GEMM's wider kernels win (bench
+    /// <c>attention</c>). Both paths give the same bits.
+    /// </summary>
+    internal const int DirectMaxWork = 1280;
+
+    private static bool IsSmall(int T, int hs) => T * hs <= DirectMaxWork;
+
+    /// <summary>
     /// ctx(B·T,H) = softmax(Q·Kᵀ/√hs + mask)·V per (batch, head); stores probabilities
-    /// (B, heads, T, T) for backward.
+    /// (B, heads, T, T) for backward. <paramref name="direct"/> picks the per-head product path (null: by length).
     /// </summary>
     public static void Forward(float[] q, float[] k, float[] v, int[] attentionMask, float[] probs, float[] ctx,
-        int batch, int seqLen, int hidden, int heads, int threads)
+        int batch, int seqLen, int hidden, int heads, int threads, bool? direct = null)
     {
         int hs = hidden / heads, T = seqLen;
         float scale = 1f / MathF.Sqrt(hs);
+        bool small = direct ?? IsSmall(T, hs);
         // The mask as an additive row per sequence (0 or −10000), so scaling and masking are one fused pass.
         var additive = AdditiveMask(attentionMask, batch * T);
-        ParallelOver(batch * heads, threads, bh =>
+        ParallelOver(batch, heads, threads, bh =>
         {
             int b = bh / heads, j = bh % heads;
             int rowBase = b * T * hidden + j * hs; // (b, 0, head j)
             var p = probs.AsSpan(bh * T * T, T * T); // (T,T)
-            Gemm.Multiply(false, true, T, T, hs, q.AsSpan(rowBase), hidden, k.AsSpan(rowBase), hidden, p, T, false, 1);
+            if (small) TransposedProduct(q, k, rowBase, T, hs, hidden, p);
+            else Gemm.Multiply(false, true, T, T, hs, q.AsSpan(rowBase), hidden, k.AsSpan(rowBase), hidden, p, T, false, 1);
             var mask = additive.AsSpan(b * T, T);
             for (int t = 0; t < T; t++)
             {
                 var row = p.Slice(t * T, T);
                 MaskedSoftmax(row, scale, mask);
             }
-            Gemm.Multiply(false, false, T, hs, T, p, T, v.AsSpan(rowBase), hidden, ctx.AsSpan(rowBase), hidden, false, 1);
+            if (small) SmallProduct.Multiply(false, T, hs, T, p, T, v.AsSpan(rowBase), hidden, ctx.AsSpan(rowBase), hidden, false);
+            else Gemm.Multiply(false, false, T, hs, T, p, T, v.AsSpan(rowBase), hidden, ctx.AsSpan(rowBase), hidden, false, 1);
         });
     }
 
     /// <summary>
+    /// out (T,T) = X·Yᵀ for one head's (T, hs) blocks of two (B·T, H) tensors, by the direct product: Y transposed into
+    /// this thread's scratch with its rows padded to whole vectors (zeros), the product into padded scratch rows, then
+    /// the T valid columns copied out. Padding keeps the product off its slow scalar column tail.
+    /// </summary>
+    private static void TransposedProduct(float[] x, float[] y, int rowBase, int T, int hs, int hidden, Span<float> output)
+    {
+        int tp = SmallProduct.PaddedWidth(T);
+        int need = hs * tp + T * tp;
+        var scratch = t_scratch is { } cached && cached.Length >= need ? cached : t_scratch = new float[Math.Max(need, 8192)];
+        var yt = scratch.AsSpan(0, hs * tp);
+        var padded = scratch.AsSpan(hs * tp, T * tp);
+        for (int d = 0; d < hs; d++) yt.Slice(d * tp + T, tp - T).Clear();
+        for (int t = 0; t < T; t++)
+        {
+            var row = y.AsSpan(rowBase + t * hidden, hs);
+            for (int d = 0; d < hs; d++) yt[d * tp + t] = row[d];
+        }
+        SmallProduct.Multiply(false, T, tp, hs, x.AsSpan(rowBase), hidden, yt, tp, padded, tp, false);
+        for (int t = 0; t < T; t++) padded.Slice(t * tp, T).CopyTo(output.Slice(t * T, T));
+    }
+
+    [ThreadStatic] private static float[]? t_scratch;
+
+    /// <summary>
     /// From dctx accumulates dQ, dK, dV (each (B·T,H); heads write disjoint column blocks), or writes them when
     /// <paramref name="accumulate"/> is false (every element is written once, so they need no clearing).
-    /// <paramref name="scratch"/> needs (B·heads·T·T) floats.
+    /// <paramref name="scratch"/> needs (B·heads·T·T) floats. <paramref name="direct"/> as in <see cref="Forward"/>.
     /// </summary>
     public static void Backward(float[] q, float[] k, float[] v, float[] probs, float[] dCtx,
-        float[] dq, float[] dk, float[] dv, float[] scratch, int batch, int seqLen, int hidden, int heads, int threads, bool accumulate = true)
+        float[] dq, float[] dk, float[] dv, float[] scratch, int batch, int seqLen, int hidden, int heads, int threads, bool accumulate = true,
+        bool? direct = null)
     {
         int hs = hidden / heads, T = seqLen;
         float scale = 1f / MathF.Sqrt(hs);
-        ParallelOver(batch * heads, threads, bh =>
+        bool small = direct ?? IsSmall(T, hs);
+        ParallelOver(batch, heads, threads, bh =>
         {
             int b = bh / heads, j = bh % heads;
             int rowBase = b * T * hidden + j * hs;
@@ -57,8 +96,16 @@ internal static class Attention
             var dp = scratch.AsSpan(bh * T * T, T * T);
             var dc = dCtx.AsSpan(rowBase);
             // dP = dC·Vᵀ (T,T); dV += Pᵀ·dC (T,hs)
-            Gemm.Multiply(false, true, T, T, hs, dc, hidden, v.AsSpan(rowBase), hidden, dp, T, false, 1);
-            Gemm.Multiply(true, false, T, hs, T, p, T, dc, hidden, dv.AsSpan(rowBase), hidden, accumulate, 1);
+            if (small)
+            {
+                TransposedProduct(dCtx, v, rowBase, T, hs, hidden, dp);
+                SmallProduct.Multiply(true, T, hs, T, p, T, dc, hidden, dv.AsSpan(rowBase), hidden, accumulate);
+            }
+            else
+            {
+                Gemm.Multiply(false, true, T, T, hs, dc, hidden, v.AsSpan(rowBase), hidden, dp, T, false, 1);
+                Gemm.Multiply(true, false, T, hs, T, p, T, dc, hidden, dv.AsSpan(rowBase), hidden, accumulate, 1);
+            }
             // softmax backward: dS = P ⊙ (dP − Σ_s dP·P), then the 1/√hs scale
             for (int t = 0; t < T; t++)
             {
@@ -70,8 +117,16 @@ internal static class Attention
                 TensorPrimitives.Multiply(dr, scale, dr);
             }
             // dQ += dS·K ; dK += dSᵀ·Q
-            Gemm.Multiply(false, false, T, hs, T, dp, T, k.AsSpan(rowBase), hidden, dq.AsSpan(rowBase), hidden, accumulate, 1);
-            Gemm.Multiply(true, false, T, hs, T, dp, T, q.AsSpan(rowBase), hidden, dk.AsSpan(rowBase), hidden, accumulate, 1);
+            if (small)
+            {
+                SmallProduct.Multiply(false, T, hs, T, dp, T, k.AsSpan(rowBase), hidden, dq.AsSpan(rowBase), hidden, accumulate);
+                SmallProduct.Multiply(true, T, hs, T, dp, T, q.AsSpan(rowBase), hidden, dk.AsSpan(rowBase), hidden, accumulate);
+            }
+            else
+            {
+                Gemm.Multiply(false, false, T, hs, T, dp, T, k.AsSpan(rowBase), hidden, dq.AsSpan(rowBase), hidden, accumulate, 1);
+                Gemm.Multiply(true, false, T, hs, T, dp, T, q.AsSpan(rowBase), hidden, dk.AsSpan(rowBase), hidden, accumulate, 1);
+            }
         });
     }
 
@@ -99,14 +154,23 @@ internal static class Attention
 
     [ThreadStatic] private static float[]? t_additive;
 
-    /// <summary>Runs body(i) for i in [0, count) on up to <paramref name="threads"/> threads.</summary>
-    internal static void ParallelOver(int count, int threads, Action<int> body)
+    /// <summary>
+    /// Runs body(b·heads + j) for every (sequence b, head j) on up to <paramref name="threads"/> threads, a run of whole
+    /// sequences at a time: the heads of one sequence write neighbouring columns of the same rows, and two threads
+    /// writing one cache line would pass it back and forth.
+    /// </summary>
+    internal static void ParallelOver(int batch, int heads, int threads, Action<int> body)
     {
-        if (threads <= 1 || count == 1)
+        int parts = Math.Min(batch, 4 * threads);
+        if (threads <= 1 || parts <= 1)
         {
-            for (int i = 0; i < count; i++) body(i);
+            for (int i = 0; i < batch * heads; i++) body(i);
             return;
         }
-        EngineParallel.For(count, threads, body);
+        EngineParallel.For(parts, threads, part =>
+        {
+            int b0 = (int)((long)batch * part / parts), b1 = (int)((long)batch * (part + 1) / parts);
+            for (int i = b0 * heads; i < b1 * heads; i++) body(i);
+        });
     }
 }
