@@ -62,6 +62,48 @@ internal static class DynamicQuantization
         return (scale, (byte)zp);
     }
 
+    /// <summary>
+    /// <see cref="ActivationParameters(ReadOnlySpan{float})"/> and <see cref="QuantizeActivations(ReadOnlySpan{float}, float, byte, Span{byte})"/>
+    /// of a whole activation tensor split over <paramref name="threads"/>: the same scale, zero point and bytes (min and
+    /// max are exact in any order; quantization is elementwise). Scoring quantizes the FFN output layer's input, a
+    /// (tokens × FFN) tensor, on every call; on one thread that took longer than the int8 product itself.
+    /// </summary>
+    public static unsafe (float Scale, byte ZeroPoint) QuantizeActivations(ReadOnlySpan<float> x, Span<byte> quantized, int threads)
+    {
+        if (quantized.Length < x.Length) throw new ArgumentException($"output holds {quantized.Length} values, input has {x.Length}");
+        int n = x.Length, parts = Math.Clamp(Math.Min(threads, n / Kernels.EngineParallel.MinElementsPerPart), 1, 64);
+        if (parts == 1)
+        {
+            var (scale1, zp1) = ActivationParameters(x);
+            QuantizeActivations(x, scale1, zp1, quantized);
+            return (scale1, zp1);
+        }
+        fixed (float* px = x)
+        fixed (byte* pq = quantized)
+        {
+            nint xAt = (nint)px, qAt = (nint)pq; // fixed locals cannot be captured
+            var mins = new float[parts];
+            var maxs = new float[parts];
+            // parts of whole 32-value groups, so each part's vector loop covers what the one-part loop would
+            int Start(int part) => (int)((long)(n / 32) * part / parts) * 32;
+            int End(int part) => part == parts - 1 ? n : Start(part + 1);
+            Kernels.EngineParallel.For(parts, parts, part =>
+            {
+                var slice = new ReadOnlySpan<float>((float*)xAt + Start(part), End(part) - Start(part));
+                mins[part] = slice.IsEmpty ? 0f : TensorPrimitives.Min(slice);
+                maxs[part] = slice.IsEmpty ? 0f : TensorPrimitives.Max(slice);
+            });
+            // the parameters of the smallest and largest values, as the one-pass form computes them
+            float lo = mins[0], hi = maxs[0];
+            for (int part = 1; part < parts; part++) { lo = Math.Min(lo, mins[part]); hi = Math.Max(hi, maxs[part]); }
+            var (scale, zp) = ActivationParameters([lo, hi]);
+            Kernels.EngineParallel.For(parts, parts, part =>
+                QuantizeActivations(new ReadOnlySpan<float>((float*)xAt + Start(part), End(part) - Start(part)), scale, zp,
+                    new Span<byte>((byte*)qAt + Start(part), End(part) - Start(part))));
+            return (scale, zp);
+        }
+    }
+
     /// <summary>One element quantized as ORT does: divide, clamp to the representable range, round half to even, shift.</summary>
     public static byte QuantizeActivation(float x, float scale, byte zeroPoint)
     {

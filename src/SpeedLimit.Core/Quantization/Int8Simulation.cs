@@ -69,10 +69,9 @@ public sealed class Int8Simulation
         int outDim = layer.Out, inDim = layer.In;
         int n = rows * inDim;
         var input = x[..n];
-        var (scale, zp) = DynamicQuantization.ActivationParameters(input);
         if (_xq.Length < n) _xq = new byte[n];
         var xq = _xq.AsSpan(0, n);
-        DynamicQuantization.QuantizeActivations(input, scale, zp, xq);
+        var (scale, zp) = DynamicQuantization.QuantizeActivations(input, xq, threads);
         if (_floatProducts)
         {
             if (_xf.Length < n) _xf = new float[n];

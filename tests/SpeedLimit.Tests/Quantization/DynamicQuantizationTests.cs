@@ -123,6 +123,30 @@ public class DynamicQuantizationTests
         }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void ThreadedActivationQuantization_IsTheOnePassOne(int threads)
+    {
+        // several parts per thread count, odd lengths, the extremes in different parts, and an all-positive tensor (min 0)
+        var random = new Random(30 + threads);
+        foreach (int n in new[] { 1, 1000, 65_537, 200_003 })
+            foreach (float shift in new[] { 0f, 5f })
+            {
+                var x = RandomValues(random, n, 3f, shift);
+                if (n > 100_000) { x[7] = -9f; x[n - 3] = 11f; }
+                var expected = new byte[n];
+                var (scale, zp) = DynamicQuantization.ActivationParameters(x);
+                DynamicQuantization.QuantizeActivations(x, scale, zp, expected);
+                var got = new byte[n];
+                var (gotScale, gotZp) = DynamicQuantization.QuantizeActivations(x, got, threads);
+                Assert.Equal(scale, gotScale);
+                Assert.Equal(zp, gotZp);
+                Assert.Equal(expected, got);
+            }
+    }
+
     [Fact]
     public void QuantizedLinearForward_IsCloseToFloatLinear()
     {
