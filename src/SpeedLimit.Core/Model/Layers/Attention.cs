@@ -155,22 +155,22 @@ internal static class Attention
     [ThreadStatic] private static float[]? t_additive;
 
     /// <summary>
-    /// Runs body(b·heads + j) for every (sequence b, head j) on up to <paramref name="threads"/> threads, a run of whole
-    /// sequences at a time: the heads of one sequence write neighbouring columns of the same rows, and two threads
-    /// writing one cache line would pass it back and forth.
+    /// Runs body(b·heads + j) for every (sequence b, head j) on up to <paramref name="threads"/> threads, as a few runs
+    /// of consecutive items per thread rather than one item at a time: the heads of one sequence write neighbouring
+    /// columns of the same rows, and two threads writing one cache line pass it back and forth.
     /// </summary>
     internal static void ParallelOver(int batch, int heads, int threads, Action<int> body)
     {
-        int parts = Math.Min(batch, 4 * threads);
+        int count = batch * heads, parts = Math.Min(count, 4 * threads);
         if (threads <= 1 || parts <= 1)
         {
-            for (int i = 0; i < batch * heads; i++) body(i);
+            for (int i = 0; i < count; i++) body(i);
             return;
         }
         EngineParallel.For(parts, threads, part =>
         {
-            int b0 = (int)((long)batch * part / parts), b1 = (int)((long)batch * (part + 1) / parts);
-            for (int i = b0 * heads; i < b1 * heads; i++) body(i);
+            int i0 = (int)((long)count * part / parts), i1 = (int)((long)count * (part + 1) / parts);
+            for (int i = i0; i < i1; i++) body(i);
         });
     }
 }
