@@ -35,19 +35,11 @@ public sealed class AttentionBench : IBenchSection
                     Attention.Forward(q, k, v, mask, probs, ctx, batch, T, hidden, heads, threads, direct);
                     Attention.Backward(q, k, v, probs, dCtx, dq, dk, dv, scratch, batch, T, hidden, heads, threads, accumulate: false, direct);
                 };
-                var viaGemm = Pass(false);
-                var viaDirect = Pass(true);
-                for (int i = 0; i < 3; i++) { viaGemm(); viaDirect(); }
-                var tg = new double[runs]; var td = new double[runs];
-                for (int r = 0; r < runs; r++)
-                {
-                    tg[r] = Timing.MedianSeconds(viaGemm, 0, 1);
-                    td[r] = Timing.MedianSeconds(viaDirect, 0, 1);
-                }
+                var (viaGemm, viaDirect) = Timing.Interleaved(Pass(false), Pass(true), runs);
                 string name = $"attention T={T} head={hs} t{threads}";
-                report.Figure($"{name} gemm", Timing.Median(tg) * 1e3, "ms");
-                report.Figure($"{name} direct", Timing.Median(td) * 1e3, "ms");
-                report.Figure($"{name} gemm/direct ({taken} taken)", Timing.Median(tg) / Timing.Median(td), "ratio");
+                report.Figure($"{name} gemm", viaGemm * 1e3, "ms");
+                report.Figure($"{name} direct", viaDirect * 1e3, "ms");
+                report.Figure($"{name} gemm/direct ({taken} taken)", viaGemm / viaDirect, "ratio");
             }
         }
         report.Note($"  load after: {Affinity.LoadAverage()}");

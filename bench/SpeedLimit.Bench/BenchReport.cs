@@ -61,6 +61,22 @@ public static class Timing
         return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
     }
 
+    /// <summary>
+    /// Median seconds of one run of <paramref name="a"/> and of <paramref name="b"/>, timed alternately (a, b, a, b …) after one
+    /// untimed run each, so both see the same phases of a shared machine.
+    /// </summary>
+    public static (double A, double B) Interleaved(Action a, Action b, int runs)
+    {
+        a(); b();
+        var ta = new double[runs]; var tb = new double[runs];
+        for (int r = 0; r < runs; r++)
+        {
+            ta[r] = MedianSeconds(a, 0, 1);
+            tb[r] = MedianSeconds(b, 0, 1);
+        }
+        return (Median(ta), Median(tb));
+    }
+
     /// <summary>Runs <paramref name="action"/> <paramref name="warmup"/> times untimed, then returns the median seconds of <paramref name="runs"/> timed runs.</summary>
     public static double MedianSeconds(Action action, int warmup, int runs)
     {

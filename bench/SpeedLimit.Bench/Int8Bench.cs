@@ -32,7 +32,7 @@ public sealed class Int8Bench : IBenchSection
             var xf = x.Select(v => (float)v).ToArray(); var wf = w.Select(v => (float)v).ToArray(); var y = new float[m * n];
             foreach (int t in new[] { 1, 2 })
             {
-                var (ti, tf) = Interleave(() => Int8Gemm.Multiply(m, x, k, 128, packed, acc, n, t),
+                var (ti, tf) = Timing.Interleaved(() => Int8Gemm.Multiply(m, x, k, 128, packed, acc, n, t),
                     () => Gemm.Multiply(false, true, m, n, k, xf, k, wf, k, y, n, threads: t), runs);
                 double ops = 2.0 * m * n * k;
                 report.Figure($"int8 gemm M={m} K={k} N={n} t{t}", ops / ti / 1e9, "GOP/s");
@@ -55,7 +55,7 @@ public sealed class Int8Bench : IBenchSection
                 foreach (int t in new[] { 1, 2 })
                 {
                     model.Threads = t;
-                    var (ti, tf) = Interleave(() => model.Forward(input, int8: integer), () => model.Forward(input, int8: floats), runs);
+                    var (ti, tf) = Timing.Interleaved(() => model.Forward(input, int8: integer), () => model.Forward(input, int8: floats), runs);
                     string tag = $"{arch}_b{batch}x{seq}_t{t}";
                     report.Figure($"int8 forward integer kernels {tag}", ti * 1e3, "ms");
                     report.Figure($"int8 forward fp32 products {tag}", tf * 1e3, "ms");
@@ -67,15 +67,4 @@ public sealed class Int8Bench : IBenchSection
     }
 
     /// <summary>Median seconds of a and of b, alternating a, b, a, b … after a warm-up of each.</summary>
-    private static (double A, double B) Interleave(Action a, Action b, int runs)
-    {
-        a(); b();
-        var ta = new double[runs]; var tb = new double[runs];
-        for (int r = 0; r < runs; r++)
-        {
-            ta[r] = Timing.MedianSeconds(a, 0, 1);
-            tb[r] = Timing.MedianSeconds(b, 0, 1);
-        }
-        return (Timing.Median(ta), Timing.Median(tb));
-    }
 }
