@@ -65,6 +65,4 @@ public sealed class Int8Bench : IBenchSection
         }
         report.Note($"  load after: {Affinity.LoadAverage()}");
     }
-
-    /// <summary>Median seconds of a and of b, alternating a, b, a, b … after a warm-up of each.</summary>
 }

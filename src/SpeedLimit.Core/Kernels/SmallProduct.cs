@@ -37,7 +37,7 @@ internal static class SmallProduct
         ref float rc = ref MemoryMarshal.GetReference(c);
         // a(i, s) lies at i·rowStep + s·depthStep
         nint rowStep = transA ? 1 : lda, depthStep = transA ? lda : 1;
-        int w = Vector.IsHardwareAccelerated ? Vector<float>.Count : n + 1; // no vector blocks without vector hardware
+        int w = VectorWidth > 1 ? VectorWidth : n + 1; // no vector blocks without vector hardware
         int i = 0;
         for (; i + 4 <= m; i += 4)
         {
