@@ -61,10 +61,14 @@ internal readonly record struct GemmPlan(int Parts, int Gm, int Gn, bool KSplit)
 internal static unsafe class GemmDriver
 {
     // Cache blocking (floats). The micro-kernel streams an MR×KC A micro-panel and a KC×NR B
-    // micro-panel; the packed A block (MC×KC, ~150 KB) stays in the 1 MiB L2 of Zen 4 across the NC
-    // columns, the packed B block (KC×NC) is reused by every MC row block. Chosen by measurement
-    // (bench section gemm-tune); settable for tuning.
-    internal static int KC = 384;
+    // micro-panel; the packed A block (MC×KC) stays in L2 across the NC columns, the packed B block
+    // (KC×NC) is reused by every MC row block. Chosen by measurement; settable for tuning.
+    // KC: each depth block reads and writes every element of C once more, so deep blocks save passes over C
+    // (from L3 or memory on a large product) at the price of a B micro-panel (KC×NR, 128 KiB at 1024) that
+    // streams from L2 instead of sitting in L1. On the Zen 5 VM, in interleaved runs against 384, 1024 was
+    // 2–9 % faster on one thread and 3–10 % on two for products with K > 384 (128 and 4096 rows, NN, NT, TN),
+    // and 2048 no better; the Vector256 kernel was indifferent (docs/benchmarks.md).
+    internal static int KC = 1024;
     internal static int MC = 96;
     internal static int NC = 1024;
 
@@ -82,14 +86,14 @@ internal static unsafe class GemmDriver
 
     /// <summary>
     /// The depth block of a K-deep product: equal blocks (multiples of 16, the transpose width) rather than KC plus a thin
-    /// remainder, and an even number of them from four up, so the two depth groups of a long product (<see cref="DepthGroups"/>)
+    /// remainder, and an even number of them from two up, so the two depth groups of a long product (<see cref="DepthGroups"/>)
     /// are as deep as each other (11 blocks of K = 4096 gave the threads 5 and 6).
     /// </summary>
     internal static int DepthBlock(int k)
     {
         int limit = RoundUp(KC, 16);
         int blocks = (k + limit - 1) / limit;
-        if (blocks < 4) return Block(blocks);
+        if (blocks < 2) return Block(blocks);
         blocks += blocks & 1;
         int kc = Block(blocks);
         // Rounding the block up to 16 can leave one block fewer, an odd count again: then two more blocks.
@@ -126,7 +130,7 @@ internal static unsafe class GemmDriver
     /// </remarks>
     internal static int DepthGroups(int m, int n, int k, int kc)
     {
-        if (!SplitLongDepth || m <= 2 * MC || k < 4 * kc || (long)m * n > MaxGroupScratchFloats) return 1;
+        if (!SplitLongDepth || m <= 2 * MC || k <= kc || (long)m * n > MaxGroupScratchFloats) return 1;
         int side = Math.Max(m, n);
         bool longDepth = k >= 2L * side || (k >= side && (long)k * n > MaxSharedPackFloats);
         return longDepth ? 2 : 1;
