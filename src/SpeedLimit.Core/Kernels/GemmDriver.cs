@@ -75,7 +75,10 @@ internal static unsafe class GemmDriver
     /// <summary>Below this many multiply-adds per thread, extra threads cost more than they save.</summary>
     internal static long MinWorkPerThread = 1L << 20;
 
-    /// <summary>Smallest share of a call one chunk of C gets (multiply-adds); more chunks than threads balance a shared machine.</summary>
+    /// <summary>Chunks of C per thread in a split over rows and columns (<see cref="Plan"/>); a switch for the tuning bench.</summary>
+    internal static int ChunksPerThread = 1;
+
+    /// <summary>Smallest share of an int8 call one chunk of C gets (multiply-adds, times two); more chunks than threads balance a shared machine.</summary>
     internal static long MinWorkPerChunk = 2L << 20;
 
     /// <summary>Largest shared packed B (floats, 16 MiB); wider products are packed and computed in column slabs of this size.</summary>
@@ -290,7 +293,10 @@ internal static unsafe class GemmDriver
             parts = mTiles * nTiles;
             return parts == 1 ? GemmPlan.Single : new GemmPlan(parts, mTiles, nTiles, false);
         }
-        int target = (int)Math.Clamp(work / MinWorkPerChunk, parts, 4L * parts) / parts * parts; // whole chunks per thread
+        // One chunk per thread. Up to four per thread (to balance a shared machine) was 1–6 % slower on two threads in
+        // interleaved runs (4096-row products, weight gradients): each more chunk packs its A again and streams all of B
+        // again. A thread that starts late still loses nothing to the other: chunks go first come first served.
+        int target = ChunksPerThread * parts;
         const double StreamB = 0.25; // streaming packed B ÷ packing A, per float
         (int Gm, int Gn) best = (0, 0);
         double bestCost = double.MaxValue;

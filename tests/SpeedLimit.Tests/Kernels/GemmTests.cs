@@ -209,7 +209,7 @@ public class GemmTests
     }
 
     /// <summary>
-    /// One thread against the scalar twin, then 2 and 3 threads and a pre-packed B (on 1 and 2 threads) against one
+    /// One thread against the scalar twin, then 2, 3 and 4 threads (4: the 2-D grid) and a pre-packed B (on 1 and 2 threads) against one
     /// thread, bit for bit.
     /// </summary>
     private static void AssertThreadsAndPrepackingAgree(GemmPath path, bool ta, bool tb, int m, int n, int k,
@@ -218,7 +218,7 @@ public class GemmTests
         var one = (float[])c0.Clone();
         Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, one, ldc, acc, threads: 1);
         AssertNearScalar(path, ta, tb, m, n, k, a, lda, b, ldb, c0, one, ldc, acc);
-        foreach (int threads in new[] { 2, 3 })
+        foreach (int threads in new[] { 2, 3, 4 })
         {
             var c = (float[])c0.Clone();
             Gemm.Multiply(path, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
@@ -252,7 +252,7 @@ public class GemmTests
         // The test shapes above reach every kind of split.
         Assert.All(SplitShapes, s => Assert.True(GemmDriver.Plan(s.M, s.N, s.K, path, 2).Parts >= 2, $"{s} runs on one thread"));
         Assert.Contains(SplitShapes, s => GemmDriver.Plan(s.M, s.N, s.K, path, 2).KSplit);
-        Assert.Contains(SplitShapes, s => GemmDriver.Plan(s.M, s.N, s.K, path, 3) is { Gm: > 1, Gn: > 1 });
+        Assert.Contains(SplitShapes, s => GemmDriver.Plan(s.M, s.N, s.K, path, 4) is { Gm: > 1, Gn: > 1 });
         Assert.Contains(SplitShapes, s => (long)s.K * s.N > GemmDriver.MaxSharedPackFloats);
         // Small products stay on the calling thread.
         Assert.Equal(GemmPlan.Single, GemmDriver.Plan(128, 128, 32, path, 2));
