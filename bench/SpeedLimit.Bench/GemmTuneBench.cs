@@ -4,7 +4,9 @@ namespace SpeedLimit.Bench;
 
 /// <summary>
 /// Tuning aid for the GEMM blocking: best-of-N GFLOP/s (the least disturbed run on a shared machine)
-/// of a few shapes; block sizes from GEMM_KC / GEMM_MC / GEMM_NC, the narrowest column run of a few-row product from GEMM_MIN_CHUNK_COLUMNS, A read in place (row-major A) or packed from GEMM_ROW_MAJOR_A=1/0, depth groups for long products from GEMM_SPLIT_DEPTH=1/0, the bands a (K, M) A pack prefetches ahead from GEMM_PREFETCH_BANDS, the band of row-major B packed at once from GEMM_PACK_ROWS, the most rows split by columns alone from GEMM_COLUMN_CHUNK_ROWS, the path from GEMM_PATH, a shape subset from GEMM_SHAPES (e.g. 128x768x768), GEMM_T1=1 for one thread only.
+/// of a few shapes, with the driver's settings from GEMM_* environment variables (<see cref="GemmKnobs"/>: GEMM_KC,
+/// GEMM_MC, GEMM_NC, GEMM_CHUNKS_PER_THREAD, …), a shape subset from GEMM_SHAPES (e.g. 128x768x768), GEMM_T1=1 for one
+/// thread only. To compare settings, prefer `gemm-ab` (<see cref="GemmCompareBench"/>): one process, calls interleaved.
 /// </summary>
 public sealed class GemmTuneBench : IBenchSection
 {
@@ -81,18 +83,15 @@ public sealed class GemmTuneBench : IBenchSection
         System.Runtime.InteropServices.NativeMemory.AlignedFree(c);
     }
 
+    /// <summary>The tuning shapes: (transA, transB, M, N, K), BERT layers at 128 and 4096 rows, weight gradients, a search batch.</summary>
+    internal static readonly (bool TransA, bool TransB, int M, int N, int K)[] Shapes =
+        [(false, true, 128, 256, 1024), (false, false, 128, 1024, 256), (false, true, 128, 768, 3072), (false, false, 128, 3072, 768), (false, true, 128, 2048, 512), (false, false, 128, 1024, 768), (false, true, 128, 768, 768), (false, true, 4096, 768, 768), (false, false, 4096, 256, 1024), (false, false, 4096, 1024, 256), (false, true, 4096, 256, 256), (false, false, 4096, 3072, 768), (false, false, 128, 2048, 512), (false, false, 128, 768, 768), (true, false, 768, 768, 4096), (true, false, 1024, 256, 4096), (true, false, 256, 256, 4096), (true, false, 256, 1024, 4096), (true, false, 768, 3072, 4096), (true, false, 3072, 768, 4096), (true, false, 2048, 512, 4096), (false, true, 128, 128, 32),
+            // a fine-tuning batch of short sentences (446 tokens) through a (192, 1024) layer
+            (false, true, 446, 1024, 192), (false, false, 446, 192, 1024), (false, true, 446, 192, 192), (false, false, 446, 1024, 192)];
+
     public void Run(BenchReport report, bool quick)
     {
-        if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_KC"), out int kc)) GemmDriver.KC = kc;
-        if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_MC"), out int mc)) GemmDriver.MC = mc;
-        if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_NC"), out int nc)) GemmDriver.NC = nc;
-        if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_MIN_CHUNK_COLUMNS"), out int chunk)) GemmDriver.MinChunkColumns = chunk;
-        if (Enum.TryParse<GemmPath>(Environment.GetEnvironmentVariable("GEMM_PATH"), out var path)) Gemm.Path = path;
-        if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_PACK_ROWS"), out int packRows)) GemmPack.PackRows = packRows;
-        if (Environment.GetEnvironmentVariable("GEMM_ROW_MAJOR_A") is { } inPlace) GemmDriver.ReadRowMajorA = inPlace != "0";
-        if (Environment.GetEnvironmentVariable("GEMM_SPLIT_DEPTH") is { } split) GemmDriver.SplitLongDepth = split != "0";
-        if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_PREFETCH_BANDS"), out int bands)) GemmPack.PrefetchBands = bands;
-        if (int.TryParse(Environment.GetEnvironmentVariable("GEMM_COLUMN_CHUNK_ROWS"), out int chunkRows)) GemmDriver.ColumnChunkMaxRows = chunkRows;
+        GemmKnobs.ApplyEnvironment();
         report.Note($"  path={Gemm.Path} KC={GemmDriver.KC} MC={GemmDriver.MC} NC={GemmDriver.NC}");
         int runs = quick ? 5 : 15;
         report.Figure("fma peak per-cpu-second t1", FmaPeak.Measure(1, 5).CpuGflops, "GFLOP/s");
@@ -100,9 +99,7 @@ public sealed class GemmTuneBench : IBenchSection
         MacroOnly(report, GemmDriver.KC, GemmDriver.MC, GemmDriver.NC, false);
         MacroOnly(report, GemmDriver.KC, GemmDriver.MC, GemmDriver.NC, true);
         var filter = Environment.GetEnvironmentVariable("GEMM_SHAPES");
-        foreach (var (ta, tb, m, n, k) in new[] { (false, true, 128, 256, 1024), (false, false, 128, 1024, 256), (false, true, 128, 768, 3072), (false, false, 128, 3072, 768), (false, true, 128, 2048, 512), (false, false, 128, 1024, 768), (false, true, 128, 768, 768), (false, true, 4096, 768, 768), (false, false, 4096, 256, 1024), (false, false, 4096, 1024, 256), (false, true, 4096, 256, 256), (false, false, 4096, 3072, 768), (false, false, 128, 2048, 512), (false, false, 128, 768, 768), (true, false, 768, 768, 4096), (true, false, 1024, 256, 4096), (true, false, 256, 256, 4096), (true, false, 256, 1024, 4096), (true, false, 768, 3072, 4096), (true, false, 3072, 768, 4096), (true, false, 2048, 512, 4096), (false, true, 128, 128, 32),
-            // a fine-tuning batch of short sentences (446 tokens) through a (192, 1024) layer
-            (false, true, 446, 1024, 192), (false, false, 446, 192, 1024), (false, true, 446, 192, 192), (false, false, 446, 1024, 192) })
+        foreach (var (ta, tb, m, n, k) in Shapes)
             foreach (int t in new[] { 1, 2 })
             {
                 if (filter != null && !filter.Contains($"{m}x{n}x{k}", StringComparison.Ordinal)) continue;

@@ -17,6 +17,14 @@ if (unknown.Count > 0)
 foreach (var section in sections.Where(s => names.Count == 0 || names.Contains(s.Name)))
 {
     report.Section(section.Name, section.Description);
-    section.Run(report, quick);
+    try
+    {
+        section.Run(report, quick);
+    }
+    catch (ArgumentException e) // a bad setting in the environment (GEMM_VARIANTS, GEMM_KC, ...)
+    {
+        Console.Error.WriteLine($"error: {section.Name}: {e.Message}");
+        return 2;
+    }
 }
 return 0;
