@@ -46,7 +46,7 @@ public static class GemmKnobs
     public static void ApplyVariant(string variant)
     {
         foreach (var knob in Knobs) knob.Set(Defaults[knob.Name]);
-        foreach (var part in Parse(variant)) Set(part.Knob, part.Value);
+        foreach (var (knob, value) in Parse(variant)) knob.Set(value); // Parse checked the values
     }
 
     /// <summary>Checks a variant without applying it (so a typo fails before minutes of timing, not after).</summary>

@@ -78,9 +78,6 @@ internal static unsafe class GemmDriver
     /// <summary>Chunks of C per thread in a split over rows and columns (<see cref="Plan"/>); a switch for the tuning bench.</summary>
     internal static int ChunksPerThread = 1;
 
-    /// <summary>Smallest share of an int8 call one chunk of C gets (multiply-adds, times two); more chunks than threads balance a shared machine.</summary>
-    internal static long MinWorkPerChunk = 2L << 20;
-
     /// <summary>Largest shared packed B (floats, 16 MiB); wider products are packed and computed in column slabs of this size.</summary>
     internal static long MaxSharedPackFloats = 4L << 20;
 

@@ -256,6 +256,9 @@ internal static unsafe class Int8Driver
 {
     internal static int MC = 96;
 
+    /// <summary>Smallest share of a call one chunk of C gets (multiply-adds); more chunks than threads balance a shared machine.</summary>
+    internal static long MinWorkPerChunk = 4L << 20;
+
     public static void Run(Int8Args g, int threads)
     {
         var (mr, nr, _) = Int8Kernels.Tile(g.W.Path);
@@ -269,7 +272,7 @@ internal static unsafe class Int8Driver
             return;
         }
         // Row groups (each packs its own rows; the packed weight is shared); column groups as well when the rows are few.
-        int target = (int)Math.Clamp(work / (2 * GemmDriver.MinWorkPerChunk), parts, 4L * parts);
+        int target = (int)Math.Clamp(work / MinWorkPerChunk, parts, 4L * parts);
         int gm = Math.Min(mTiles, target);
         int gn = Math.Min(nTiles, (target + gm - 1) / gm);
         var job = new RegionJob { Args = g, Gm = gm, Gn = gn, MTiles = mTiles, NTiles = nTiles };
