@@ -97,6 +97,34 @@ public static class FmaPeak
             perThread.Select(p => Timing.Median(p)).ToArray(), Isa);
     }
 
+    /// <summary>
+    /// A one-thread FMA loop of about <paramref name="seconds"/> on the calling thread, to time beside a measured call
+    /// (<see cref="Probe.Seconds"/>): the clock of these VMs moves by several percent from minute to minute (the
+    /// start-of-run peak read 207 and 222 GFLOP/s on one machine an hour apart), so a ratio to a peak timed in the same
+    /// moment, like the ratios to OpenBLAS, says more about the kernel than one to a peak timed minutes before.
+    /// </summary>
+    public static Probe ProbeOfAbout(double seconds)
+    {
+        if (!Fma.IsSupported) return new Probe(0);
+        Loop(100_000);
+        long t0 = Stopwatch.GetTimestamp();
+        Loop(1_000_000);
+        double perIter = Stopwatch.GetElapsedTime(t0).TotalSeconds / 1_000_000;
+        return new Probe(Math.Max(10_000, (long)(seconds / perIter)));
+    }
+
+    /// <summary>A calibrated FMA loop; <see cref="Gflops"/> runs it once and returns its rate (NaN without FMA).</summary>
+    public sealed class Probe(long iterations)
+    {
+        public double Gflops()
+        {
+            if (iterations == 0) return double.NaN;
+            long t0 = Stopwatch.GetTimestamp();
+            Loop(iterations);
+            return iterations * FlopsPerIteration / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+        }
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Loop(long iterations)
     {

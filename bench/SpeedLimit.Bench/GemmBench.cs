@@ -53,14 +53,15 @@ public sealed class GemmBench : IBenchSection
         int[] ms = quick ? [128] : [128, 4096];
         var shapes = quick ? LayerShapes[..2] : LayerShapes;
         var ratios = new List<(string Name, int Threads, double Ratio)>();
+        var ofPeak = new List<(string Name, int K, double Ratio)>();
         foreach (int m in ms)
             foreach (var (k, n) in shapes)
                 foreach (int t in threadCounts)
                 {
-                    Measure(report, "NN", false, false, m, n, k, t, runs, peak[t], blas, ratios);
-                    Measure(report, "NT", false, true, m, n, k, t, runs, peak[t], blas, ratios);
+                    Measure(report, "NN", false, false, m, n, k, t, runs, peak[t], blas, ratios, ofPeak);
+                    Measure(report, "NT", false, true, m, n, k, t, runs, peak[t], blas, ratios, ofPeak);
                     // Weight gradient of the same layer: dW(N,K) = dYᵀ(N,M) · X(M,K), reported as (m,n,k) of the product.
-                    Measure(report, "TN dW", true, false, n, k, m, t, runs, peak[t], blas, ratios);
+                    Measure(report, "TN dW", true, false, n, k, m, t, runs, peak[t], blas, ratios, ofPeak);
                 }
         if (blas is not null)
             foreach (int t in threadCounts)
@@ -71,6 +72,14 @@ public sealed class GemmBench : IBenchSection
                 report.Figure($"gemm ours/openblas t{t} geomean over shapes", Math.Exp(r.Average(Math.Log)), "ratio");
                 report.Note($"  t{t}: {r.Count(x => x >= 1.0)} of {r.Count} shapes at or above OpenBLAS");
             }
+
+        var deep = ofPeak.Where(x => x.K >= 256 && !double.IsNaN(x.Ratio)).ToList();
+        if (deep.Count > 0)
+        {
+            report.Figure("gemm t1 K>=256 min of adjacent peak", deep.Min(x => x.Ratio), "ratio");
+            report.Note($"  t1, K >= 256: {deep.Count(x => x.Ratio >= 0.80)} of {deep.Count} shapes at or above 0.80 of the FMA peak timed beside them"
+                + (deep.Any(x => x.Ratio < 0.80) ? $"; below: {string.Join(", ", deep.Where(x => x.Ratio < 0.80).Select(x => $"{x.Name} {x.Ratio:0.000}"))}" : ""));
+        }
 
         // Attention per (batch, head): scores Q·Kᵀ of 128×128×32, one alone (latency) and 12 heads batched.
         var small = Matrices(128, 128, 32);
@@ -92,7 +101,7 @@ public sealed class GemmBench : IBenchSection
     }
 
     private static void Measure(BenchReport report, string label, bool ta, bool tb, int m, int n, int k, int threads, int runs,
-        (double Wall, double Cpu) peak, OpenBlas? blas, List<(string, int, double)> ratios)
+        (double Wall, double Cpu) peak, OpenBlas? blas, List<(string, int, double)> ratios, List<(string, int, double)> ofPeak)
     {
         var x = Matrices(m, n, k);
         double flops = 2.0 * m * n * k;
@@ -115,7 +124,10 @@ public sealed class GemmBench : IBenchSection
             };
         }
         for (int i = 0; i < 2; i++) { ours(); oursPacked?.Invoke(); theirs?.Invoke(); }
+        // One thread: an FMA loop as long as our timed run, timed in every round too (FmaPeak.ProbeOfAbout).
+        var probe = threads == 1 ? FmaPeak.ProbeOfAbout(reps * flops / (peak.Wall * 1e9)) : null;
         var oursWall = new double[runs]; var oursCpu = new double[runs]; var packedWall = new double[runs]; var theirsWall = new double[runs];
+        var probeGflops = new double[runs];
         for (int r = 0; r < runs; r++)
         {
             // Interleaved (ours, pre-packed, theirs, ...) so all see the same load. OpenBLAS's pthread workers
@@ -126,6 +138,7 @@ public sealed class GemmBench : IBenchSection
             if (threads > 1) ours();
             (oursWall[r], oursCpu[r]) = TimeOnce(ours, reps);
             if (oursPacked is not null) packedWall[r] = TimeOnce(oursPacked, reps).Wall;
+            if (probe is not null) probeGflops[r] = probe.Gflops();
             if (theirs is null) continue;
             if (threads > 1) theirs();
             theirsWall[r] = TimeOnce(theirs, reps).Wall;
@@ -136,6 +149,15 @@ public sealed class GemmBench : IBenchSection
         report.Figure($"{name} cpu", oc, "GFLOP/s");
         double pw = oursPacked is null ? double.NaN : flops / Timing.Median(packedWall) / 1e9;
         if (oursPacked is not null) report.Figure($"{name} prepacked wall", pw, "GFLOP/s");
+        if (probe is not null)
+        {
+            // Per round, our rate ÷ the FMA loop's rate in the same round; the median of those.
+            double adjacent = Timing.Median(Enumerable.Range(0, runs).Select(r => flops / oursWall[r] / 1e9 / probeGflops[r]).ToArray());
+            report.Figure($"{name} of adjacent peak", adjacent, "ratio");
+            if (oursPacked is not null)
+                report.Figure($"{name} prepacked of adjacent peak", Timing.Median(Enumerable.Range(0, runs).Select(r => flops / packedWall[r] / 1e9 / probeGflops[r]).ToArray()), "ratio");
+            ofPeak.Add((name, k, adjacent));
+        }
         if (theirs is null)
         {
             report.Note($"  {"",-60} {100 * ow / peak.Cpu,8:0.0}% / {100 * oc * threads / peak.Cpu:0.0}% of peak (wall / cpu clock); OpenBLAS skipped");
