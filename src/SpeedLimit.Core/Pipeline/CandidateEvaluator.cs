@@ -75,12 +75,14 @@ public sealed class CandidateEvaluator(ElasticSupermodel supermodel, EncodedTask
         if (steps == 0) return model;
         var training = new TrainingOptions { LearningRate = options.LearningRate, Seed = seed, Threads = threads, WarmupRatio = 0.1f };
         var trainer = new Trainer(model, training, steps, options.Dropout);
+        trainer.DeferUntouchedEmbeddingRows(); // a batch touches a few hundred of the table's 30k rows
         for (int epoch = 0; epoch < options.Epochs; epoch++)
             foreach (var batch in task.TrainBatches(options.BatchSize, seed, epoch, options.MaxExamples))
             {
                 cancellation.ThrowIfCancellationRequested();
                 trainer.Step(batch);
             }
+        trainer.SettleParameters();
         return model;
     }
 }

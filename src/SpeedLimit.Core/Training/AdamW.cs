@@ -73,6 +73,7 @@ public sealed class AdamW
         firstMoment.CopyTo(_m);
         secondMoment.CopyTo(_v);
         StepCount = stepCount;
+        _settledSteps?.AsSpan().Fill(stepCount); // restored parameters come settled
         for (int b = 0; b < _live.Length; b++)
         {
             int at = b * BlockLength, length = Math.Min(BlockLength, ParameterCount - at);
@@ -86,10 +87,11 @@ public sealed class AdamW
         CheckStep(parameters.Length, gradients.Length, learningRate);
         StepCount++;
         var k = new Coefficients(this, learningRate, StepCount);
+        if (_settledSteps is not null) LogStep(k);
         // never written: clearing is off on this path
         var g = MemoryMarshal.CreateSpan(ref MemoryMarshal.GetReference(gradients), gradients.Length);
         foreach (var (start, length, decayed) in _segments)
-            Update(parameters.Slice(start, length), g.Slice(start, length), start, k, decayed ? k.DecayFactor : 1f, 1f, false, null);
+            Update(parameters.Slice(start, length), g.Slice(start, length), start, k, decayed ? k.DecayFactor : 1f, 1f, false, null, false);
     }
 
     /// <summary>
@@ -112,12 +114,19 @@ public sealed class AdamW
         if (!(gradientScale >= 0) || !float.IsFinite(gradientScale)) throw new ArgumentException($"gradient scale {gradientScale} must be a finite number ≥ 0");
         StepCount++;
         var k = new Coefficients(this, learningRate, StepCount);
+        bool defer = _settledSteps is not null && touched is not null && touched.Table == _deferredTable;
+        if (_settledSteps is not null) LogStep(k);
+        if (defer)
+        {
+            HasDeferredUpdates = true;
+            ListTouchedBlocks(touched!);
+        }
         var pieces = Pieces(threads);
         Kernels.EngineParallel.For(pieces.Length, threads, i =>
         {
             var (start, length, decayed) = pieces[i];
             Update(parameters.AsSpan(start, length), gradients.AsSpan(start, length), start, k, decayed ? k.DecayFactor : 1f, gradientScale,
-                clearGradients, touched);
+                clearGradients, touched, defer && decayed);
         });
     }
 
@@ -135,7 +144,7 @@ public sealed class AdamW
     /// model leaves most of a 30k-word embedding table dormant: a batch uses a few hundred words.
     /// </summary>
     private void Update(Span<float> p, Span<float> g, int start, in Coefficients k, float decay, float scale, bool clear,
-        TouchedEmbeddingRows? touched)
+        TouchedEmbeddingRows? touched, bool defer)
     {
         int end = start + p.Length;
         for (int at = start; at < end;)
@@ -143,6 +152,26 @@ public sealed class AdamW
             int block = at / BlockLength, next = Math.Min(end, (block + 1) * BlockLength), length = next - at;
             var pb = p.Slice(at - start, length);
             var gb = g.Slice(at - start, length);
+            // A block of the deferred table (whole, so no other piece shares it) whose rows no batch of this step touched
+            // waits, in a deferring step; otherwise it first catches up on the steps it missed.
+            bool tracked = _settledSteps is not null && length == BlockLength && IsDeferred(block);
+            if (tracked)
+            {
+                if (defer)
+                {
+                    // Untouched: skip to the next touched block (or the end of the range or of the table's whole blocks).
+                    int i = Array.BinarySearch(_touchedBlocks, 0, _touchedBlockCount, block);
+                    if (i < 0)
+                    {
+                        int following = ~i < _touchedBlockCount ? _touchedBlocks[~i] : int.MaxValue;
+                        long tableEnd = (_deferredTable.Offset + _deferredTable.Length) / BlockLength;
+                        at = (int)Math.Min(end, Math.Min(following, tableEnd) * BlockLength);
+                        continue;
+                    }
+                }
+                Settle(pb, block, StepCount - 1);
+                _settledSteps![block] = StepCount; // this step's update follows
+            }
             if (!_live[block] && (touched?.IsZero(at, length) == true
                                   || MemoryMarshal.Cast<float, uint>(gb).IndexOfAnyExcept(0u, 0x8000_0000u) < 0)) // ±0 only
             {
@@ -158,6 +187,135 @@ public sealed class AdamW
             }
             at = next;
         }
+    }
+
+    // Deferred rows (DeferUntouchedRows): in a step whose batches touched none of its rows, a block wholly inside the
+    // deferred table (the word embeddings) is not updated. The step's coefficients are logged, and the block catches up
+    // on the steps it missed, in order and by the same arithmetic as then (a dormant block: the decay factor alone; a
+    // live one: the full update with a zero gradient), when a forward pass is about to read it (SettleRows), when a
+    // batch touches it (Update) or when the training hands its weights on (SettleAll). So the same bits, while a row
+    // nobody uses is streamed from memory once per fine-tuning instead of once per step.
+    private ParameterRange _deferredTable;
+    private Coefficients[] _stepLog = [];
+    private int _logged;
+    private long[]? _settledSteps; // per block: how many steps the block has had
+    private static readonly float[] ZeroGradient = new float[BlockLength];
+
+    /// <summary>
+    /// Defers the updates of untouched rows of <paramref name="table"/> (see the field comments above). Whoever reads the
+    /// parameters or moments must settle them first: <see cref="SettleRows"/> before a forward pass, <see cref="SettleAll"/>
+    /// before anything else. Only the trainer's <see cref="Step(float[], float[], float, float, bool, int, TouchedEmbeddingRows?)"/>
+    /// with its touched rows defers; the table must lie inside one decayed range (as the word embeddings do).
+    /// </summary>
+    /// <returns>False, deferring nothing, where the table's range does not start on a block boundary: its pieces
+    /// (<see cref="Pieces"/>) could then split a block, which the deferral needs whole.</returns>
+    public bool DeferUntouchedRows(ParameterRange table)
+    {
+        if (table.Offset < 0 || table.Length <= 0 || table.Offset + table.Length > ParameterCount
+            || !_segments.Any(x => x.Decayed && x.Start <= table.Offset && table.Offset + table.Length <= x.Start + x.Length))
+            throw new ArgumentException($"deferred rows need a table inside one decayed range; [{table.Offset}, {table.Offset + table.Length}) is not");
+        if (_segments.First(x => x.Start <= table.Offset && table.Offset + table.Length <= x.Start + x.Length).Start % BlockLength != 0) return false;
+        _deferredTable = table;
+        _settledSteps = new long[_live.Length];
+        _settledSteps.AsSpan().Fill(StepCount);
+        _stepLog = new Coefficients[(int)Math.Min(int.MaxValue / 2, StepCount + 64)];
+        _logged = (int)StepCount; // the steps before this one were applied as they came; their slots are never read
+        return true;
+    }
+
+    /// <summary>Whether some block may still wait for steps it missed (<see cref="SettleAll"/> clears it).</summary>
+    public bool HasDeferredUpdates { get; private set; }
+
+    /// <summary>Brings the blocks that hold rows <paramref name="rows"/> of the deferred table (each <paramref name="rowLength"/> floats) up to date.</summary>
+    public void SettleRows(float[] parameters, ReadOnlySpan<int> rows, int rowLength)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (_settledSteps is null || !HasDeferredUpdates) return;
+        long tableRows = _deferredTable.Length / rowLength;
+        foreach (int row in rows)
+        {
+            if ((uint)row >= (ulong)tableRows) continue; // the forward pass rejects it
+            long first = _deferredTable.Offset + (long)row * rowLength;
+            for (long b = first / BlockLength; b <= (first + rowLength - 1) / BlockLength; b++)
+                if (IsDeferred((int)b) && _settledSteps[b] < StepCount)
+                    Settle(parameters.AsSpan((int)b * BlockLength, BlockLength), (int)b, StepCount);
+        }
+    }
+
+    /// <summary>Brings every deferred block up to date: parameters and moments are then what updating every row at every step leaves.</summary>
+    public void SettleAll(float[] parameters, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (_settledSteps is null || !HasDeferredUpdates) return;
+        int first = (int)((_deferredTable.Offset + BlockLength - 1) / BlockLength);
+        int last = (int)((_deferredTable.Offset + _deferredTable.Length) / BlockLength); // exclusive: whole blocks only
+        Kernels.EngineParallel.SplitRows(last - first, BlockLength, threads, (b0, b1) =>
+        {
+            for (int b = first + b0; b < first + b1; b++)
+                if (_settledSteps[b] < StepCount) Settle(parameters.AsSpan(b * BlockLength, BlockLength), b, StepCount);
+        });
+        HasDeferredUpdates = false;
+    }
+
+    // The blocks of the deferred table that hold a row the step's batches touched, ascending (the first _touchedBlockCount).
+    private int[] _touchedBlocks = [];
+    private int _touchedBlockCount;
+
+    private void ListTouchedBlocks(TouchedEmbeddingRows touched)
+    {
+        var rows = touched.Marked;
+        int most = rows.Count * (touched.RowLength / BlockLength + 2);
+        if (_touchedBlocks.Length < most) _touchedBlocks = new int[Math.Max(most, 2 * _touchedBlocks.Length)];
+        int n = 0;
+        foreach (int row in rows)
+        {
+            long first = touched.Table.Offset + (long)row * touched.RowLength;
+            for (long b = first / BlockLength; b <= (first + touched.RowLength - 1) / BlockLength; b++) _touchedBlocks[n++] = (int)b;
+        }
+        Array.Sort(_touchedBlocks, 0, n);
+        int distinct = 0;
+        for (int i = 0; i < n; i++)
+            if (distinct == 0 || _touchedBlocks[i] != _touchedBlocks[distinct - 1]) _touchedBlocks[distinct++] = _touchedBlocks[i];
+        _touchedBlockCount = distinct;
+    }
+
+    private bool IsDeferred(int block) =>
+        _settledSteps is not null && (long)block * BlockLength >= _deferredTable.Offset
+        && (long)(block + 1) * BlockLength <= _deferredTable.Offset + _deferredTable.Length;
+
+    private void LogStep(in Coefficients k)
+    {
+        if (_logged == _stepLog.Length) Array.Resize(ref _stepLog, 2 * _stepLog.Length);
+        _stepLog[_logged++] = k;
+    }
+
+    /// <summary>Gives block <paramref name="block"/> steps settled+1 … <paramref name="upTo"/>, in order, as each step would have.</summary>
+    private void Settle(Span<float> pb, int block, long upTo)
+    {
+        long from = _settledSteps![block];
+        if (from >= upTo) return;
+        if (!_live[block])
+        {
+            // Dormant: its gradient was zero at every step it missed (a non-zero one would have woken it), so the decay alone.
+            for (long s = from; s < upTo; s++)
+            {
+                float f = _stepLog[s].DecayFactor;
+                if (f != 1f) TensorPrimitives.Multiply(pb, f, pb);
+            }
+        }
+        else
+        {
+            int at = block * BlockLength;
+            var m = _m.AsSpan(at, BlockLength);
+            var v = _v.AsSpan(at, BlockLength);
+            for (long s = from; s < upTo; s++)
+            {
+                ref readonly var k = ref _stepLog[s];
+                if (ForceScalar) UpdateScalar(pb, ZeroGradient, m, v, k, k.DecayFactor);
+                else UpdateVector(pb, ZeroGradient, m, v, k, k.DecayFactor);
+            }
+        }
+        _settledSteps[block] = upTo;
     }
 
     /// <summary>Floats per dormancy flag: about one embedding row of a small model (a longer block is woken by any of its rows).</summary>

@@ -27,6 +27,9 @@ public sealed class TouchedEmbeddingRows
     public int RowLength { get; }
     public int Rows => _touched.Length;
 
+    /// <summary>The marked rows, each once, in the order they were first marked.</summary>
+    public IReadOnlyList<int> Marked => _marked;
+
     /// <summary>Marks the rows of <paramref name="ids"/>; ids outside the table are the forward pass's to reject.</summary>
     public void Mark(ReadOnlySpan<int> ids)
     {

@@ -80,6 +80,25 @@ internal sealed class Trainer
     /// <summary>False: check and update every word-embedding row as dense (the tests' reference).</summary>
     internal bool SkipUntouchedEmbeddingRows { get; set; } = true;
 
+    private bool _deferringRows;
+
+    /// <summary>
+    /// Lets AdamW defer the updates of word-embedding rows that a step's batches did not touch
+    /// (<see cref="AdamW.DeferUntouchedRows"/>), replaying them exactly when a row is next used: a short fine-tuning of a
+    /// small model otherwise spends most of its optimizer time streaming the rows that earlier batches woke, every step.
+    /// The same bits in the end; each step first brings the rows its batch reads up to date. Call
+    /// <see cref="SettleParameters"/> before anything else reads the model's parameters or the optimizer's moments. For
+    /// trainers fed by <see cref="Step(LabeledBatch, float[], float, float)"/> only (a masked-LM head writes every row, so
+    /// nothing is deferred there).
+    /// </summary>
+    public void DeferUntouchedEmbeddingRows()
+    {
+        if (_touched is not null) _deferringRows = Optimizer.DeferUntouchedRows(_touched.Table);
+    }
+
+    /// <summary>Applies any deferred updates (<see cref="DeferUntouchedEmbeddingRows"/>): parameters and moments are then what updating every row at every step leaves.</summary>
+    public void SettleParameters() => Optimizer.SettleAll(Model.Parameters, Model.Threads);
+
     /// <summary>One micro-batch of task training, optionally distilling from <paramref name="teacherLogits"/> (B × labels).</summary>
     public StepResult Step(LabeledBatch batch, float[]? teacherLogits = null, float temperature = 1f, float distillWeight = 0f)
     {
@@ -87,6 +106,7 @@ internal sealed class Trainer
         FreezeForGroup();
         long t = System.Diagnostics.Stopwatch.GetTimestamp();
         _touched?.Mark(batch.Input.InputIds);
+        if (_deferringRows) Optimizer.SettleRows(Model.Parameters, batch.Input.InputIds, Model.Config.Hidden);
         var logits = Model.Forward(batch.Input, Dropout, NextDropoutSeed());
         PhaseTimes.ForwardSeconds += TrainingPhaseTimes.Since(ref t);
         var d = _dLogits.Cleared(logits.Length);
@@ -117,6 +137,7 @@ internal sealed class Trainer
     /// <summary>Ends a micro-batch whose gradients are already in <see cref="BertModel.Gradients"/> (used by supermodel training).</summary>
     public StepResult Finish(float loss)
     {
+        if (_deferringRows) throw new InvalidOperationException("deferred embedding rows need the trainer's own forward passes (Step), not gradients computed elsewhere");
         _rowsKnown = false; // whoever computed these gradients did not say which embedding rows they wrote
         return Complete(loss);
     }

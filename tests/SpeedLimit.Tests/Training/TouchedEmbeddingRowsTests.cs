@@ -93,6 +93,61 @@ public class TouchedEmbeddingRowsTests
         Assert.Equal(Train(skip: false), Train(skip: true));
     }
 
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(2, 1)]
+    [InlineData(2, 2)]
+    public void TrainingSteps_DeferringUntouchedRows_GiveTheEagerBitsOnceSettled(int threads, int accumulation)
+    {
+        // Each batch brings words no earlier batch used, so rows wake after several deferred steps and then wait again while
+        // later batches use other words; padding (id 0, whose gradient is zero) is read by every forward pass while it stays dormant.
+        var config = new BertConfig(new Architecture(2, 96, 192), 4, Rows, HeadKind.Classification, labels: 2, maxPositions: 32);
+        var rng = new Random(11);
+        int step = 0;
+        LabeledBatch Batch()
+        {
+            int from = 1 + 150 * step++;
+            var ids = Enumerable.Range(0, 8 * 32).Select(i => i % 32 >= 28 ? 0 : rng.Next(from, from + 200)).ToArray();
+            var mask = ids.Select(id => id == 0 ? 0 : 1).ToArray();
+            return new(new EncoderInput(8, 32, ids, new int[ids.Length], mask), Enumerable.Range(0, 8).Select(i => i % 2).ToArray());
+        }
+        var batches = Enumerable.Range(0, 6 * accumulation).Select(_ => Batch()).ToArray();
+        var options = new TrainingOptions { LearningRate = 1e-2f, WeightDecay = 0.1f, Seed = 4, Threads = threads, MaxGradNorm = 0.5f, AccumulationSteps = accumulation };
+
+        var eagerModel = BertModel.CreateRandom(config, 3);
+        var eager = new Trainer(eagerModel, options, 10, dropout: 0.1f);
+        var lazyModel = BertModel.CreateRandom(config, 3);
+        var lazy = new Trainer(lazyModel, options, 10, dropout: 0.1f);
+        lazy.DeferUntouchedEmbeddingRows();
+        for (int part = 0; part < 2; part++) // settling mid-way, then deferring again, changes nothing either
+        {
+            foreach (var b in batches.Skip(part * 3 * accumulation).Take(3 * accumulation))
+            {
+                eager.Step(b);
+                lazy.Step(b);
+            }
+            Assert.True(lazy.Optimizer.HasDeferredUpdates);
+            Assert.NotEqual(eagerModel.Parameters, lazyModel.Parameters); // the untouched rows still wait
+            lazy.SettleParameters();
+            Assert.False(lazy.Optimizer.HasDeferredUpdates);
+            Assert.Equal(eagerModel.Parameters, lazyModel.Parameters);
+            Assert.Equal(eager.Optimizer.FirstMoment.ToArray(), lazy.Optimizer.FirstMoment.ToArray());
+            Assert.Equal(eager.Optimizer.SecondMoment.ToArray(), lazy.Optimizer.SecondMoment.ToArray());
+        }
+        Assert.Equal(6, lazy.OptimizerSteps);
+    }
+
+    [Fact]
+    public void DeferredRows_NeedATableWhoseRangeStartsOnABlock()
+    {
+        var options = new TrainingOptions();
+        var aligned = new AdamW(10_000, [new ParameterRange(0, 5000)], options);
+        Assert.True(aligned.DeferUntouchedRows(new ParameterRange(0, 40 * 96)));
+        var shifted = new AdamW(10_000, [new ParameterRange(100, 5000)], options); // a piece could split a block
+        Assert.False(shifted.DeferUntouchedRows(new ParameterRange(100, 40 * 96)));
+        Assert.Throws<ArgumentException>(() => aligned.DeferUntouchedRows(new ParameterRange(4000, 2000))); // not inside the decayed range
+    }
+
     /// <summary>A gradient that is dense outside the table and non-zero inside it only at the rows of <paramref name="ids"/>.</summary>
     private static float[] GradientWithRows(Random rng, int[] ids)
     {
