@@ -13,6 +13,9 @@ public class TouchedEmbeddingRowsTests
     // a table of 3000 rows of 96 floats (rows straddle the check's chunks and AdamW's blocks) after 1234 other floats
     private const int Offset = 1234, Rows = 3000, Width = 96, Total = Offset + Rows * Width + 20_011;
 
+    /// <summary>A small classifier over a 3000-word table, for the training-step tests.</summary>
+    private static readonly BertConfig Classifier = new(new Architecture(2, 96, 192), 4, Rows, HeadKind.Classification, labels: 2, maxPositions: 32);
+
     [Fact]
     public void IsZero_OnlyForRangesInsideTheTableThatMissEveryTouchedRow()
     {
@@ -76,14 +79,13 @@ public class TouchedEmbeddingRowsTests
     public void TrainingSteps_SkippingUntouchedRows_GiveTheDenseBits(int threads, int accumulation)
     {
         // few distinct words in a 3000-word table; clipping on, so the norm's bits reach every parameter
-        var config = new BertConfig(new Architecture(2, 96, 192), 4, Rows, HeadKind.Classification, labels: 2, maxPositions: 32);
         var rng = new Random(9);
         LabeledBatch Batch() => new(EncoderInput.Unpadded(8, 32, Enumerable.Range(0, 8 * 32).Select(_ => rng.Next(1, 400)).ToArray()),
             Enumerable.Range(0, 8).Select(i => i % 2).ToArray());
         var batches = Enumerable.Range(0, 4 * accumulation).Select(_ => Batch()).ToArray();
         float[] Train(bool skip)
         {
-            var model = BertModel.CreateRandom(config, 3);
+            var model = BertModel.CreateRandom(Classifier, 3);
             var options = new TrainingOptions { LearningRate = 1e-3f, Seed = 4, Threads = threads, MaxGradNorm = 0.5f, AccumulationSteps = accumulation };
             var trainer = new Trainer(model, options, 10, dropout: 0.1f) { SkipUntouchedEmbeddingRows = skip };
             foreach (var b in batches) trainer.Step(b);
@@ -101,7 +103,6 @@ public class TouchedEmbeddingRowsTests
     {
         // Each batch brings words no earlier batch used, so rows wake after several deferred steps and then wait again while
         // later batches use other words; padding (id 0, whose gradient is zero) is read by every forward pass while it stays dormant.
-        var config = new BertConfig(new Architecture(2, 96, 192), 4, Rows, HeadKind.Classification, labels: 2, maxPositions: 32);
         var rng = new Random(11);
         int step = 0;
         LabeledBatch Batch()
@@ -114,9 +115,9 @@ public class TouchedEmbeddingRowsTests
         var batches = Enumerable.Range(0, 6 * accumulation).Select(_ => Batch()).ToArray();
         var options = new TrainingOptions { LearningRate = 1e-2f, WeightDecay = 0.1f, Seed = 4, Threads = threads, MaxGradNorm = 0.5f, AccumulationSteps = accumulation };
 
-        var eagerModel = BertModel.CreateRandom(config, 3);
+        var eagerModel = BertModel.CreateRandom(Classifier, 3);
         var eager = new Trainer(eagerModel, options, 10, dropout: 0.1f);
-        var lazyModel = BertModel.CreateRandom(config, 3);
+        var lazyModel = BertModel.CreateRandom(Classifier, 3);
         var lazy = new Trainer(lazyModel, options, 10, dropout: 0.1f);
         lazy.DeferUntouchedEmbeddingRows();
         for (int part = 0; part < 2; part++) // settling mid-way, then deferring again, changes nothing either
