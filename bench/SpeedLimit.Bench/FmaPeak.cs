@@ -99,7 +99,7 @@ public static class FmaPeak
 
     /// <summary>
     /// A one-thread FMA loop of about <paramref name="seconds"/> on the calling thread, to time beside a measured call
-    /// (<see cref="Probe.Seconds"/>): the clock of these VMs moves by several percent from minute to minute (the
+    /// (<see cref="Probe.Gflops"/>): the clock of these VMs moves by several percent from minute to minute (the
     /// start-of-run peak read 207 and 222 GFLOP/s on one machine an hour apart), so a ratio to a peak timed in the same
     /// moment, like the ratios to OpenBLAS, says more about the kernel than one to a peak timed minutes before.
     /// </summary>

@@ -151,11 +151,11 @@ public sealed class GemmBench : IBenchSection
         if (oursPacked is not null) report.Figure($"{name} prepacked wall", pw, "GFLOP/s");
         if (probe is not null)
         {
-            // Per round, our rate ÷ the FMA loop's rate in the same round; the median of those.
-            double adjacent = Timing.Median(Enumerable.Range(0, runs).Select(r => flops / oursWall[r] / 1e9 / probeGflops[r]).ToArray());
+            // Per round, a rate ÷ the FMA loop's rate in the same round; the median of those.
+            double OfAdjacentPeak(double[] wall) => Timing.Median(Enumerable.Range(0, runs).Select(r => flops / wall[r] / 1e9 / probeGflops[r]).ToArray());
+            double adjacent = OfAdjacentPeak(oursWall);
             report.Figure($"{name} of adjacent peak", adjacent, "ratio");
-            if (oursPacked is not null)
-                report.Figure($"{name} prepacked of adjacent peak", Timing.Median(Enumerable.Range(0, runs).Select(r => flops / packedWall[r] / 1e9 / probeGflops[r]).ToArray()), "ratio");
+            if (oursPacked is not null) report.Figure($"{name} prepacked of adjacent peak", OfAdjacentPeak(packedWall), "ratio");
             ofPeak.Add((name, k, adjacent));
         }
         if (theirs is null)

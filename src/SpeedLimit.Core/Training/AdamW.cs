@@ -164,8 +164,7 @@ public sealed class AdamW
                     if (i < 0)
                     {
                         int following = ~i < _touchedBlockCount ? _touchedBlocks[~i] : int.MaxValue;
-                        long tableEnd = (_deferredTable.Offset + _deferredTable.Length) / BlockLength;
-                        at = (int)Math.Min(end, Math.Min(following, tableEnd) * BlockLength);
+                        at = (int)Math.Min(end, (long)Math.Min(following, _deferredBlocksEnd) * BlockLength);
                         continue;
                     }
                 }
@@ -196,6 +195,7 @@ public sealed class AdamW
     // batch touches it (Update) or when the training hands its weights on (SettleAll). So the same bits, while a row
     // nobody uses is streamed from memory once per fine-tuning instead of once per step.
     private ParameterRange _deferredTable;
+    private int _deferredBlocksStart, _deferredBlocksEnd; // the table's whole blocks, [start, end)
     private Coefficients[] _stepLog = [];
     private int _logged;
     private long[]? _settledSteps; // per block: how many steps the block has had
@@ -211,11 +211,13 @@ public sealed class AdamW
     /// (<see cref="Pieces"/>) could then split a block, which the deferral needs whole.</returns>
     public bool DeferUntouchedRows(ParameterRange table)
     {
-        if (table.Offset < 0 || table.Length <= 0 || table.Offset + table.Length > ParameterCount
-            || !_segments.Any(x => x.Decayed && x.Start <= table.Offset && table.Offset + table.Length <= x.Start + x.Length))
+        var segment = _segments.FirstOrDefault(x => x.Start <= table.Offset && table.Offset + table.Length <= x.Start + x.Length);
+        if (table.Offset < 0 || table.Length <= 0 || table.Offset + table.Length > ParameterCount || segment.Length == 0 || !segment.Decayed)
             throw new ArgumentException($"deferred rows need a table inside one decayed range; [{table.Offset}, {table.Offset + table.Length}) is not");
-        if (_segments.First(x => x.Start <= table.Offset && table.Offset + table.Length <= x.Start + x.Length).Start % BlockLength != 0) return false;
+        if (segment.Start % BlockLength != 0) return false;
         _deferredTable = table;
+        _deferredBlocksStart = (int)((table.Offset + BlockLength - 1) / BlockLength);
+        _deferredBlocksEnd = (int)((table.Offset + table.Length) / BlockLength);
         _settledSteps = new long[_live.Length];
         _settledSteps.AsSpan().Fill(StepCount);
         _stepLog = new Coefficients[(int)Math.Min(int.MaxValue / 2, StepCount + 64)];
@@ -235,10 +237,10 @@ public sealed class AdamW
         foreach (int row in rows)
         {
             if ((uint)row >= (ulong)tableRows) continue; // the forward pass rejects it
-            long first = _deferredTable.Offset + (long)row * rowLength;
-            for (long b = first / BlockLength; b <= (first + rowLength - 1) / BlockLength; b++)
-                if (IsDeferred((int)b) && _settledSteps[b] < StepCount)
-                    Settle(parameters.AsSpan((int)b * BlockLength, BlockLength), (int)b, StepCount);
+            var (first, last) = BlocksOfRow(_deferredTable, row, rowLength);
+            for (int b = first; b <= last; b++)
+                if (IsDeferred(b) && _settledSteps[b] < StepCount)
+                    Settle(parameters.AsSpan(b * BlockLength, BlockLength), b, StepCount);
         }
     }
 
@@ -247,9 +249,8 @@ public sealed class AdamW
     {
         ArgumentNullException.ThrowIfNull(parameters);
         if (_settledSteps is null || !HasDeferredUpdates) return;
-        int first = (int)((_deferredTable.Offset + BlockLength - 1) / BlockLength);
-        int last = (int)((_deferredTable.Offset + _deferredTable.Length) / BlockLength); // exclusive: whole blocks only
-        Kernels.EngineParallel.SplitRows(last - first, BlockLength, threads, (b0, b1) =>
+        int first = _deferredBlocksStart;
+        Kernels.EngineParallel.SplitRows(_deferredBlocksEnd - first, BlockLength, threads, (b0, b1) =>
         {
             for (int b = first + b0; b < first + b1; b++)
                 if (_settledSteps[b] < StepCount) Settle(parameters.AsSpan(b * BlockLength, BlockLength), b, StepCount);
@@ -269,8 +270,8 @@ public sealed class AdamW
         int n = 0;
         foreach (int row in rows)
         {
-            long first = touched.Table.Offset + (long)row * touched.RowLength;
-            for (long b = first / BlockLength; b <= (first + touched.RowLength - 1) / BlockLength; b++) _touchedBlocks[n++] = (int)b;
+            var (first, last) = BlocksOfRow(touched.Table, row, touched.RowLength);
+            for (int b = first; b <= last; b++) _touchedBlocks[n++] = b;
         }
         Array.Sort(_touchedBlocks, 0, n);
         int distinct = 0;
@@ -279,9 +280,14 @@ public sealed class AdamW
         _touchedBlockCount = distinct;
     }
 
-    private bool IsDeferred(int block) =>
-        _settledSteps is not null && (long)block * BlockLength >= _deferredTable.Offset
-        && (long)(block + 1) * BlockLength <= _deferredTable.Offset + _deferredTable.Length;
+    private bool IsDeferred(int block) => _settledSteps is not null && block >= _deferredBlocksStart && block < _deferredBlocksEnd;
+
+    /// <summary>The first and last block (inclusive) that hold row <paramref name="row"/> of <paramref name="table"/>.</summary>
+    private static (int First, int Last) BlocksOfRow(ParameterRange table, int row, int rowLength)
+    {
+        long start = table.Offset + (long)row * rowLength;
+        return ((int)(start / BlockLength), (int)((start + rowLength - 1) / BlockLength));
+    }
 
     private void LogStep(in Coefficients k)
     {
