@@ -77,8 +77,10 @@ public class LatencyProfilerTests
     public void ThreadCpuClock_CountsComputeButNotSleep()
     {
         if (!LatencyProfilerClock.ThreadCpuSupported) return; // Linux only; the wall clock is used elsewhere
-        double sleeping = LatencyProfilerClock.TimeMs(() => Thread.Sleep(30), LatencyClock.ThreadCpu);
-        Assert.True(sleeping < 10, $"a 30 ms sleep took {sleeping} ms of thread CPU time");
+        // A kernel that accounts CPU time by ticks may charge one tick (10 ms at 100 Hz) to a thread that woke in it, so
+        // the sleep is long enough for that to stay well under the wall time a wrong clock would report.
+        double sleeping = LatencyProfilerClock.TimeMs(() => Thread.Sleep(100), LatencyClock.ThreadCpu);
+        Assert.True(sleeping < 40, $"a 100 ms sleep took {sleeping} ms of thread CPU time");
         double busy = LatencyProfilerClock.TimeMs(() =>
         {
             var sw = System.Diagnostics.Stopwatch.StartNew();
