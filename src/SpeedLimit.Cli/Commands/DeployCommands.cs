@@ -122,19 +122,11 @@ public static class DeployCommands
             AnsiConsole.MarkupLineInterpolated($"profiling {n} architectures {(given.Length > 0 ? "given" : $"of {searchSpace}")} × {string.Join(", ", list).ToLowerInvariant()}, batch {options.Batch} × {options.SequenceLength}, {options.Threads} thread(s), {LatencyProfilerClock.Name(options.Clock)} clock, {profiler.Device.Name}, on {profiler.Device.Fingerprint(options.Threads)}");
             AnsiConsole.MarkupLineInterpolated($"protocol {options.Protocol.Validate().Describe()}");
             IReadOnlyList<LatencyRecord> added = [];
-            AnsiConsole.Progress()
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
-                .Start(ctx =>
-                {
-                    var task = ctx.AddTask("profiling");
-                    added = profiler.ProfileAll(archs, list, path, (record, done, total) =>
-                    {
-                        task.MaxValue = Math.Max(total, 1);
-                        task.Value = total == 0 ? 1 : done;
-                        if (record is not null)
-                            task.Description = string.Create(CultureInfo.InvariantCulture, $"{record.Arch} {record.Precision.ToString().ToLowerInvariant()} p50 {record.MedianMs:0.000} / p90 {record.P90Ms:0.000} ms{(record.Protocol?.Drifted == true ? " (drifted)" : "")}");
-                    });
-                });
+            ConsoleProgress.Run<(LatencyRecord? Record, int Done, int Total)>("profiling",
+                p => (p.Total == 0 ? 1 : p.Done, Math.Max(p.Total, 1), p.Record is { } record
+                    ? string.Create(CultureInfo.InvariantCulture, $"{record.Arch} {record.Precision.ToString().ToLowerInvariant()} p50 {record.MedianMs:0.000} / p90 {record.P90Ms:0.000} ms{(record.Protocol?.Drifted == true ? " (drifted)" : "")}")
+                    : "profiling"),
+                progress => added = profiler.ProfileAll(archs, list, path, (record, done, total) => progress.Report((record, done, total))));
             AnsiConsole.MarkupLineInterpolated($"measured {added.Count} new model(s) into [green]{path}[/] ({n * list.Count - added.Count} already there)");
             return 0;
         }));

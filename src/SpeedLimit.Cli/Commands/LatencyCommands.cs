@@ -110,7 +110,7 @@ public static class LatencyCommands
                 Features = new FeatureModelOptions { Seed = parse.GetValue(seed) },
             };
             var records = LatencyDataset.Load(parse.GetValue(data)!);
-            var report = AnsiConsole.Status().Start("fitting latency predictor…", _ => LatencyPredictorFitter.Fit(records, options));
+            var report = ConsoleProgress.Status("fitting latency predictor…", () => LatencyPredictorFitter.Fit(records, options));
             foreach (var w in report.Warnings) AnsiConsole.MarkupLineInterpolated($"[yellow]warning:[/] {w}");
             RenderFit(report, options);
 

@@ -194,20 +194,12 @@ public static class SearchCommands
         console.MarkupLineInterpolated($"[bold]SpeedLimit[/]: task [bold]{options.Data.Task}[/], space {(options.Pretrained is { DeriveSpace: true } p ? $"derived from {p.Source}" : options.Space.ToString())}, {options.Precision} → [bold]{options.Output.Folder}[/]");
         foreach (var w in RunPreflight.Warnings(options)) console.MarkupLineInterpolated($"[yellow]warning:[/] {w}");
         PipelineResult result;
-        if (console.Profile.Capabilities.Interactive) result = RunWithProgressBars(pipeline, console, cancel.Token);
+        if (ConsoleProgress.IsLive(console, writesToStandardError: json)) result = RunWithProgressBars(pipeline, console, cancel.Token);
         else
         {
             // Redirected output (CI, logs): a line per stage change and at most one every few seconds.
-            PipelineStage? stage = null;
-            var last = DateTime.MinValue;
-            pipeline.Progress = new SyncProgress<PipelineProgress>(p =>
-            {
-                if (p.Stage == stage && (DateTime.UtcNow - last).TotalSeconds < 5 && p.Completed < p.Total) return;
-                stage = p.Stage;
-                last = DateTime.UtcNow;
-                string eta = p.Eta is { } e ? $", ~{e.TotalSeconds:F0} s left" : "";
-                console.WriteLine($"[{p.Stage}] {p.Completed}/{p.Total}{eta}: {p.Message}");
-            });
+            pipeline.Progress = ConsoleProgress.Lines<PipelineProgress>(console, p =>
+                (p.Stage.ToString(), p.Completed, p.Total, p.Eta is { } e ? $"~{e.TotalSeconds:F0} s left: {p.Message}" : p.Message));
             result = pipeline.Run(cancel.Token);
         }
         if (json)

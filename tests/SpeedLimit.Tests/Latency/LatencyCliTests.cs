@@ -33,4 +33,26 @@ public class LatencyCliTests
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
+
+    /// <summary>
+    /// Commands run side by side in one process (as the tests do) must not trip over Spectre's rule of one live
+    /// display at a time: CI failed once when another test's progress bar was up while 'latency fit' started its spinner.
+    /// </summary>
+    [Fact]
+    public void FitsRunSideBySideInOneProcessAllSucceed()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"latcli-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var data = Path.Combine(dir, "data.jsonl");
+            foreach (var r in new SyntheticLatency(0.01).Sample(SearchSpace.Paper, 60, new Random(5))) LatencyDataset.Append(data, r);
+            var codes = new int[4];
+            Parallel.For(0, codes.Length, new ParallelOptions { MaxDegreeOfParallelism = codes.Length }, i =>
+                codes[i] = Program.Run(["latency", "fit", "--data", data, "--output", Path.Combine(dir, $"p{i}.json"), "--model", "features", "--folds", "0"]));
+            Assert.All(codes, c => Assert.Equal(0, c));
+            Assert.All(Enumerable.Range(0, codes.Length), i => Assert.True(File.Exists(Path.Combine(dir, $"p{i}.json"))));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }
