@@ -36,15 +36,9 @@ public class DeployCommandsTests
     [InlineData("export", "-o", "/tmp/speedlimit-never.onnx")]                                  // neither --arch nor --checkpoint
     public void BadInput_IsOneErrorLineAndExitCode2(params string[] args)
     {
-        var stderr = Console.Error;
-        var captured = new StringWriter();
-        Console.SetError(captured);
-        try
-        {
-            Assert.Equal(2, Run(args));
-        }
-        finally { Console.SetError(stderr); }
-        var lines = captured.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var (code, _, err) = ConsoleCapture.Run(() => Run(args));
+        Assert.Equal(2, code);
+        var lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Single(lines);
         Assert.StartsWith("error: ", lines[0]);
         Assert.False(File.Exists("/tmp/speedlimit-never.onnx"));

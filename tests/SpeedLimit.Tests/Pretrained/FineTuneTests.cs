@@ -117,13 +117,8 @@ public sealed class FineTuneTests : IDisposable
         };
         foreach (var (args, expected) in cases)
         {
-            var err = new StringWriter();
-            var saved = Console.Error;
-            Console.SetError(err);
-            int code;
-            try { code = Program.Run(args); }
-            finally { Console.SetError(saved); }
-            var text = err.ToString().Trim();
+            var (code, _, err) = ConsoleCapture.Run(() => Program.Run(args));
+            var text = err.Trim();
             Assert.True(code != 0, $"{string.Join(' ', args)} should fail");
             Assert.StartsWith("error:", text);
             Assert.Contains(expected, text);

@@ -234,15 +234,7 @@ public sealed class ScaleOutTests(PostgresCluster cluster) : IDisposable
         Assert.Contains("run the same build on every machine", version.Message);
     }
 
-    private static (int Code, string Out, string Err) Cli(params string[] args)
-    {
-        var (savedOut, savedErr) = (Console.Out, Console.Error);
-        var (o, e) = (new StringWriter(), new StringWriter());
-        Console.SetOut(o);
-        Console.SetError(e);
-        try { return (SpeedLimit.Cli.Program.Run(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(savedOut); Console.SetError(savedErr); }
-    }
+    private static (int Code, string Out, string Err) Cli(params string[] args) => ConsoleCapture.Run(() => SpeedLimit.Cli.Program.Run(args));
 
     [PostgresFact]
     public void StudyStatusAndWorkerReportStoreProblemsOnOneLine()
