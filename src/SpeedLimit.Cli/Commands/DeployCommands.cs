@@ -123,14 +123,15 @@ public static class DeployCommands
             AnsiConsole.MarkupLineInterpolated($"protocol {options.Protocol.Validate().Describe()}");
             IReadOnlyList<LatencyRecord> added = [];
             ConsoleProgress.Run<(LatencyRecord? Record, int Done, int Total)>("profiling",
-                p => (p.Total == 0 ? 1 : p.Done, Math.Max(p.Total, 1), p.Record is { } record
-                    ? string.Create(CultureInfo.InvariantCulture, $"{record.Arch} {record.Precision.ToString().ToLowerInvariant()} p50 {record.MedianMs:0.000} / p90 {record.P90Ms:0.000} ms{(record.Protocol?.Drifted == true ? " (drifted)" : "")}")
-                    : "profiling"),
+                p => (p.Total == 0 ? 1 : p.Done, Math.Max(p.Total, 1), p.Record is { } record ? Measured(record) : "profiling"),
                 progress => added = profiler.ProfileAll(archs, list, path, (record, done, total) => progress.Report((record, done, total))));
             AnsiConsole.MarkupLineInterpolated($"measured {added.Count} new model(s) into [green]{path}[/] ({n * list.Count - added.Count} already there)");
             return 0;
         }));
         return command;
+
+        static string Measured(LatencyRecord r) => string.Create(CultureInfo.InvariantCulture,
+            $"{r.Arch} {r.Precision.ToString().ToLowerInvariant()} p50 {r.MedianMs:0.000} / p90 {r.P90Ms:0.000} ms{(r.Protocol?.Drifted == true ? " (drifted)" : "")}");
     }
 
     private static Command Fit()

@@ -154,7 +154,7 @@ public sealed class AdamW
             var gb = g.Slice(at - start, length);
             // A block of the deferred table (whole, so no other piece shares it) whose rows no batch of this step touched
             // waits, in a deferring step; otherwise it first catches up on the steps it missed.
-            bool tracked = _settledSteps is not null && length == BlockLength && IsDeferred(block);
+            bool tracked = length == BlockLength && IsDeferred(block);
             if (tracked)
             {
                 if (defer)
@@ -239,8 +239,7 @@ public sealed class AdamW
             if ((uint)row >= (ulong)tableRows) continue; // the forward pass rejects it
             var (first, last) = BlocksOfRow(_deferredTable, row, rowLength);
             for (int b = first; b <= last; b++)
-                if (IsDeferred(b) && _settledSteps[b] < StepCount)
-                    Settle(parameters.AsSpan(b * BlockLength, BlockLength), b, StepCount);
+                if (IsDeferred(b)) Settle(parameters.AsSpan(b * BlockLength, BlockLength), b, StepCount);
         }
     }
 
@@ -252,8 +251,7 @@ public sealed class AdamW
         int first = _deferredBlocksStart;
         Kernels.EngineParallel.SplitRows(_deferredBlocksEnd - first, BlockLength, threads, (b0, b1) =>
         {
-            for (int b = first + b0; b < first + b1; b++)
-                if (_settledSteps[b] < StepCount) Settle(parameters.AsSpan(b * BlockLength, BlockLength), b, StepCount);
+            for (int b = first + b0; b < first + b1; b++) Settle(parameters.AsSpan(b * BlockLength, BlockLength), b, StepCount);
         });
         HasDeferredUpdates = false;
     }
@@ -295,7 +293,7 @@ public sealed class AdamW
         _stepLog[_logged++] = k;
     }
 
-    /// <summary>Gives block <paramref name="block"/> steps settled+1 … <paramref name="upTo"/>, in order, as each step would have.</summary>
+    /// <summary>Gives block <paramref name="block"/> steps settled+1 … <paramref name="upTo"/>, in order, as each step would have (nothing when it is up to date).</summary>
     private void Settle(Span<float> pb, int block, long upTo)
     {
         long from = _settledSteps![block];
