@@ -26,11 +26,34 @@ public sealed class BertModel
         Parameters = parameters ?? new float[Layout.TotalLength];
     }
 
+    /// <summary>
+    /// A model that lives in reused storage (<see cref="Pipeline.CandidateMemory"/>): its parameters and gradients are the
+    /// first <see cref="BertParameterLayout.TotalLength"/> floats of buffers that may be longer, so a search's candidates of
+    /// different sizes take turns with the same memory instead of each touching fresh pages. The parameters are left as
+    /// they are (the caller writes all of them); the gradients are cleared. Code that takes the whole
+    /// <see cref="Parameters"/> array (checkpoints, ONNX export) refuses such a model, as it checks the length.
+    /// </summary>
+    internal BertModel(BertConfig config, float[] parameterStorage, float[] gradientStorage)
+    {
+        Config = config;
+        Layout = new BertParameterLayout(config);
+        if (parameterStorage.Length < Layout.TotalLength || gradientStorage.Length != parameterStorage.Length)
+            throw new ArgumentException($"storage of {parameterStorage.Length}/{gradientStorage.Length} floats cannot hold {config.Arch} ({Layout.TotalLength} parameters and as many gradients)");
+        Parameters = parameterStorage;
+        Gradients = gradientStorage;
+        ZeroGradients();
+    }
+
     public BertConfig Config { get; }
     public BertParameterLayout Layout { get; }
+    /// <summary>The flat parameter buffer: exactly <see cref="BertParameterLayout.TotalLength"/> floats, longer only for a model in reused storage.</summary>
     public float[] Parameters { get; }
     /// <summary>Gradient buffer (same layout), allocated by <see cref="EnsureGradients"/>.</summary>
     public float[] Gradients { get; private set; } = [];
+    /// <summary>The parameters, exactly as many as the layout has (<see cref="Parameters"/> may be longer storage).</summary>
+    internal Memory<float> ParameterMemory => Parameters.AsMemory(0, (int)Layout.TotalLength);
+    /// <summary>The gradients, exactly as many as the layout has.</summary>
+    internal Memory<float> GradientMemory => EnsureGradients().AsMemory(0, (int)Layout.TotalLength);
     /// <summary>Threads for the matrix products and attention.</summary>
     public int Threads { get; set; } = Gemm.DefaultThreads;
 
@@ -121,7 +144,7 @@ public sealed class BertModel
             Gradients = new float[Parameters.Length];
             return;
         }
-        EngineParallel.Clear(Gradients, Gradients.Length, Threads);
+        EngineParallel.Clear(Gradients, (int)Layout.TotalLength, Threads);
     }
 
     public Span<float> Tensor(string name) => Slice(Parameters, name);

@@ -31,6 +31,14 @@ public sealed class ElasticSupermodel
         return sub;
     }
 
+    /// <summary>As <see cref="Extract(Architecture)"/>, into reused storage (<see cref="BertModel(BertConfig, float[], float[])"/>): every parameter is written.</summary>
+    internal BertModel Extract(Architecture arch, float[] parameterStorage, float[] gradientStorage)
+    {
+        var sub = new BertModel(SubConfig(arch), parameterStorage, gradientStorage) { Threads = Supermodel.Threads };
+        Gather(sub);
+        return sub;
+    }
+
     /// <summary>Copies the supermodel's current slices into <paramref name="sub"/> (reuse one model per architecture).</summary>
     public void Gather(BertModel sub)
     {

@@ -100,15 +100,18 @@ public sealed class EncodedTask
         new(new EncoderInput(b.BatchSize, b.SeqLength, b.InputIds, b.TokenTypeIds, b.AttentionMask),
             Head == HeadKind.Classification ? b.ClassLabels : null, Head == HeadKind.Regression ? b.Targets : null);
 
+    /// <summary>Examples per forward pass when scoring the dev split.</summary>
+    public const int DevBatchSize = 64;
+
     /// <summary>The task's GLUE metrics of <paramref name="model"/> on the dev split (int8-simulated when <paramref name="int8"/> is given).</summary>
-    public MetricReport EvaluateDev(BertModel model, Int8Simulation? int8 = null, int batchSize = 64)
+    public MetricReport EvaluateDev(BertModel model, Int8Simulation? int8 = null, int batchSize = DevBatchSize)
     {
         var logits = PredictDev(model, int8, batchSize);
         return Score(logits);
     }
 
     /// <summary>Logits per dev example, in dev order.</summary>
-    public float[][] PredictDev(BertModel model, Int8Simulation? int8 = null, int batchSize = 64)
+    public float[][] PredictDev(BertModel model, Int8Simulation? int8 = null, int batchSize = DevBatchSize)
     {
         var result = new float[Dev.Count][];
         var options = new BatchOptions { BatchSize = batchSize, Shuffle = false };

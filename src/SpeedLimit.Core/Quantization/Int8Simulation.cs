@@ -25,6 +25,14 @@ public sealed class Int8Simulation
 
     public Int8Simulation(BertModel model, bool perChannel = false) : this(model, perChannel, Int8GemmPath.Auto, floatProducts: false) { }
 
+    /// <summary>A simulation that takes over <paramref name="earlier"/>'s scratch buffers (one candidate after another: their pages are touched already); <paramref name="earlier"/> must not be used again.</summary>
+    internal Int8Simulation(BertModel model, Int8Simulation? earlier) : this(model, perChannel: false, Int8GemmPath.Auto, floatProducts: false)
+    {
+        if (earlier is null) return;
+        (_xq, _multipliers, _xf) = (earlier._xq, earlier._multipliers, earlier._xf);
+        (earlier._xq, earlier._multipliers, earlier._xf) = ([], [], []);
+    }
+
     /// <param name="path">The integer kernel (tests force each one).</param>
     /// <param name="floatProducts">The earlier simulation: the integer products through the fp32 GEMM on integer-valued
     /// floats (exact while every partial sum stays below 2^24), kept as the reference the integer kernel is compared with.</param>

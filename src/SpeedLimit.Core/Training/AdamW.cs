@@ -24,6 +24,13 @@ public sealed class AdamW
     private readonly (int Start, int Length, bool Decayed)[] _segments;
 
     public AdamW(long parameterCount, IEnumerable<ParameterRange> decayedRanges, TrainingOptions options)
+        : this(parameterCount, decayedRanges, options, null) { }
+
+    /// <param name="momentStorage">Buffers for m and v that may be longer than the parameter count (reused from an
+    /// earlier optimizer, so its pages are not touched afresh); the first <paramref name="parameterCount"/> of each are
+    /// cleared. Null: new buffers.</param>
+    internal AdamW(long parameterCount, IEnumerable<ParameterRange> decayedRanges, TrainingOptions options,
+        (float[] First, float[] Second)? momentStorage)
     {
         ArgumentNullException.ThrowIfNull(decayedRanges);
         ArgumentNullException.ThrowIfNull(options);
@@ -35,18 +42,32 @@ public sealed class AdamW
         Beta2 = options.Beta2;
         Epsilon = options.Epsilon;
         WeightDecay = options.WeightDecay;
-        _m = new float[ParameterCount];
-        _v = new float[ParameterCount];
+        if (momentStorage is { } storage)
+        {
+            if (storage.First.Length < ParameterCount || storage.Second.Length < ParameterCount || storage.First == storage.Second)
+                throw new ArgumentException($"moment storage of {storage.First.Length}/{storage.Second.Length} floats cannot hold two sets of {ParameterCount} moments");
+            _m = storage.First;
+            _v = storage.Second;
+            Kernels.EngineParallel.Clear(_m, ParameterCount, options.Threads);
+            Kernels.EngineParallel.Clear(_v, ParameterCount, options.Threads);
+        }
+        else
+        {
+            _m = new float[ParameterCount];
+            _v = new float[ParameterCount];
+        }
         _segments = BuildSegments(ParameterCount, decayedRanges);
         _live = new bool[(ParameterCount + BlockLength - 1) / BlockLength];
     }
 
     /// <summary>An optimizer for a BERT layout: decay exactly where <see cref="ParameterTensor.IsDecayed"/>.</summary>
-    public static AdamW ForLayout(BertParameterLayout layout, TrainingOptions options)
+    public static AdamW ForLayout(BertParameterLayout layout, TrainingOptions options) => ForLayout(layout, options, null);
+
+    internal static AdamW ForLayout(BertParameterLayout layout, TrainingOptions options, (float[] First, float[] Second)? momentStorage)
     {
         ArgumentNullException.ThrowIfNull(layout);
         return new AdamW(layout.TotalLength,
-            layout.Tensors.Where(t => t.IsDecayed).Select(t => new ParameterRange(t.Offset, t.Length)), options);
+            layout.Tensors.Where(t => t.IsDecayed).Select(t => new ParameterRange(t.Offset, t.Length)), options, momentStorage);
     }
 
     public int ParameterCount { get; }
@@ -57,9 +78,9 @@ public sealed class AdamW
     /// <summary>Optimizer steps taken so far (the t of the bias correction).</summary>
     public long StepCount { get; private set; }
     /// <summary>First moment m (exp_avg in PyTorch), one per parameter.</summary>
-    public ReadOnlySpan<float> FirstMoment => _m;
+    public ReadOnlySpan<float> FirstMoment => _m.AsSpan(0, ParameterCount);
     /// <summary>Second moment v (exp_avg_sq in PyTorch), one per parameter.</summary>
-    public ReadOnlySpan<float> SecondMoment => _v;
+    public ReadOnlySpan<float> SecondMoment => _v.AsSpan(0, ParameterCount);
 
     /// <summary>Uses the plain scalar loop (the test twin) instead of the vector one.</summary>
     internal bool ForceScalar { get; set; }
@@ -105,11 +126,9 @@ public sealed class AdamW
     /// Word-embedding rows that <paramref name="touched"/> knows to be zero are not read: a dormant block among them
     /// takes the decay alone.
     /// </remarks>
-    public void Step(float[] parameters, float[] gradients, float learningRate, float gradientScale, bool clearGradients, int threads,
+    public void Step(Memory<float> parameters, Memory<float> gradients, float learningRate, float gradientScale, bool clearGradients, int threads,
         TouchedEmbeddingRows? touched = null)
     {
-        ArgumentNullException.ThrowIfNull(parameters);
-        ArgumentNullException.ThrowIfNull(gradients);
         CheckStep(parameters.Length, gradients.Length, learningRate);
         if (!(gradientScale >= 0) || !float.IsFinite(gradientScale)) throw new ArgumentException($"gradient scale {gradientScale} must be a finite number ≥ 0");
         StepCount++;
@@ -125,7 +144,7 @@ public sealed class AdamW
         Kernels.EngineParallel.For(pieces.Length, threads, i =>
         {
             var (start, length, decayed) = pieces[i];
-            Update(parameters.AsSpan(start, length), gradients.AsSpan(start, length), start, k, decayed ? k.DecayFactor : 1f, gradientScale,
+            Update(parameters.Span.Slice(start, length), gradients.Span.Slice(start, length), start, k, decayed ? k.DecayFactor : 1f, gradientScale,
                 clearGradients, touched, defer && decayed);
         });
     }

@@ -112,10 +112,9 @@ internal static class GradientUtilities
     /// depend on the thread count. Chunks that <paramref name="touched"/> knows to be zero (word-embedding rows no
     /// batch looked up) are not read: their Σ g² is +0, which leaves the sum's bits as they were.
     /// </summary>
-    public static (NonFiniteReport? Bad, double Norm) Inspect(float[] gradients, BertParameterLayout? layout, int threads,
+    public static (NonFiniteReport? Bad, double Norm) Inspect(ReadOnlyMemory<float> gradients, BertParameterLayout? layout, int threads,
         TouchedEmbeddingRows? touched = null)
     {
-        ArgumentNullException.ThrowIfNull(gradients);
         if (layout is not null && layout.TotalLength != gradients.Length)
             throw new ArgumentException($"gradient buffer has {gradients.Length} values but the layout for {layout.Config.Arch} has {layout.TotalLength}");
         int chunks = (gradients.Length + ChunkLength - 1) / ChunkLength;
@@ -135,7 +134,7 @@ internal static class GradientUtilities
                     firstBad[c] = -1;
                     continue;
                 }
-                var chunk = new ReadOnlySpan<float>(gradients, start, length);
+                var chunk = gradients.Span.Slice(start, length);
                 partial[c] = ChunkSquares(chunk);
                 // only NaN/±Inf leave the chunk's sum non-finite (ChunkSquares sums overflowing finite values in double)
                 firstBad[c] = double.IsFinite(partial[c]) ? -1 : start + FirstNonFinite(chunk);
@@ -144,7 +143,7 @@ internal static class GradientUtilities
         double sum = 0;
         for (int c = 0; c < chunks; c++)
         {
-            if (firstBad[c] >= 0) return (Report(layout, firstBad[c], gradients[firstBad[c]]), double.NaN);
+            if (firstBad[c] >= 0) return (Report(layout, firstBad[c], gradients.Span[(int)firstBad[c]]), double.NaN);
             sum += partial[c];
         }
         return (null, Math.Sqrt(sum));

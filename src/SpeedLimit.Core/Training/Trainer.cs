@@ -51,13 +51,17 @@ internal sealed class Trainer
 
     /// <param name="totalOptimizerSteps">Length of the learning-rate schedule.</param>
     public Trainer(BertModel model, TrainingOptions options, long totalOptimizerSteps, float dropout = 0.1f)
+        : this(model, options, totalOptimizerSteps, dropout, null) { }
+
+    /// <param name="momentStorage">Reused buffers for AdamW's moments, at least as long as the model (see <see cref="AdamW"/>'s constructors).</param>
+    internal Trainer(BertModel model, TrainingOptions options, long totalOptimizerSteps, float dropout, (float[] First, float[] Second)? momentStorage)
     {
         options.Validate();
         if (dropout is < 0f or >= 1f) throw new ArgumentException($"dropout rate {dropout} must be in [0, 1)");
         Model = model;
         _options = options;
         Dropout = dropout;
-        Optimizer = AdamW.ForLayout(model.Layout, options);
+        Optimizer = AdamW.ForLayout(model.Layout, options, momentStorage);
         _schedule = LearningRateSchedule.FromOptions(options, Math.Max(1, totalOptimizerSteps));
         _accumulator = new GradientAccumulator(options.AccumulationSteps);
         _dropoutCounter = (ulong)options.Seed * 0x9E3779B97F4A7C15UL;
@@ -151,7 +155,7 @@ internal sealed class Trainer
         if (Model.WeightsFrozen)
             throw new InvalidOperationException("the model's weights are frozen (BertModel.FreezeWeights scope open); close the scope before training it");
         long t = System.Diagnostics.Stopwatch.GetTimestamp();
-        var grads = Model.Gradients;
+        var grads = Model.GradientMemory;
         int threads = Model.Threads;
         // One pass finds a non-finite value or the global norm; the clipping factor is applied as AdamW reads
         // each gradient, which also clears the buffer for the next group: the gradients are streamed twice, not five times.
@@ -169,7 +173,7 @@ internal sealed class Trainer
         float clip = _options.MaxGradNorm > 0 ? GradientUtilities.ClipFactor(norm, _options.MaxGradNorm) : 1f;
         PhaseTimes.GradientCheckSeconds += TrainingPhaseTimes.Since(ref t);
         float lr = _schedule.At(Optimizer.StepCount);
-        Optimizer.Step(Model.Parameters, grads, lr, clip, clearGradients: true, threads, touched);
+        Optimizer.Step(Model.ParameterMemory, grads, lr, clip, clearGradients: true, threads, touched);
         _touched?.Clear();
         PhaseTimes.OptimizerSeconds += TrainingPhaseTimes.Since(ref t);
         return new StepResult(loss, true, norm, lr, null);

@@ -1,6 +1,8 @@
+using SpeedLimit.Checkpoints;
 using SpeedLimit.Data;
 using SpeedLimit.Model;
 using SpeedLimit.Pipeline;
+using SpeedLimit.Quantization;
 using SpeedLimit.Search;
 
 namespace SpeedLimit.Tests.Pipeline;
@@ -36,5 +38,55 @@ public class CandidateEvaluatorTests
         Assert.Equal(fresh.Length, reused.Length);
         for (int i = 0; i < fresh.Length; i++)
             Assert.Equal(BitConverter.SingleToInt32Bits(fresh[i]), BitConverter.SingleToInt32Bits(reused[i]));
+    }
+
+    /// <summary>
+    /// Candidates fine-tuned in the evaluator's reused memory (parameter, gradient and AdamW moment buffers and the int8
+    /// scratch left by larger and smaller candidates, each buffer then filled with NaN) end with the weights and the int8
+    /// dev logits of the same candidate trained in buffers of its own, bit for bit, on one and two threads. A value read
+    /// before it is written (a gradient not cleared, a moment left from the last candidate) would turn them NaN.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void CandidatesInReusedMemoryTrainAsInFreshBuffers(int threads)
+    {
+        var task = EncodedTask.Load(new DataOptions { Task = BuiltinTask.Name, MaxTrainExamples = 300, MaxDevExamples = 100, MaxSequenceLength = 24 }, seed: 5);
+        var largest = new Architecture(2, 32, 48);
+        var super = new ElasticSupermodel(BertModel.CreateRandom(task.ConfigFor(largest, 2), 5));
+        var fineTune = new FineTuneOptions { Epochs = 1, MaxExamples = 96, BatchSize = 16, LearningRate = 1e-3f };
+        var reusing = new CandidateEvaluator(super, task, fineTune, Precision.Int8, threads);
+        Architecture[] order = [new(1, 16, 32), largest, new(2, 16, 48), new(1, 32, 16)];
+        foreach (var arch in order)
+        {
+            var (model, memory) = reusing.FineTuneInMemory(arch, seed: 7, CancellationToken.None);
+            var fresh = new CandidateEvaluator(super, task, fineTune, Precision.Int8, threads).FineTune(arch, seed: 7);
+            int n = (int)fresh.Layout.TotalLength;
+            Assert.Equal(n, fresh.Parameters.Length);
+            Assert.Equal(super.Supermodel.Layout.TotalLength, model.Parameters.Length); // storage sized for the largest
+            AssertSameBits(fresh.Parameters, model.Parameters.AsSpan(0, n));
+
+            memory.Int8 = new Int8Simulation(model, memory.Int8);
+            var logits = task.PredictDev(model, memory.Int8);
+            var freshLogits = task.PredictDev(fresh, new Int8Simulation(fresh));
+            for (int i = 0; i < logits.Length; i++) AssertSameBits(freshLogits[i], logits[i]);
+
+            // The whole-buffer writers refuse a model whose buffers are longer than its layout.
+            if (model.Parameters.Length != n)
+                Assert.Throws<ArgumentException>(() => BertCheckpoint.Save(Path.Combine(Path.GetTempPath(), "never-written.safetensors"), model.Config, model.Parameters));
+
+            var (parameters, gradients) = memory.ModelStorage(1);
+            var (first, second) = memory.MomentStorage(1);
+            foreach (var buffer in new[] { parameters, gradients, first, second }) Array.Fill(buffer, float.NaN);
+            reusing.GiveBack(memory, model);
+        }
+    }
+
+    private static void AssertSameBits(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                Assert.Fail($"value {i} differs: {expected[i]:R} expected, {actual[i]:R} found");
     }
 }
