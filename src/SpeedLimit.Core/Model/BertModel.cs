@@ -30,8 +30,9 @@ public sealed class BertModel
     /// A model that lives in reused storage (<see cref="Pipeline.CandidateMemory"/>): its parameters and gradients are the
     /// first <see cref="BertParameterLayout.TotalLength"/> floats of buffers that may be longer, so a search's candidates of
     /// different sizes take turns with the same memory instead of each touching fresh pages. The parameters are left as
-    /// they are (the caller writes all of them); the gradients are cleared. Code that takes the whole
-    /// <see cref="Parameters"/> array (checkpoints, ONNX export) refuses such a model, as it checks the length.
+    /// they are (the caller writes all of them), and so are the gradients: call <see cref="ZeroGradients"/> before the first
+    /// <see cref="Backward"/> (a <see cref="Training.Trainer"/> does). Code that takes the whole <see cref="Parameters"/> array
+    /// (checkpoints, ONNX export) refuses such a model, as it checks the length.
     /// </summary>
     internal BertModel(BertConfig config, float[] parameterStorage, float[] gradientStorage)
     {
@@ -41,7 +42,6 @@ public sealed class BertModel
             throw new ArgumentException($"storage of {parameterStorage.Length}/{gradientStorage.Length} floats cannot hold {config.Arch} ({Layout.TotalLength} parameters and as many gradients)");
         Parameters = parameterStorage;
         Gradients = gradientStorage;
-        ZeroGradients();
     }
 
     public BertConfig Config { get; }

@@ -39,7 +39,10 @@ internal sealed class SupermodelTrainer
 {
     private readonly SupermodelOptions _options;
     private readonly Trainer _trainer;          // owns AdamW/schedule/clipping over the supermodel buffer
-    private readonly Dictionary<Architecture, BertModel> _subModels = new();
+    // Storage for the sub-model being run (parameters, gradients): sub-models take turns within a step, and a new model
+    // (its buffers allocated) per sampled architecture touched tens of MB of fresh pages per step, at 10–15 µs a page on a
+    // VM that backs guest memory lazily. Sized for the supermodel, so it holds any of them.
+    private float[] _subParameters = [], _subGradients = [];
     private readonly LogitGradientBuffer _dLogits = new();
     private BertActivations? _workspace;
 
@@ -166,18 +169,13 @@ internal sealed class SupermodelTrainer
         Supermodel.AccumulateGradients(model);
     }
 
-    /// <summary>The supermodel itself for its own architecture, else a reusable compact copy refreshed from the shared weights.</summary>
+    /// <summary>The supermodel itself for its own architecture, else a compact copy of the shared weights in the sub-model storage.</summary>
     private BertModel ModelFor(Architecture arch)
     {
         var super = Supermodel.Supermodel;
         if (arch == super.Config.Arch) return super;
-        if (!_subModels.TryGetValue(arch, out var sub))
-        {
-            if (_subModels.Count >= 8) _subModels.Clear(); // bound memory: sampled architectures rarely repeat
-            sub = new BertModel(Supermodel.SubConfig(arch)) { Threads = super.Threads };
-            _subModels[arch] = sub;
-        }
-        Supermodel.Gather(sub);
-        return sub;
+        if (_subParameters.Length == 0)
+            (_subParameters, _subGradients) = (new float[super.Layout.TotalLength], new float[super.Layout.TotalLength]);
+        return Supermodel.Extract(arch, _subParameters, _subGradients); // RunBackward clears its gradients
     }
 }
