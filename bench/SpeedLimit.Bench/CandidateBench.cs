@@ -58,7 +58,7 @@ public sealed class CandidateBench : IBenchSection
         catch (UnauthorizedAccessException) { return 0; }
     }
 
-    private static (TaskDataset, ITextEncoder, string) LoadTask()
+    internal static (TaskDataset, ITextEncoder, string) LoadTask()
     {
         var glue = FindShared("data/glue/SST-2");
         var vocab = TaskCatalog.FindBertVocab([AppContext.BaseDirectory]);

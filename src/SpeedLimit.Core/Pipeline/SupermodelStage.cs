@@ -39,6 +39,7 @@ public static class SupermodelStage
         var super = new ElasticSupermodel(model);
         var trainer = new SupermodelTrainer(super, job.Space, Training(job), options.Sandwich, totalSteps);
         if (options.TeacherCheckpoint is { } teacherPath) trainer.Teacher = LoadTeacher(teacherPath, task, job.Threads);
+        trainer.ReserveWorkspace(options.BatchSize, task.MaxLength);
         if (resumed is { HasOptimizerState: true }) resumed.RestoreOptimizer(trainer.Optimizer);
         RunSteps("supermodel", trainer, checkpoint, config, model, totalSteps, perEpoch, job, progress, notes, cancel,
             epoch => task.TrainBatches(options.BatchSize, job.Seed, epoch), (t, b, rng) => t.Step(b, rng));
@@ -105,6 +106,7 @@ public static class SupermodelStage
         long totalSteps = (long)job.Options.Epochs * perEpoch;
         var super = new ElasticSupermodel(model);
         var trainer = new SupermodelTrainer(super, job.Space, Training(job), job.Options.Sandwich, totalSteps) { Teacher = teacher };
+        trainer.ReserveWorkspace(job.Options.BatchSize, task.MaxLength);
         if (resumed is { HasOptimizerState: true }) resumed.RestoreOptimizer(trainer.Optimizer);
         else if (resumed is null) BertCheckpoint.Save(checkpoint, config, model.Parameters); // the reordered start, so a resume never reorders twice
         RunSteps("supermodel", trainer, checkpoint, config, model, totalSteps, perEpoch, job, progress, notes, cancel,

@@ -62,6 +62,17 @@ internal sealed class SupermodelTrainer
     public ElasticSupermodel Supermodel { get; }
 
     /// <summary>
+    /// Sizes the activation workspaces (the sub-models' and the teacher's) for batches of up to <paramref name="batch"/>
+    /// sequences of up to <paramref name="sequenceLength"/> tokens at once. Grown on demand, they were reallocated at each
+    /// batch longer than any before, early in training, and each time the new buffers' pages were touched afresh.
+    /// </summary>
+    public void ReserveWorkspace(int batch, int sequenceLength)
+    {
+        _workspace = BertActivations.Ensure(_workspace, Supermodel.Config, batch, sequenceLength, 0);
+        if (_teacher is not null) _teacher.Workspace = BertActivations.Ensure(_teacher.Workspace, _teacher.Config, batch, sequenceLength, 0);
+    }
+
+    /// <summary>
     /// An external teacher (e.g. a fine-tuned larger model, same vocabulary and head). When set,
     /// every sampled sub-model — the largest too — distils from its logits instead of from the largest's.
     /// </summary>
