@@ -32,9 +32,11 @@ public sealed class CandidateBench : IBenchSection
         var random = new Random(3);
         int n = quick ? 2 : 6;
         var seconds = new List<double>();
+        var archs = new List<Architecture>();
         for (int i = 0; i < n; i++)
         {
             var arch = space.Sample(random);
+            archs.Add(arch);
             long faults = MinorPageFaults();
             var clock = Stopwatch.StartNew();
             evaluator.Evaluate(arch, i, CancellationToken.None);
@@ -45,6 +47,34 @@ public sealed class CandidateBench : IBenchSection
         // The first candidate also pays the JIT and the first touch of the evaluator's reused buffers.
         if (seconds.Count > 2) report.Figure("candidate_seconds_median_after_first", Timing.Median(seconds.Skip(1).ToList()), "s");
         report.Figure("candidates_per_hour", 3600 / Timing.Median(seconds), "candidates/h");
+        if (n > 2 && Environment.ProcessorCount > 1) SideBySide(report, super, task, fineTune, archs, seconds);
+    }
+
+    /// <summary>
+    /// The same candidates (all but the first) two or more at a time on one thread each, as the pipeline runs them by
+    /// default (<c>--concurrent-candidates</c>), beside their one-at-a-time times above; each evaluation is warmed up
+    /// first, as the one-at-a-time evaluator was by the first candidate.
+    /// </summary>
+    private static void SideBySide(BenchReport report, ElasticSupermodel super, EncodedTask task, FineTuneOptions fineTune, List<Architecture> archs, List<double> seconds)
+    {
+        var (k, each) = new SearchOptions().SideBySide(Environment.ProcessorCount);
+        var evaluator = new CandidateEvaluator(super, task, fineTune, Precision.Int8, each, k);
+        Task.WaitAll(Enumerable.Range(0, k).Select(_ => Task.Factory.StartNew(() => evaluator.Evaluate(archs[0], 0, CancellationToken.None),
+            TaskCreationOptions.LongRunning)).ToArray()); // at the same time, so each of the k evaluations has its memory
+        var rest = archs.Skip(1).ToList(); // archs[0] was the warm-up
+        var schedule = CandidateBook.LargestFirst(rest); // as the search schedules a batch
+        int next = -1;
+        var clock = Stopwatch.StartNew();
+        var workers = Enumerable.Range(0, k).Select(_ => Task.Factory.StartNew(() =>
+        {
+            int taken;
+            while ((taken = Interlocked.Increment(ref next)) < rest.Count) evaluator.Evaluate(rest[schedule[taken]], schedule[taken] + 1, CancellationToken.None);
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        Task.WaitAll(workers);
+        double sideBySide = clock.Elapsed.TotalSeconds, oneAtATime = seconds.Skip(1).Sum();
+        report.Note($"  the last {archs.Count - 1}: one at a time on {Environment.ProcessorCount} threads {oneAtATime:F1} s, {k} side by side on {each} thread(s) each {sideBySide:F1} s");
+        report.Figure("candidates_per_hour_side_by_side", 3600 * (archs.Count - 1) / sideBySide, "candidates/h");
+        report.Figure("side_by_side_speedup_vs_one_at_a_time", oneAtATime / sideBySide, "ratio");
     }
 
     /// <summary>The process's minor page faults so far (Linux; 0 elsewhere): first touches of fresh memory, which cost microseconds each in a VM.</summary>

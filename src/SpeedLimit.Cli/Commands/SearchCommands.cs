@@ -54,6 +54,7 @@ public static class SearchCommands
         public readonly Option<int> FineTuneExamples = new("--finetune-examples") { Description = "Training examples per candidate fine-tune.", DefaultValueFactory = _ => 2000 };
         public readonly Option<int> Generations = new("--generations") { Description = "Evolutionary generations per bound (paper: 4; AutoTinyBERT: 25).", DefaultValueFactory = _ => 3 };
         public readonly Option<int> Population = new("--population") { Description = "Candidates per generation.", DefaultValueFactory = _ => 6 };
+        public readonly Option<int> ConcurrentCandidates = new("--concurrent-candidates") { Description = "Candidates fine-tuned side by side, sharing the training threads (0: one per thread, at most 4; 1: one at a time on all threads). The results are the same either way.", DefaultValueFactory = _ => 0 };
         public readonly Option<string?> Pretrained = new("--pretrained") { Description = "Start from a pretrained BERT: a Hugging Face folder (config.json, model.safetensors, vocab.txt), an ONNX export, or minilm-l6 (built in). The search space is derived from its shape unless --space is given." };
         public readonly Option<string> Importance = new("--importance") { Description = "With --pretrained: how units are ranked before supermodel training: gradient (DynaBERT, from the task loss) or magnitude (L1, BootstrapNAS).", DefaultValueFactory = _ => "gradient" };
         public readonly Option<int> TeacherEpochs = new("--teacher-epochs") { Description = "With --pretrained and no --teacher: epochs of fine-tuning the pretrained model on the task (the teacher).", DefaultValueFactory = _ => 3 };
@@ -78,7 +79,7 @@ public static class SearchCommands
         public readonly LatencyEndpointFlags Endpoint = new();
 
         public IEnumerable<Option> All => [.. Endpoint.All, Task, DataDir, Vocab, MaxLength, MaxTrain, MaxDev, Space, Bounds, Precision, CompareFp32, Baselines, Seed, Threads, LatencyThreads,
-            BoundStatistic, LatencyProtocol, VerifyProtocol, LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population,
+            BoundStatistic, LatencyProtocol, VerifyProtocol, LatencyData, AllowOtherDevices, ProfileCount, SupermodelEpochs, PretrainCorpus, PretrainEpochs, Teacher, FineTuneEpochs, FineTuneExamples, Generations, Population, ConcurrentCandidates,
             Pretrained, Importance, TeacherEpochs, TeacherLr, SupermodelLr, FineTuneLr, HiddenStep, FfnStep, MinHidden, MinFfn, HiddenDistill, LatencyClock, BoundQuantiles, Resume, Json,
             Study, StudyName, PublishDir, LeaseSeconds, NoLocalEvaluation];
 
@@ -147,6 +148,7 @@ public static class SearchCommands
                     Generations = parse.GetValue(Generations),
                     VerifyStatistic = LatencyBound.ParseStatistic(parse.GetValue(BoundStatistic)!),
                     CandidatesPerGeneration = population,
+                    ConcurrentCandidates = parse.GetValue(ConcurrentCandidates),
                     Parents = Math.Max(1, Math.Min(defaults.Search.Parents, population)),
                 },
                 Output = new OutputOptions { Folder = output, Resume = parse.GetValue(Resume) },

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using SpeedLimit.Latency;
 using SpeedLimit.Model;
@@ -35,13 +36,20 @@ public sealed record FineTuneOptions
 /// take the task metric on the dev split. Deterministic for an (architecture, seed), so a
 /// winner's weights can be rebuilt later instead of storing every candidate.
 /// </summary>
-public sealed class CandidateEvaluator(ElasticSupermodel supermodel, EncodedTask task, FineTuneOptions options, Precision precision, int threads)
-    : ICandidateEvaluator
+/// <param name="threads">Engine threads of one evaluation.</param>
+/// <param name="concurrentEvaluations">Evaluations a search may run side by side (<see cref="ICandidateEvaluator.ConcurrentEvaluations"/>),
+/// each on <paramref name="threads"/> threads: small models use two threads poorly, so two candidates on one thread each
+/// evaluate more per hour than one on two. The results are the same bits either way (the engine does not depend on its
+/// thread count).</param>
+public sealed class CandidateEvaluator(ElasticSupermodel supermodel, EncodedTask task, FineTuneOptions options, Precision precision, int threads,
+    int concurrentEvaluations = 1) : ICandidateEvaluator
 {
-    // One candidate's memory (workspace, parameters, gradients, moments, int8 scratch) for every candidate, taken and
-    // given back atomically: concurrent evaluations never share one (the others allocate their own).
-    private CandidateMemory? _memory;
-    private int _memoryCreated;
+    // Candidate memories (workspace, parameters, gradients, moments, int8 scratch), one per evaluation running at the
+    // moment, each handed to one candidate after another.
+    private readonly ConcurrentStack<CandidateMemory> _memories = new();
+
+    public int ConcurrentEvaluations { get; } = concurrentEvaluations >= 1 ? concurrentEvaluations
+        : throw new ArgumentException($"concurrent evaluations {concurrentEvaluations} must be at least 1");
 
     public CandidateResult Evaluate(Architecture arch, int seed, CancellationToken cancellation)
     {
@@ -121,14 +129,12 @@ public sealed class CandidateEvaluator(ElasticSupermodel supermodel, EncodedTask
         trainer.SettleParameters();
     }
 
-    // The first evaluation creates the memory, sized at once for the largest pass any candidate makes (the supermodel's
-    // shape, the longer of the training and dev batches, the longest sequence): grown on demand, the workspace was
-    // reallocated whenever a candidate first went past the earlier ones in some dimension.
+    // A memory is created when no idle one is left, sized at once for the largest pass any candidate makes (the
+    // supermodel's shape, the longer of the training and dev batches, the longest sequence): grown on demand, the
+    // workspace was reallocated whenever a candidate first went past the earlier ones in some dimension.
     private CandidateMemory TakeMemory()
     {
-        var memory = Interlocked.Exchange(ref _memory, null);
-        if (memory is not null) return memory;
-        if (Interlocked.Exchange(ref _memoryCreated, 1) == 1) return new CandidateMemory(0, null); // another evaluation holds the first
+        if (_memories.TryPop(out var memory)) return memory;
         var workspace = BertActivations.Ensure(null, supermodel.Config, Math.Max(options.BatchSize, EncodedTask.DevBatchSize), task.MaxLength, 0);
         return new CandidateMemory(supermodel.Supermodel.Layout.TotalLength, workspace);
     }
@@ -146,6 +152,6 @@ public sealed class CandidateEvaluator(ElasticSupermodel supermodel, EncodedTask
             memory.Workspace = model.Workspace ?? memory.Workspace; // a pass may have replaced it with a larger one
             model.Workspace = null;
         }
-        Interlocked.Exchange(ref _memory, memory);
+        _memories.Push(memory);
     }
 }

@@ -135,7 +135,9 @@ public sealed class SpeedLimitPipeline(PipelineOptions options)
         using var store = StudyStore.Open(options.Study.Location ?? Path.Combine(work, "study.db"));
         var searches = new List<SearchResult>();
         var evaluators = new Dictionary<Precision, CandidateEvaluator>();
-        foreach (var p in precisions) evaluators[p] = new CandidateEvaluator(supermodel, task, options.FineTune, p, options.TrainThreads);
+        // Candidates side by side on a share of the threads each, unless workers evaluate them (a queue hands out one at a time).
+        var (sideBySide, threadsEach) = options.Study.Coordinates ? (1, options.TrainThreads) : options.Search.SideBySide(options.TrainThreads);
+        foreach (var p in precisions) evaluators[p] = new CandidateEvaluator(supermodel, task, options.FineTune, p, threadsEach, sideBySide);
         // With an explicit study store this run coordinates: one queue per precision, its package published once.
         var queues = new Dictionary<Precision, CandidateQueue>();
         using var closeQueues = new QueueSet(queues);

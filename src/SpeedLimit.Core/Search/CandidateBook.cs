@@ -58,6 +58,14 @@ internal sealed class CandidateBook
             return known;
         }
         cancellation.ThrowIfCancellationRequested();
+        var fresh = EvaluateFresh(arch, evaluator, cancellation);
+        reused = false;
+        return Commit(arch, predictedMs, fresh, fresh.WallSeconds);
+    }
+
+    /// <summary>One evaluator call, checked, with its seed and times; nothing is recorded (safe to run side by side).</summary>
+    private FreshEvaluation EvaluateFresh(Architecture arch, ICandidateEvaluator evaluator, CancellationToken cancellation)
+    {
         int seed = EvolutionarySearch.CandidateSeed(_seed, arch);
         var started = DateTimeOffset.UtcNow;
         var watch = Stopwatch.StartNew();
@@ -68,18 +76,104 @@ internal sealed class CandidateBook
             throw new InvalidOperationException($"the candidate evaluator was asked for {arch} but returned a result for {result.Arch}");
         if (!double.IsFinite(result.Metric))
             throw new InvalidOperationException($"the candidate evaluator returned a non-finite metric ({result.Metric}) for {arch}; it must map failed runs to a finite score");
-        var record = new CandidateRecord(arch, _byArch.Count, _task, _precision, _budget, seed, result.Metric, predictedMs,
-            result.SecondsSpent, watch.Elapsed.TotalSeconds, started, DateTimeOffset.UtcNow);
+        return new FreshEvaluation(seed, result, watch.Elapsed.TotalSeconds, started, DateTimeOffset.UtcNow);
+    }
+
+    /// <summary>
+    /// The order in which side-by-side evaluations take a batch's candidates: the most work first (layers × h × (2h + f),
+    /// the encoder's multiply-adds per token up to a constant), so the batch does not end with one large candidate
+    /// running alone on one thread while the others wait. Ties keep batch order.
+    /// </summary>
+    internal static int[] LargestFirst(IReadOnlyList<Architecture> archs) =>
+        Enumerable.Range(0, archs.Count).OrderByDescending(i => (long)archs[i].Layers * archs[i].Hidden * (2L * archs[i].Hidden + archs[i].Ffn)).ToArray();
+
+    private readonly record struct FreshEvaluation(int Seed, CandidateResult Result, double WallSeconds, DateTimeOffset Started, DateTimeOffset Finished);
+
+    /// <summary>Adds a fresh evaluation to the study (and its store) as the next record; <paramref name="etaSeconds"/> is what it adds to the time per evaluation that ETAs use.</summary>
+    private CandidateRecord Commit(Architecture arch, double? predictedMs, FreshEvaluation fresh, double etaSeconds)
+    {
+        var record = new CandidateRecord(arch, _byArch.Count, _task, _precision, _budget, fresh.Seed, fresh.Result.Metric, predictedMs,
+            fresh.Result.SecondsSpent, fresh.WallSeconds, fresh.Started, fresh.Finished);
         _store?.InsertCandidate(_studyId, record);
         _byArch[arch] = record;
         Evaluations++;
-        FreshEvaluationSeconds += watch.Elapsed.TotalSeconds;
-        reused = false;
+        FreshEvaluationSeconds += etaSeconds;
         return record;
     }
 
     /// <summary>
-    /// Evaluates a batch. Without a queue: one after another, as <see cref="Evaluate"/>. With one:
+    /// A batch's fresh candidates evaluated <see cref="ICandidateEvaluator.ConcurrentEvaluations"/> at a time, each taken
+    /// by the next free thread (largest first, <see cref="LargestFirst"/>) and committed once every one before it in the
+    /// batch is: the records,
+    /// their order and the store are what evaluating one at a time leaves (the evaluator's results do not depend on
+    /// it). After a failure the candidates before it in batch order still run and are committed, nothing after it is,
+    /// and the failure is rethrown, as one at a time would leave it.
+    /// </summary>
+    private List<(CandidateRecord, bool)> EvaluateSideBySide(IReadOnlyList<(Architecture Arch, double? PredictedMs)> items,
+        ICandidateEvaluator evaluator, CancellationToken cancellation)
+    {
+        cancellation.ThrowIfCancellationRequested();
+        var fresh = items.Where(i => !_byArch.ContainsKey(i.Arch)).DistinctBy(i => i.Arch).ToList();
+        var outcomes = fresh.Select(_ => new TaskCompletionSource<FreshEvaluation>(TaskCreationOptions.RunContinuationsAsynchronously)).ToArray();
+        var schedule = LargestFirst(fresh.Select(f => f.Arch).ToList());
+        int next = -1, failedAt = int.MaxValue;
+        var workers = Enumerable.Range(0, Math.Min(evaluator.ConcurrentEvaluations, fresh.Count)).Select(_ => Task.Factory.StartNew(() =>
+        {
+            int taken;
+            while ((taken = Interlocked.Increment(ref next)) < fresh.Count)
+            {
+                int i = schedule[taken];
+                // After a failure, only the candidates before it in batch order still run (one at a time would have).
+                if (i > Volatile.Read(ref failedAt) || cancellation.IsCancellationRequested)
+                {
+                    outcomes[i].SetCanceled();
+                    continue;
+                }
+                try { outcomes[i].SetResult(EvaluateFresh(fresh[i].Arch, evaluator, cancellation)); }
+                catch (Exception e)
+                {
+                    outcomes[i].SetException(e);
+                    for (int seen = Volatile.Read(ref failedAt); i < seen; seen = Volatile.Read(ref failedAt))
+                        if (Interlocked.CompareExchange(ref failedAt, i, seen) == seen) break;
+                }
+            }
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+        var clock = Stopwatch.StartNew();
+        double committedAt = 0;
+        int committed = 0;
+        for (; committed < fresh.Count; committed++)
+        {
+            var outcome = outcomes[committed].Task;
+            ((IAsyncResult)outcome).AsyncWaitHandle.WaitOne();
+            if (!outcome.IsCompletedSuccessfully) break;
+            // ETAs see the batch's elapsed time, shared out: side by side, a candidate's own wall time overstates its cost
+            double now = clock.Elapsed.TotalSeconds;
+            Commit(fresh[committed].Arch, fresh[committed].PredictedMs, outcome.Result, now - committedAt);
+            committedAt = now;
+        }
+        Task.WaitAll(workers, CancellationToken.None);
+        if (committed < fresh.Count)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var failed = outcomes[committed].Task; // the first failure in batch order: every candidate before it is committed
+            if (failed.IsFaulted) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed.Exception!.InnerException!);
+            throw new OperationCanceledException(cancellation);
+        }
+        var result = new List<(CandidateRecord, bool)>(items.Count);
+        var firstSeen = new HashSet<Architecture>();
+        var freshArchs = fresh.Select(f => f.Arch).ToHashSet();
+        foreach (var (arch, _) in items)
+        {
+            bool isFresh = freshArchs.Contains(arch) && firstSeen.Add(arch);
+            if (!isFresh) Reused++;
+            result.Add((_byArch[arch], !isFresh));
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Evaluates a batch. Without a queue: one after another, as <see cref="Evaluate"/>, or side by side when the evaluator
+    /// allows several at once (<see cref="EvaluateSideBySide"/>, the same records). With one:
     /// the fresh ones are enqueued together, and once workers have committed them all they are added
     /// to the study in batch order (one transaction), so completion order ranks equal those of a
     /// single-process run whatever finished first.
@@ -87,6 +181,7 @@ internal sealed class CandidateBook
     public IReadOnlyList<(CandidateRecord Record, bool Reused)> EvaluateMany(IReadOnlyList<(Architecture Arch, double? PredictedMs)> items,
         ICandidateEvaluator evaluator, CancellationToken cancellation)
     {
+        if (_queue is null && evaluator.ConcurrentEvaluations > 1) return EvaluateSideBySide(items, evaluator, cancellation);
         var result = new List<(CandidateRecord, bool)>(items.Count);
         if (_queue is null)
         {

@@ -28,6 +28,9 @@ public sealed record CandidateResult(Architecture Arch, double Metric, double Se
 public interface ICandidateEvaluator
 {
     CandidateResult Evaluate(Architecture arch, int seed, CancellationToken cancellation);
+
+    /// <summary>How many evaluations a search may run side by side, each on its own thread (1: one at a time). Results must not depend on it.</summary>
+    int ConcurrentEvaluations => 1;
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using SpeedLimit.Latency;
 
 namespace SpeedLimit.Search;
@@ -46,8 +47,25 @@ public sealed record SearchOptions
     public long MaxEnumeratedArchitectures { get; init; } = 2_000_000;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
+    /// <summary>
+    /// Candidates fine-tuned side by side, the training threads shared among them; 0: as many as there are training
+    /// threads (at most 4), one thread each. Small models use several threads poorly, so side by side evaluates more
+    /// candidates per hour. Not part of a run's fingerprint: the results are the same bits either way (the engine does
+    /// not depend on its thread count).
+    /// </summary>
+    [JsonIgnore]
+    public int ConcurrentCandidates { get; init; }
+
+    /// <summary>How many candidates run side by side on <paramref name="trainThreads"/> threads, and the threads of each.</summary>
+    public (int Candidates, int ThreadsEach) SideBySide(int trainThreads)
+    {
+        int candidates = Math.Clamp(ConcurrentCandidates == 0 ? Math.Min(trainThreads, 4) : ConcurrentCandidates, 1, Math.Max(1, trainThreads));
+        return (candidates, Math.Max(1, trainThreads / candidates));
+    }
+
     public void Validate()
     {
+        if (ConcurrentCandidates < 0) throw new ArgumentException($"--concurrent-candidates {ConcurrentCandidates} must be 0 (one per training thread) or more");
         Positive(Generations, nameof(Generations));
         Positive(CandidatesPerGeneration, nameof(CandidatesPerGeneration));
         Positive(Parents, nameof(Parents));

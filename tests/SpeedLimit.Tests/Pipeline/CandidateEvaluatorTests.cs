@@ -89,4 +89,27 @@ public class CandidateEvaluatorTests
             if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
                 Assert.Fail($"value {i} differs: {expected[i]:R} expected, {actual[i]:R} found");
     }
+
+    /// <summary>
+    /// A candidate's fine-tuned weights and int8 dev logits do not depend on the engine's thread count (every kernel
+    /// splits work so that each value is summed in the same order), so a search may run candidates side by side on
+    /// fewer threads each without changing any result.
+    /// </summary>
+    [Fact]
+    public void ACandidateTrainsToTheSameBitsOnOneAndTwoThreads()
+    {
+        var task = EncodedTask.Load(new DataOptions { Task = BuiltinTask.Name, MaxTrainExamples = 300, MaxDevExamples = 100, MaxSequenceLength = 48 }, seed: 5);
+        var largest = new Architecture(2, 128, 256); // products large enough to be split over two threads
+        var super = new ElasticSupermodel(BertModel.CreateRandom(task.ConfigFor(largest, 2), 5));
+        var fineTune = new FineTuneOptions { Epochs = 1, MaxExamples = 96, BatchSize = 32, LearningRate = 1e-3f };
+        foreach (var arch in new[] { largest, new Architecture(1, 16, 32) })
+        {
+            var one = new CandidateEvaluator(super, task, fineTune, Precision.Int8, 1).FineTune(arch, seed: 3);
+            var two = new CandidateEvaluator(super, task, fineTune, Precision.Int8, 2).FineTune(arch, seed: 3);
+            AssertSameBits(one.Parameters, two.Parameters);
+            var logitsOne = task.PredictDev(one, new Int8Simulation(one));
+            var logitsTwo = task.PredictDev(two, new Int8Simulation(two));
+            for (int i = 0; i < logitsOne.Length; i++) AssertSameBits(logitsOne[i], logitsTwo[i]);
+        }
+    }
 }
