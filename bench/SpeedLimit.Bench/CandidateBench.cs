@@ -51,9 +51,10 @@ public sealed class CandidateBench : IBenchSection
     }
 
     /// <summary>
-    /// The same candidates (all but the first) two or more at a time on one thread each, as the pipeline runs them by
-    /// default (<c>--concurrent-candidates</c>), beside their one-at-a-time times above; each evaluation is warmed up
-    /// first, as the one-at-a-time evaluator was by the first candidate.
+    /// The same candidates (all but the first) two or more at a time on one thread each, through the search's
+    /// <see cref="CandidateBook.EvaluateMany"/> as the pipeline runs them by default (<c>--concurrent-candidates</c>),
+    /// beside their one-at-a-time times above; each evaluation is warmed up first, as the one-at-a-time evaluator was by
+    /// the first candidate.
     /// </summary>
     private static void SideBySide(BenchReport report, ElasticSupermodel super, EncodedTask task, FineTuneOptions fineTune, List<Architecture> archs, List<double> seconds)
     {
@@ -61,16 +62,10 @@ public sealed class CandidateBench : IBenchSection
         var evaluator = new CandidateEvaluator(super, task, fineTune, Precision.Int8, each, k);
         Task.WaitAll(Enumerable.Range(0, k).Select(_ => Task.Factory.StartNew(() => evaluator.Evaluate(archs[0], 0, CancellationToken.None),
             TaskCreationOptions.LongRunning)).ToArray()); // at the same time, so each of the k evaluations has its memory
-        var rest = archs.Skip(1).ToList(); // archs[0] was the warm-up
-        var schedule = CandidateBook.LargestFirst(rest); // as the search schedules a batch
-        int next = -1;
+        // The search's own mechanism (scheduling, ordered commits) on the candidates after archs[0], the warm-up.
+        var book = new CandidateBook(null, 0, "bench", Precision.Int8, fineTune.Describe(), seed: 1);
         var clock = Stopwatch.StartNew();
-        var workers = Enumerable.Range(0, k).Select(_ => Task.Factory.StartNew(() =>
-        {
-            int taken;
-            while ((taken = Interlocked.Increment(ref next)) < rest.Count) evaluator.Evaluate(rest[schedule[taken]], schedule[taken] + 1, CancellationToken.None);
-        }, TaskCreationOptions.LongRunning)).ToArray();
-        Task.WaitAll(workers);
+        book.EvaluateMany(archs.Skip(1).Select(a => (a, (double?)null)).ToList(), evaluator, CancellationToken.None);
         double sideBySide = clock.Elapsed.TotalSeconds, oneAtATime = seconds.Skip(1).Sum();
         report.Note($"  the last {archs.Count - 1}: one at a time on {Environment.ProcessorCount} threads {oneAtATime:F1} s, {k} side by side on {each} thread(s) each {sideBySide:F1} s");
         report.Figure("candidates_per_hour_side_by_side", 3600 * (archs.Count - 1) / sideBySide, "candidates/h");

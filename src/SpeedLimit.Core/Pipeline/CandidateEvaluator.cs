@@ -79,7 +79,7 @@ public sealed class CandidateEvaluator(ElasticSupermodel supermodel, EncodedTask
         BertModel? model = null;
         try
         {
-            var (parameters, gradients) = memory.ModelStorage(new BertParameterLayout(supermodel.SubConfig(arch)).TotalLength);
+            var (parameters, gradients) = memory.ModelStorage;
             model = supermodel.Extract(arch, parameters, gradients);
             Lend(memory, model);
             FineTune(model, seed, memory, cancellation);
@@ -118,7 +118,7 @@ public sealed class CandidateEvaluator(ElasticSupermodel supermodel, EncodedTask
         long steps = (long)options.Epochs * ((examples + options.BatchSize - 1) / options.BatchSize);
         if (steps == 0) return;
         var training = new TrainingOptions { LearningRate = options.LearningRate, Seed = seed, Threads = threads, WarmupRatio = 0.1f };
-        var trainer = new Trainer(model, training, steps, options.Dropout, memory?.MomentStorage(model.Layout.TotalLength));
+        var trainer = new Trainer(model, training, steps, options.Dropout, memory?.MomentStorage);
         trainer.DeferUntouchedEmbeddingRows(); // a batch touches a few hundred of the table's 30k rows
         for (int epoch = 0; epoch < options.Epochs; epoch++)
             foreach (var batch in task.TrainBatches(options.BatchSize, seed, epoch, options.MaxExamples))

@@ -12,41 +12,22 @@ namespace SpeedLimit.Pipeline;
 /// backs guest memory lazily (a tenth or more of a small candidate's time). Buffers are used as prefixes: sized for
 /// the supermodel, they hold any of its sub-models. Untouched capacity costs address space only.
 /// </summary>
-internal sealed class CandidateMemory
+internal sealed class CandidateMemory(long parameters, BertActivations? workspace)
 {
-    private float[] _parameters = [], _gradients = [], _firstMoment = [], _secondMoment = [];
-
-    /// <param name="parameters">Parameters of the largest model it will hold (the supermodel's), so it never regrows.</param>
-    public CandidateMemory(long parameters, BertActivations? workspace)
-    {
-        Grow(parameters);
-        Workspace = workspace;
-    }
+    // Sized for the largest model it will hold (the supermodel's), so it never regrows; BertModel and AdamW check that
+    // a model fits.
+    private readonly float[] _parameters = new float[parameters], _gradients = new float[parameters],
+        _firstMoment = new float[parameters], _secondMoment = new float[parameters];
 
     /// <summary>The activation workspace lent to each candidate's model (a model may replace it with a larger one: take that back).</summary>
-    public BertActivations? Workspace { get; set; }
+    public BertActivations? Workspace { get; set; } = workspace;
 
     /// <summary>The last candidate's int8 simulation, whose scratch the next one takes over.</summary>
     public Int8Simulation? Int8 { get; set; }
 
-    /// <summary>Parameter and gradient storage for a model of <paramref name="count"/> parameters (see <see cref="BertModel(BertConfig, float[], float[])"/>).</summary>
-    public (float[] Parameters, float[] Gradients) ModelStorage(long count)
-    {
-        Grow(count);
-        return (_parameters, _gradients);
-    }
+    /// <summary>Parameter and gradient storage for a model (see <see cref="BertModel(BertConfig, float[], float[])"/>).</summary>
+    public (float[] Parameters, float[] Gradients) ModelStorage => (_parameters, _gradients);
 
-    /// <summary>Storage for AdamW's first and second moments of <paramref name="count"/> parameters.</summary>
-    public (float[] First, float[] Second) MomentStorage(long count)
-    {
-        Grow(count);
-        return (_firstMoment, _secondMoment);
-    }
-
-    private void Grow(long count)
-    {
-        if (_parameters.Length >= count) return;
-        int n = checked((int)count);
-        (_parameters, _gradients, _firstMoment, _secondMoment) = (new float[n], new float[n], new float[n], new float[n]);
-    }
+    /// <summary>Storage for AdamW's first and second moments.</summary>
+    public (float[] First, float[] Second) MomentStorage => (_firstMoment, _secondMoment);
 }

@@ -104,9 +104,8 @@ internal sealed class CandidateBook
     /// <summary>
     /// A batch's fresh candidates evaluated <see cref="ICandidateEvaluator.ConcurrentEvaluations"/> at a time, each taken
     /// by the next free thread (largest first, <see cref="LargestFirst"/>) and committed once every one before it in the
-    /// batch is: the records,
-    /// their order and the store are what evaluating one at a time leaves (the evaluator's results do not depend on
-    /// it). After a failure the candidates before it in batch order still run and are committed, nothing after it is,
+    /// batch is: the records, their order and the store are what evaluating one at a time leaves (the evaluator's
+    /// results do not depend on it). After a failure the candidates before it in batch order still run and are committed, nothing after it is,
     /// and the failure is rethrown, as one at a time would leave it.
     /// </summary>
     private List<(CandidateRecord, bool)> EvaluateSideBySide(IReadOnlyList<(Architecture Arch, double? PredictedMs)> items,
@@ -160,11 +159,10 @@ internal sealed class CandidateBook
             throw new OperationCanceledException(cancellation);
         }
         var result = new List<(CandidateRecord, bool)>(items.Count);
-        var firstSeen = new HashSet<Architecture>();
-        var freshArchs = fresh.Select(f => f.Arch).ToHashSet();
+        var notYetListed = fresh.Select(f => f.Arch).ToHashSet(); // a repeat in the batch is reused, as one at a time
         foreach (var (arch, _) in items)
         {
-            bool isFresh = freshArchs.Contains(arch) && firstSeen.Add(arch);
+            bool isFresh = notYetListed.Remove(arch);
             if (!isFresh) Reused++;
             result.Add((_byArch[arch], !isFresh));
         }

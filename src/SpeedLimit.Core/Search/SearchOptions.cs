@@ -46,7 +46,6 @@ public sealed record SearchOptions
     /// <summary>Largest space the search will enumerate to narrow it (each point costs one prediction).</summary>
     public long MaxEnumeratedArchitectures { get; init; } = 2_000_000;
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     /// <summary>
     /// Candidates fine-tuned side by side, the training threads shared among them; 0: as many as there are training
     /// threads (at most 4), one thread each. Small models use several threads poorly, so side by side evaluates more
@@ -63,6 +62,7 @@ public sealed record SearchOptions
         return (candidates, Math.Max(1, trainThreads / candidates));
     }
 
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad setting.</summary>
     public void Validate()
     {
         if (ConcurrentCandidates < 0) throw new ArgumentException($"--concurrent-candidates {ConcurrentCandidates} must be 0 (one per training thread) or more");

@@ -223,7 +223,7 @@ public sealed class AdamW
     /// <summary>
     /// Defers the updates of untouched rows of <paramref name="table"/> (see the field comments above). Whoever reads the
     /// parameters or moments must settle them first: <see cref="SettleRows"/> before a forward pass, <see cref="SettleAll"/>
-    /// before anything else. Only the trainer's <see cref="Step(float[], float[], float, float, bool, int, TouchedEmbeddingRows?)"/>
+    /// before anything else. Only the trainer's <see cref="Step(Memory{float}, Memory{float}, float, float, bool, int, TouchedEmbeddingRows?)"/>
     /// with its touched rows defers; the table must lie inside one decayed range (as the word embeddings do).
     /// </summary>
     /// <returns>False, deferring nothing, where the table's range does not start on a block boundary: its pieces

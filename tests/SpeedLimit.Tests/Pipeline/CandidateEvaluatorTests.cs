@@ -75,8 +75,8 @@ public class CandidateEvaluatorTests
             if (model.Parameters.Length != n)
                 Assert.Throws<ArgumentException>(() => BertCheckpoint.Save(Path.Combine(Path.GetTempPath(), "never-written.safetensors"), model.Config, model.Parameters));
 
-            var (parameters, gradients) = memory.ModelStorage(1);
-            var (first, second) = memory.MomentStorage(1);
+            var (parameters, gradients) = memory.ModelStorage;
+            var (first, second) = memory.MomentStorage;
             foreach (var buffer in new[] { parameters, gradients, first, second }) Array.Fill(buffer, float.NaN);
             reusing.GiveBack(memory, model);
         }
