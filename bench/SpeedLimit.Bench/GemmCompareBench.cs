@@ -9,7 +9,8 @@ namespace SpeedLimit.Bench;
 /// moments more than two settings. GEMM_VARIANTS lists the settings, ';' between variants, each "default"
 /// or NAME=value pairs (<see cref="GemmKnobs"/>), e.g. "default;KC=384" or "KC=768;KC=1024,MC=128"; GEMM_SHAPES
 /// picks shapes of the <c>gemm-tune</c> list (e.g. "128x3072x768,4096x768x3072"), GEMM_SECONDS the time per
-/// shape and thread count (3, or 1 with --quick), GEMM_T1=1 one thread only.
+/// shape and thread count (3, or 1 with --quick), GEMM_T1=1 one thread only, GEMM_PREPACKED=1 the NN/NT products with
+/// their B packed once beforehand (<see cref="PackedMatrix"/>, as frozen weights run) instead of in every call.
 /// </summary>
 /// <remarks>
 /// Each round times one call of every variant (a few calls for small products), in forward order on even
@@ -62,9 +63,16 @@ public sealed class GemmCompareBench : IBenchSection
         int lda = ta ? m : k, ldb = tb ? k : n;
         double flops = 2.0 * m * n * k;
         int reps = (int)Math.Clamp(5e7 / flops, 1, 1000); // a few milliseconds a timed run
+        // Packed with the default settings: a variant that changes the depth block would not match it (compare packing
+        // settings per call, without GEMM_PREPACKED).
+        GemmKnobs.ApplyVariant("default");
+        var packed = Environment.GetEnvironmentVariable("GEMM_PREPACKED") == "1" && !ta ? PackedMatrix.Pack(tb, k, n, b, ldb, threads) : null;
         void Ours() // with the variant applied
         {
-            for (int i = 0; i < reps; i++) Gemm.Multiply(ta, tb, m, n, k, a, lda, b, ldb, c, n, threads: threads);
+            if (packed is not null)
+                for (int i = 0; i < reps; i++) Gemm.Multiply(false, m, a, lda, packed, c, n, threads: threads);
+            else
+                for (int i = 0; i < reps; i++) Gemm.Multiply(ta, tb, m, n, k, a, lda, b, ldb, c, n, threads: threads);
         }
         void Theirs()
         {
