@@ -21,6 +21,7 @@ public sealed unsafe class GemmPackBench : IBenchSection
 
     public void Run(BenchReport report, bool quick)
     {
+        GemmKnobs.ApplyEnvironment(); // GEMM_PACK_ROWS, GEMM_PREFETCH_BANDS, … (GemmKnobs)
         var path = Gemm.AutoPath;
         if (path == GemmPath.Scalar)
         {
@@ -29,7 +30,7 @@ public sealed unsafe class GemmPackBench : IBenchSection
         }
         int runs = quick ? 9 : 31;
         var peak = FmaPeak.Measure(1, quick ? 3 : 5);
-        report.Note($"  {path}; one-thread FMA peak {peak.WallGflops:F1} GFLOP/s; medians of {runs} runs; load before: {Affinity.LoadAverage()}");
+        report.Note($"  {GemmKnobs.Describe("KC", "MC", "NC", "PACK_ROWS", "PREFETCH_BANDS")}; {path}; one-thread FMA peak {peak.WallGflops:F1} GFLOP/s; medians of {runs} runs; load before: {Affinity.LoadAverage()}");
         var evict = new byte[96 << 20];
         foreach (var (ta, tb, m, n, k) in Shapes)
         {
