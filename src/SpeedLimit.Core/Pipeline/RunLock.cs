@@ -43,6 +43,10 @@ internal sealed class RunLock : IDisposable
         {
             throw new UserInputException($"cannot create the folder of '{output}': permission denied; choose a writable --output");
         }
+        catch (IOException ex) // e.g. a file where a folder of the path should be
+        {
+            throw new UserInputException($"cannot create the folder of '{output}' ({ex.Message}); choose another --output");
+        }
         FileStream stream;
         try
         {
@@ -52,9 +56,13 @@ internal sealed class RunLock : IDisposable
         {
             throw new UserInputException($"cannot write in the folder of '{output}': permission denied; choose a writable --output");
         }
-        catch (IOException)
+        catch (IOException ex) when (IsHeldElsewhere(ex))
         {
             throw new UserInputException(refused);
+        }
+        catch (IOException ex) // a file system that cannot hold the lock file: /proc, read-only, full
+        {
+            throw new UserInputException($"cannot create the run lock '{path}' for '{output}' ({ex.Message}); choose an --output on a writable file system");
         }
         int? stale = null;
         var previous = ReadPid(stream);
@@ -68,6 +76,13 @@ internal sealed class RunLock : IDisposable
         stream.Flush(flushToDisk: true);
         return new RunLock(stream, path, stale);
     }
+
+    /// <summary>
+    /// Whether opening the lock file failed because another process holds it: the lock call's EWOULDBLOCK (11 on Linux,
+    /// 35 on macOS) or Windows' sharing violation (32), not a file that cannot be created at all.
+    /// </summary>
+    private static bool IsHeldElsewhere(IOException ex) =>
+        ex is not (FileNotFoundException or DirectoryNotFoundException) && (ex.HResult is 11 or 35 || (ex.HResult & 0xFFFF) == 32);
 
     private static int? ReadPid(FileStream stream)
     {
