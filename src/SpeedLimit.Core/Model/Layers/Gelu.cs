@@ -72,7 +72,7 @@ internal static class Gelu
 
     /// <summary>
     /// <see cref="Forward(ReadOnlySpan{float}, Span{float})"/> in one pass, sixteen values at a time: the steps of
-    /// <see cref="ForwardComposed"/> with no pass over scratch between them, and <see cref="ExpVector"/> for the exp. A last partial vector goes through a zero-padded copy, so every value gets the same operations
+    /// <see cref="ForwardComposed"/> with no pass over scratch between them, and <see cref="SingleExp.OfNonPositive"/> for the exp. A last partial vector goes through a zero-padded copy, so every value gets the same operations
     /// wherever it lies and however the tensor is split over threads.
     /// </summary>
     internal static unsafe void ForwardFused(ReadOnlySpan<float> x, Span<float> y)
@@ -136,32 +136,8 @@ internal static class Gelu
     {
         var half = Vector512.Create(0.5f);
         var cdf = Vector512.FusedMultiplyAdd(ErfVector(x * Vector512.Create(InvSqrt2)), half, half);
-        var pdf = ExpVector(x * x * Vector512.Create(-0.5f)) * Vector512.Create(InvSqrt2Pi);
+        var pdf = SingleExp.OfNonPositive(x * x * Vector512.Create(-0.5f)) * Vector512.Create(InvSqrt2Pi);
         return Vector512.FusedMultiplyAdd(pdf, x, cdf);
-    }
-
-    /// <summary>
-    /// e^x of sixteen values x ≤ 0 in single precision (x below −87 taken as −87, e^−87 ≈ 1.6e-38, where GELU's terms are 0
-    /// to float resolution): x = n·ln 2 + r with |r| ≤ ln 2 / 2 (ln 2 in two parts, so r is exact to a few ulps), e^r by its
-    /// Taylor polynomial to r⁷ (truncation below 1e-8 relative), times 2ⁿ built in the exponent bits. Within 2 ulps of e^x;
-    /// Vector512.Exp computes in double and took half of GELU's time.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> ExpVector(Vector512<float> x)
-    {
-        x = Vector512.Max(x, Vector512.Create(-87f));
-        var n = Vector512.Round(x * Vector512.Create(1.44269504f));
-        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-0.693145752f), x);   // ln 2, high part (exact in n·hi)
-        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-1.42860677e-6f), r);    // ln 2, low part
-        var q = Vector512.FusedMultiplyAdd(Vector512.Create(1f / 5040), r, Vector512.Create(1f / 720));
-        q = Vector512.FusedMultiplyAdd(q, r, Vector512.Create(1f / 120));
-        q = Vector512.FusedMultiplyAdd(q, r, Vector512.Create(1f / 24));
-        q = Vector512.FusedMultiplyAdd(q, r, Vector512.Create(1f / 6));
-        q = Vector512.FusedMultiplyAdd(q, r, Vector512.Create(0.5f));
-        q = Vector512.FusedMultiplyAdd(q, r, Vector512<float>.One);
-        q = Vector512.FusedMultiplyAdd(q, r, Vector512<float>.One);
-        var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle(); // 2ⁿ, n ≥ −126
-        return q * scale;
     }
 
     /// <summary>erf of sixteen values, the steps of <see cref="ErfInPlace"/> in the same order (the exp in single precision).</summary>
@@ -172,7 +148,7 @@ internal static class Gelu
         var sign = Vector512.CopySign(one, v);
         var a = Vector512.Abs(v);
         var t = one / Vector512.FusedMultiplyAdd(a, Vector512.Create(P), one);
-        var e = ExpVector(-(a * a));
+        var e = SingleExp.OfNonPositive(-(a * a));
         var q = t * Vector512.Create(A5) + Vector512.Create(A4);
         q = Vector512.FusedMultiplyAdd(q, t, Vector512.Create(A3));
         q = Vector512.FusedMultiplyAdd(q, t, Vector512.Create(A2));
