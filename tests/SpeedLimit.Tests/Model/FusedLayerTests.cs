@@ -239,6 +239,24 @@ public class FusedLayerTests
             }
     }
 
+    [Fact]
+    public void OnePassSoftmaxBackwardGivesTheBitsOfItsThreePasses()
+    {
+        var rng = new Random(7);
+        foreach (int T in new[] { 1, 7, 8, 9, 15, 16, 17, 33, 64, 128, 129, 300 })
+        {
+            var p = RandomArray(rng, T); var d = RandomArray(rng, T, 3f);
+            float dot = TensorPrimitives.Dot(p, d), scale = 1f / MathF.Sqrt(13);
+            var passes = (float[])d.Clone();
+            TensorPrimitives.Subtract(passes, dot, passes);
+            TensorPrimitives.Multiply(passes, p, passes);
+            TensorPrimitives.Multiply(passes, scale, passes);
+            var onePass = (float[])d.Clone();
+            Attention.SoftmaxBackwardRow(p, onePass, dot, scale);
+            AssertBitEqual(passes, onePass, $"softmax backward T={T}");
+        }
+    }
+
     /// <summary>A random score row and an additive mask that masks about a third of the positions after the first.</summary>
     private static (float[] Row, float[] Mask) ScoreRow(Random rng, int T, float spread = 30f)
     {

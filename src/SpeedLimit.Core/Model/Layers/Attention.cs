@@ -112,10 +112,7 @@ internal static class Attention
             {
                 var pr = p.Slice(t * T, T);
                 var dr = dp.Slice(t * T, T);
-                float dot = TensorPrimitives.Dot(pr, dr);
-                TensorPrimitives.Subtract(dr, dot, dr);
-                TensorPrimitives.Multiply(dr, pr, dr);
-                TensorPrimitives.Multiply(dr, scale, dr);
+                SoftmaxBackwardRow(pr, dr, TensorPrimitives.Dot(pr, dr), scale);
             }
             // dQ += dS·K ; dK += dSᵀ·Q
             if (small)
@@ -171,6 +168,7 @@ internal static class Attention
         var tail = stackalloc float[16];
         var vScale = Vector512.Create(scale);
         var vMax = Vector512.Create(float.NegativeInfinity);
+        var vNaN = Vector512<float>.Zero; // lanes that saw a NaN score (all bits set)
         fixed (float* r = row)
         fixed (float* m = additiveMask)
         {
@@ -178,16 +176,22 @@ internal static class Attention
             {
                 var s = Vector512.FusedMultiplyAdd(Vector512.Load(r + i), vScale, Vector512.Load(m + i));
                 s.Store(r + i);
-                vMax = Max(vMax, s);
+                vMax = Vector512.Max(vMax, s);
+                vNaN |= ~Vector512.Equals(s, s);
             }
             if (rest > 0)
             {
                 for (int j = 0; j < 16; j++) tail[j] = j < rest ? MathF.FusedMultiplyAdd(r[full + j], scale, m[full + j]) : float.NegativeInfinity;
-                vMax = Max(vMax, Vector512.Load(tail));
+                var s = Vector512.Load(tail);
+                vMax = Vector512.Max(vMax, s);
+                vNaN |= ~Vector512.Equals(s, s);
             }
-            float max = float.NegativeInfinity;
-            for (int j = 0; j < 16; j++) max = MaxPropagatingNaN(max, vMax.GetElement(j));
-            var vShift = Vector512.Create(max);
+            if (vNaN != Vector512<float>.Zero)
+            {
+                row.Fill(float.NaN); // as the composed form: NaN max, NaN everywhere
+                return;
+            }
+            var vShift = Vector512.Create(HorizontalMax(vMax));
             var vSum = Vector512<float>.Zero;
             for (int i = 0; i < full; i += 16)
             {
@@ -210,16 +214,44 @@ internal static class Attention
             }
         }
 
-        // e^x, exactly 0 below the floor (and for the padding's −∞ − max); NaN stays NaN.
+        // e^x, exactly 0 below the floor (and for the padding's −∞ − max).
         static Vector512<float> Exp(Vector512<float> x) =>
             Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512.Create(SingleExp.Floor)), Vector512<float>.Zero, SingleExp.OfNonPositive(x));
 
-        // A lane that ever saw NaN keeps it, whatever the hardware max does with NaN operands.
-        static Vector512<float> Max(Vector512<float> a, Vector512<float> b) =>
-            Vector512.ConditionalSelect(Vector512.Equals(a, a) & Vector512.Equals(b, b), Vector512.Max(a, b), a + b);
+        static float HorizontalMax(Vector512<float> v)
+        {
+            var v256 = Vector256.Max(v.GetLower(), v.GetUpper());
+            var v128 = Vector128.Max(v256.GetLower(), v256.GetUpper());
+            return Math.Max(Math.Max(v128[0], v128[1]), Math.Max(v128[2], v128[3]));
+        }
     }
 
-    private static float MaxPropagatingNaN(float a, float b) => float.IsNaN(a) || float.IsNaN(b) ? float.NaN : Math.Max(a, b);
+    /// <summary>
+    /// dr ← ((dr − dot) ⊙ p) · scale for one row, in one pass: the three roundings of the subtract, multiply and multiply passes
+    /// it replaces, in their order (no fused multiply-add), so the same bits.
+    /// </summary>
+    internal static unsafe void SoftmaxBackwardRow(ReadOnlySpan<float> p, Span<float> dr, float dot, float scale)
+    {
+        int n = dr.Length, i = 0;
+        if (p.Length < n) throw new ArgumentException($"softmax backward: {p.Length} probabilities for {n} gradients");
+        fixed (float* pp = p)
+        fixed (float* pd = dr)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var vDot = Vector512.Create(dot);
+                var vScale = Vector512.Create(scale);
+                for (; i + 16 <= n; i += 16) ((Vector512.Load(pd + i) - vDot) * Vector512.Load(pp + i) * vScale).Store(pd + i);
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                var vDot = Vector256.Create(dot);
+                var vScale = Vector256.Create(scale);
+                for (; i + 8 <= n; i += 8) ((Vector256.Load(pd + i) - vDot) * Vector256.Load(pp + i) * vScale).Store(pd + i);
+            }
+            for (; i < n; i++) pd[i] = (pd[i] - dot) * pp[i] * scale;
+        }
+    }
 
     /// <summary>0 for attended positions, <see cref="MaskedScore"/> for padding, for the first <paramref name="count"/> mask entries.</summary>
     internal static float[] AdditiveMask(int[] attentionMask, int count)
