@@ -203,8 +203,11 @@ public class FusedLayerTests
                 float max = shifted.Max();
                 var exps = shifted.Select(x => Math.Exp(x - max)).ToArray(); // the shift in float, as both forms do it
                 double sum = exps.Sum();
-                var fused = (float[])row.Clone();
-                Attention.MaskedSoftmaxFused(fused, scale, mask);
+                // In a longer buffer whose next values (the next row's scores) must stay as they are.
+                var buffer = row.Concat(Enumerable.Repeat(123f, 17)).ToArray();
+                Attention.MaskedSoftmaxFused(buffer.AsSpan(0, T), scale, mask);
+                Assert.All(buffer[T..], x => Assert.Equal(123f, x));
+                var fused = buffer[..T];
                 var composed = (float[])row.Clone();
                 Attention.MaskedSoftmaxComposed(composed, scale, mask);
                 for (int s = 0; s < T; s++)

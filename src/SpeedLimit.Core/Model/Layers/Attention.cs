@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using SpeedLimit.Kernels;
 
 namespace SpeedLimit.Model.Layers;
@@ -142,7 +143,7 @@ internal static class Attention
     }
 
     /// <summary>Whether <see cref="MaskedSoftmax"/> runs the fused single-precision kernel (Vector512 accelerated).</summary>
-    internal static bool FusedSoftmax { get; } = Vector512.IsHardwareAccelerated;
+    internal static bool FusedSoftmax { get; } = Vector512.IsHardwareAccelerated && Avx512F.IsSupported;
 
     /// <summary><see cref="MaskedSoftmax"/> as TensorPrimitives passes, whose exp computes in double.</summary>
     internal static void MaskedSoftmaxComposed(Span<float> row, float scale, ReadOnlySpan<float> additiveMask)
@@ -158,17 +159,19 @@ internal static class Attention
     /// <see cref="MaskedSoftmax"/> sixteen scores at a time: scale-and-mask with the running max in one pass, then
     /// e^(s − max) by <see cref="SingleExp.OfNonPositive"/> with the running sum, then the division. A shifted score below
     /// <see cref="SingleExp.Floor"/> (every masked one) gets exactly 0, as the double exp's underflow gives. A last partial
-    /// vector goes through a copy padded with −∞ scores, which add nothing to the max or the sum. A NaN score makes
+    /// vector is read and written through lane masks, its missing lanes scored −∞, which add nothing to the max or the sum. A NaN score makes
     /// the row NaN, as in the composed form.
     /// </summary>
     internal static unsafe void MaskedSoftmaxFused(Span<float> row, float scale, ReadOnlySpan<float> additiveMask)
     {
         int n = row.Length, full = n & ~15, rest = n - full;
         if (additiveMask.Length < n) throw new ArgumentException($"softmax mask holds {additiveMask.Length} values, the row {n}");
-        var tail = stackalloc float[16];
         var vScale = Vector512.Create(scale);
         var vMax = Vector512.Create(float.NegativeInfinity);
         var vNaN = Vector512<float>.Zero; // lanes that saw a NaN score (all bits set)
+        // The last partial vector by masked loads and a masked store: its missing lanes score −∞ (0·scale + −∞).
+        var tailLanes = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(rest)).AsSingle();
+        var tail = Vector512<float>.Zero;
         fixed (float* r = row)
         fixed (float* m = additiveMask)
         {
@@ -181,10 +184,10 @@ internal static class Attention
             }
             if (rest > 0)
             {
-                for (int j = 0; j < 16; j++) tail[j] = j < rest ? MathF.FusedMultiplyAdd(r[full + j], scale, m[full + j]) : float.NegativeInfinity;
-                var s = Vector512.Load(tail);
-                vMax = Vector512.Max(vMax, s);
-                vNaN |= ~Vector512.Equals(s, s);
+                tail = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(r + full, tailLanes, Vector512<float>.Zero), vScale,
+                    Avx512F.MaskLoad(m + full, tailLanes, Vector512.Create(float.NegativeInfinity)));
+                vMax = Vector512.Max(vMax, tail);
+                vNaN |= ~Vector512.Equals(tail, tail);
             }
             if (vNaN != Vector512<float>.Zero)
             {
@@ -201,16 +204,17 @@ internal static class Attention
             }
             if (rest > 0)
             {
-                var e = Exp(Vector512.Load(tail) - vShift);
-                e.Store(tail);
-                vSum += e;
+                tail = Exp(tail - vShift);
+                vSum += tail;
             }
             var vSumAll = Vector512.Create(Vector512.Sum(vSum));
             for (int i = 0; i < full; i += 16) (Vector512.Load(r + i) / vSumAll).Store(r + i);
             if (rest > 0)
             {
-                (Vector512.Load(tail) / vSumAll).Store(tail);
-                for (int j = 0; j < rest; j++) r[full + j] = tail[j];
+                // A masked store spans the next row's bytes too, and the next row's loads then wait for it: store whole, copy.
+                float* last = stackalloc float[16];
+                (tail / vSumAll).Store(last);
+                for (int j = 0; j < rest; j++) r[full + j] = last[j];
             }
         }
 
