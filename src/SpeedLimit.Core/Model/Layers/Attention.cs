@@ -159,8 +159,8 @@ internal static class Attention
     /// <see cref="MaskedSoftmax"/> sixteen scores at a time: scale-and-mask with the running max in one pass, then
     /// e^(s − max) by <see cref="SingleExp.OfNonPositive"/> with the running sum, then the division. A shifted score below
     /// <see cref="SingleExp.Floor"/> (every masked one) gets exactly 0, as the double exp's underflow gives. A last partial
-    /// vector is read and written through lane masks, its missing lanes scored −∞, which add nothing to the max or the sum. A NaN score makes
-    /// the row NaN, as in the composed form.
+    /// vector is read through lane masks, its missing lanes scored −∞ (they add nothing to the max or the sum), and written
+    /// through scratch. A NaN score makes the row NaN, as in the composed form.
     /// </summary>
     internal static unsafe void MaskedSoftmaxFused(Span<float> row, float scale, ReadOnlySpan<float> additiveMask)
     {
@@ -169,7 +169,7 @@ internal static class Attention
         var vScale = Vector512.Create(scale);
         var vMax = Vector512.Create(float.NegativeInfinity);
         var vNaN = Vector512<float>.Zero; // lanes that saw a NaN score (all bits set)
-        // The last partial vector by masked loads and a masked store: its missing lanes score −∞ (0·scale + −∞).
+        // The last partial vector by masked loads: its missing lanes score −∞ (0·scale + −∞).
         var tailLanes = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(rest)).AsSingle();
         var tail = Vector512<float>.Zero;
         fixed (float* r = row)
@@ -247,7 +247,7 @@ internal static class Attention
                 var vScale = Vector512.Create(scale);
                 for (; i + 16 <= n; i += 16) ((Vector512.Load(pd + i) - vDot) * Vector512.Load(pp + i) * vScale).Store(pd + i);
             }
-            else if (Vector256.IsHardwareAccelerated)
+            if (Vector256.IsHardwareAccelerated) // all of a row on AVX2, the rest of eight or more on AVX-512
             {
                 var vDot = Vector256.Create(dot);
                 var vScale = Vector256.Create(scale);
