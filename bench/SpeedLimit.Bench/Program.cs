@@ -1,13 +1,31 @@
 using SpeedLimit.Bench;
 
-// speedlimit-bench [section ...] [--json] [--quick]
+// speedlimit-bench [section ...] [--json] [--quick] [--help]
 // Runs the named sections (all when none is named) and prints their figures.
 if (args.Contains(OpenBlas.ProbeArgument)) return OpenBlas.RunProbe(); // child of the gemm section
-var json = args.Contains("--json");
-var quick = args.Contains("--quick");
-var names = args.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToHashSet(StringComparer.OrdinalIgnoreCase);
-var report = new BenchReport(json);
 var sections = BenchSections.All;
+if (args.Any(a => a is "--help" or "-h" or "-?"))
+{
+    // Running every section takes the better part of an hour: a request for help must not start one.
+    Console.WriteLine("usage: speedlimit-bench [section ...] [--json] [--quick]");
+    Console.WriteLine("Runs the named sections (all of them when none is named) and prints their figures.");
+    Console.WriteLine("  --json   one line per headline figure: {\"figure\": ..., \"value\": ..., \"unit\": ...}");
+    Console.WriteLine("  --quick  fewer repetitions and shapes, for a smoke run");
+    Console.WriteLine("sections:");
+    foreach (var s in sections) Console.WriteLine($"  {s.Name,-18} {s.Description}");
+    return 0;
+}
+var flags = args.Where(a => a.StartsWith('-')).ToList();
+var badFlags = flags.Where(f => f is not ("--json" or "--quick")).ToList();
+if (badFlags.Count > 0)
+{
+    Console.Error.WriteLine($"error: unknown option(s) {string.Join(", ", badFlags)}; the options are --json and --quick (see --help)");
+    return 2;
+}
+var json = flags.Contains("--json");
+var quick = flags.Contains("--quick");
+var names = args.Where(a => !a.StartsWith('-')).ToHashSet(StringComparer.OrdinalIgnoreCase);
+var report = new BenchReport(json);
 var unknown = names.Where(n => sections.All(s => !s.Name.Equals(n, StringComparison.OrdinalIgnoreCase))).ToList();
 if (unknown.Count > 0)
 {
