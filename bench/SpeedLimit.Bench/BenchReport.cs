@@ -77,17 +77,20 @@ public static class Timing
         return (Median(ta), Median(tb));
     }
 
+    /// <summary>Seconds of one run of <paramref name="action"/>, wall clock.</summary>
+    public static double Seconds(Action action)
+    {
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        action();
+        return System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
+    }
+
     /// <summary>Runs <paramref name="action"/> <paramref name="warmup"/> times untimed, then returns the median seconds of <paramref name="runs"/> timed runs.</summary>
     public static double MedianSeconds(Action action, int warmup, int runs)
     {
         for (int i = 0; i < warmup; i++) action();
         var times = new double[runs];
-        for (int i = 0; i < runs; i++)
-        {
-            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-            action();
-            times[i] = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        }
+        for (int i = 0; i < runs; i++) times[i] = Seconds(action);
         return Median(times);
     }
 }

@@ -93,7 +93,7 @@ public sealed class GemmCompareBench : IBenchSection
         {
             if (blas is not null)
             {
-                blasTimes.Add(Seconds(Theirs) / reps);
+                blasTimes.Add(Timing.Seconds(Theirs) / reps);
                 if (threads > 1) Thread.Sleep(120);
             }
             for (int i = 0; i < variants.Length; i++)
@@ -101,7 +101,7 @@ public sealed class GemmCompareBench : IBenchSection
                 int v = round % 2 == 0 ? i : variants.Length - 1 - i;
                 GemmKnobs.ApplyVariant(variants[v]);
                 if (i == 0 && threads > 1) Ours();
-                times[v].Add(Seconds(Ours) / reps);
+                times[v].Add(Timing.Seconds(Ours) / reps);
             }
         }
 
@@ -121,12 +121,6 @@ public sealed class GemmCompareBench : IBenchSection
     private static double PairedRatio(List<double> baseline, List<double> faster) =>
         Timing.Median(baseline.Zip(faster, (x, y) => x / y).ToArray());
 
-    private static double Seconds(Action action)
-    {
-        long t0 = Stopwatch.GetTimestamp();
-        action();
-        return Stopwatch.GetElapsedTime(t0).TotalSeconds;
-    }
 
     private static float[] Filled(int length, int period)
     {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.InteropServices;
 using SpeedLimit.Kernels;
 
@@ -59,9 +58,9 @@ public sealed unsafe class GemmPackBench : IBenchSection
                 for (int r = 0; r < runs; r++)
                 {
                     if (cold) evict.AsSpan().Fill((byte)r);
-                    pack[r] = Seconds(Pack);
+                    pack[r] = Timing.Seconds(Pack);
                     if (cold) evict.AsSpan().Fill((byte)~r);
-                    plain[r] = Seconds(Copy);
+                    plain[r] = Timing.Seconds(Copy);
                 }
                 string state = cold ? "cold" : "warm";
                 double tp = Timing.Median(pack), tc = Timing.Median(plain);
@@ -108,10 +107,4 @@ public sealed unsafe class GemmPackBench : IBenchSection
         return p;
     }
 
-    private static double Seconds(Action action)
-    {
-        long t0 = Stopwatch.GetTimestamp();
-        action();
-        return Stopwatch.GetElapsedTime(t0).TotalSeconds;
-    }
 }
