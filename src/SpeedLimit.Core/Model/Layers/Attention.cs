@@ -169,8 +169,6 @@ internal static class Attention
         var vScale = Vector512.Create(scale);
         var vMax = Vector512.Create(float.NegativeInfinity);
         var vNaN = Vector512<float>.Zero; // lanes that saw a NaN score (all bits set)
-        // The last partial vector by masked loads: its missing lanes score −∞ (0·scale + −∞).
-        var tailLanes = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(rest)).AsSingle();
         var tail = Vector512<float>.Zero;
         fixed (float* r = row)
         fixed (float* m = additiveMask)
@@ -184,6 +182,8 @@ internal static class Attention
             }
             if (rest > 0)
             {
+                // The last partial vector by masked loads: its missing lanes score −∞ (0·scale + −∞).
+                var tailLanes = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(rest)).AsSingle();
                 tail = Vector512.FusedMultiplyAdd(Avx512F.MaskLoad(r + full, tailLanes, Vector512<float>.Zero), vScale,
                     Avx512F.MaskLoad(m + full, tailLanes, Vector512.Create(float.NegativeInfinity)));
                 vMax = Vector512.Max(vMax, tail);
