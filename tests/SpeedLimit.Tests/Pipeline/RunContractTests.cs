@@ -1,5 +1,6 @@
 using SpeedLimit.Data;
 using SpeedLimit.Pipeline;
+using SpeedLimit.Tests.Data;
 using SpeedLimit.Search;
 
 namespace SpeedLimit.Tests.Pipeline;
@@ -66,26 +67,20 @@ public class RunContractTests
     [Fact]
     public void AnOutputWhoseLockCannotBeCreatedIsRefusedForWhatItIsNotAsBusy()
     {
-        var dir = Path.Combine(Path.GetTempPath(), $"sl-lock-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        try
-        {
-            // A file where a folder of the output's path should be.
-            var file = Path.Combine(dir, "file");
-            File.WriteAllText(file, "x");
-            var ex = Assert.Throws<UserInputException>(() => RunLock.Acquire(Path.Combine(file, "run")));
-            Assert.StartsWith("cannot create the folder of", ex.Message);
-            Assert.DoesNotContain("another run", ex.Message);
+        // A file where a folder of the output's path should be.
+        using var dir = new TempDir();
+        var file = dir.File("file", "x");
+        var ex = Assert.Throws<UserInputException>(() => RunLock.Acquire(Path.Combine(file, "run")));
+        Assert.StartsWith("cannot create the folder of", ex.Message);
+        Assert.DoesNotContain("another run", ex.Message);
 
-            // A folder that takes no new files (Linux's /proc, where CI runs): not "another run is writing".
-            if (OperatingSystem.IsLinux())
-            {
-                ex = Assert.Throws<UserInputException>(() => RunLock.Acquire("/proc/sl-run"));
-                Assert.StartsWith("cannot create the run lock", ex.Message);
-                Assert.Contains("choose an --output on a writable file system", ex.Message);
-            }
+        // A folder that takes no new files (Linux's /proc, where CI runs): not "another run is writing".
+        if (OperatingSystem.IsLinux())
+        {
+            ex = Assert.Throws<UserInputException>(() => RunLock.Acquire("/proc/sl-run"));
+            Assert.StartsWith("cannot create the run lock", ex.Message);
+            Assert.Contains("choose an --output on a writable file system", ex.Message);
         }
-        finally { Directory.Delete(dir, true); }
     }
 
     [Fact]
