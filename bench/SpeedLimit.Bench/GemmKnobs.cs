@@ -24,6 +24,7 @@ public static class GemmKnobs
         new("SPLIT_DEPTH", "depth groups for long products (1/0)", () => GemmDriver.SplitLongDepth ? "1" : "0", v => GemmDriver.SplitLongDepth = v != "0"),
         new("PACK_ROWS", "band of row-major B packed at once", () => $"{GemmPack.PackRows}", v => GemmPack.PackRows = int.Parse(v)),
         new("PREFETCH_BANDS", "bands a (K, M) A pack prefetches ahead", () => $"{GemmPack.PrefetchBands}", v => GemmPack.PrefetchBands = int.Parse(v)),
+        new("PREFETCH_NEXT_PANEL", "fetch the next B micro-panel into L2 during a panel's tiles (1/0)", () => GemmDriver.PrefetchNextPanel ? "1" : "0", v => GemmDriver.PrefetchNextPanel = v != "0"),
         new("PATH", "kernel path (Auto, Vector512, Vector256, Scalar)", () => $"{Gemm.Path}", v => Gemm.Path = Enum.Parse<GemmPath>(v, ignoreCase: true)),
     ];
 
@@ -72,7 +73,7 @@ public static class GemmKnobs
 
     private static bool Accepts(Knob knob, string value) => knob.Name == "PATH"
         ? Enum.TryParse<GemmPath>(value, ignoreCase: true, out _)
-        : knob.Name is "ROW_MAJOR_A" or "SPLIT_DEPTH" ? value is "0" or "1"
+        : knob.Name is "ROW_MAJOR_A" or "SPLIT_DEPTH" or "PREFETCH_NEXT_PANEL" ? value is "0" or "1"
         : int.TryParse(value, out int n) && n >= (knob.Name == "PREFETCH_BANDS" ? 0 : 1);
 
     private static void Set(Knob knob, string value)

@@ -88,7 +88,9 @@ public sealed class GemmTuneBench : IBenchSection
         [(false, true, 128, 256, 1024), (false, false, 128, 1024, 256), (false, true, 128, 768, 3072), (false, false, 128, 3072, 768), (false, true, 128, 2048, 512), (false, false, 128, 1024, 768), (false, true, 128, 768, 768), (false, true, 4096, 768, 768), (false, false, 4096, 256, 1024), (false, false, 4096, 1024, 256), (false, true, 4096, 256, 256), (false, false, 4096, 3072, 768), (false, false, 128, 2048, 512), (false, false, 128, 768, 768), (true, false, 768, 768, 4096), (true, false, 1024, 256, 4096), (true, false, 256, 256, 4096), (true, false, 256, 1024, 4096), (true, false, 768, 3072, 4096), (true, false, 3072, 768, 4096), (true, false, 2048, 512, 4096), (false, true, 128, 128, 32),
             (false, false, 4096, 768, 3072), (false, true, 4096, 768, 3072), (false, false, 128, 256, 1024),
             // a fine-tuning batch of short sentences (446 tokens) through a (192, 1024) layer
-            (false, true, 446, 1024, 192), (false, false, 446, 192, 1024), (false, true, 446, 192, 192), (false, false, 446, 1024, 192)];
+            (false, true, 446, 1024, 192), (false, false, 446, 192, 1024), (false, true, 446, 192, 192), (false, false, 446, 1024, 192),
+            // one sequence through the (5, 528, 1016) layers the engine-vs-ONNX-Runtime figure runs: QKV, output, FFN in and out
+            (false, false, 128, 1584, 528), (false, false, 128, 528, 528), (false, false, 128, 1016, 528), (false, false, 128, 528, 1016)];
 
     public void Run(BenchReport report, bool quick)
     {

@@ -29,11 +29,14 @@ internal readonly unsafe struct GemmArgs(GemmPath path, bool transA, bool transB
 /// op(B) packed for the micro-kernels, covering columns [J0, J0 + N) of the whole depth K: per depth
 /// block (starting at pc, kc = min(Kc, K − pc) deep) Npad/NR micro-panels of kc×NR floats, the panel
 /// of column j (J0 plus a multiple of NR) at <c>Data + pc·Npad + (j − J0)·kc</c>. Columns past N are zero.
+/// <paramref name="prepacked"/>: packed before the call (<see cref="PackedMatrix"/>), so likely out of cache, rather than
+/// by this call just now.
 /// </summary>
-internal readonly unsafe struct PackedPanels(float* data, int k, int n, int npad, int kc, int j0)
+internal readonly unsafe struct PackedPanels(float* data, int k, int n, int npad, int kc, int j0, bool prepacked = false)
 {
     public readonly float* Data = data;
     public readonly int K = k, N = n, Npad = npad, Kc = kc, J0 = j0;
+    public readonly bool Prepacked = prepacked;
 
     public static long Floats(int k, int n, int nr) => (long)k * GemmDriver.RoundUp(n, nr);
 
@@ -406,6 +409,7 @@ internal static unsafe class GemmDriver
         var buffers = PackBuffers.Get(RoundUp(2 * MC, mr) * RoundUp(KC, 16), 0);
         float* ap = buffers.A;
         float* tile = stackalloc float[GemmKernels.MaxTile];
+        bool prefetchNext = panels.Prepacked && PrefetchNextPanel;
         for (int jc = j0; jc < j1; jc += NC)
         {
             int nc = Math.Min(NC, j1 - jc);
@@ -417,7 +421,7 @@ internal static unsafe class GemmDriver
                 for (int ic = i0; ic < i1; ic += mcStep)
                 {
                     int mc = Math.Min(mcStep, i1 - ic);
-                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, c + (long)ic * ldc + (jc - j0), ldc, acc, tile);
+                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, c + (long)ic * ldc + (jc - j0), ldc, acc, tile, prefetchNext);
                 }
             }
         }
@@ -453,7 +457,7 @@ internal static unsafe class GemmDriver
                 for (int ic = i0; ic < i1; ic += mcMax)
                 {
                     int mc = Math.Min(mcMax, i1 - ic);
-                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, g.C + (long)ic * ldc + jc, ldc, acc, tile);
+                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, g.C + (long)ic * ldc + jc, ldc, acc, tile, prefetchNext: false);
                 }
             }
         }
@@ -463,6 +467,15 @@ internal static unsafe class GemmDriver
     internal static bool ReadRowMajorA = true;
 
     /// <summary>
+    /// Pre-packed B only (<see cref="PackedPanels.Prepacked"/>, A read in place): while the tiles of one B micro-panel run,
+    /// fetch the next micro-panel into L2, a share of its lines before each tile. Frozen weights in a forward pass are used
+    /// once per call and come from L3 or memory, and the first tile of every panel waited for them: the (5, 528, 1016)
+    /// forward of one sequence on the Xeon VM took 4–5 % less time on one thread, 3 % on two. B packed by the call itself
+    /// is in cache already, and there the same prefetches cost 3–8 % (docs/benchmarks.md). A switch for the bench.
+    /// </summary>
+    internal static bool PrefetchNextPanel = true;
+
+    /// <summary>
     /// Rows [ic, ic+mc) × depth [pc, pc+kc) of A against the packed B block: packed into <paramref name="ap"/> first, or — A
     /// stored row-major on the Vector512 path — read in place by the micro-kernel, eight rows at a time, with only a
     /// last partial tile packed. Packing transposes A (each element once per call and column block) for a reuse of
@@ -470,7 +483,8 @@ internal static unsafe class GemmDriver
     /// Either way every element of C is the same multiply-adds in the same order.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void RowBlock(in GemmArgs g, int ic, int mc, int pc, int kc, float* ap, float* bp, int nc, float* c, int ldc, bool acc, float* tile)
+    private static void RowBlock(in GemmArgs g, int ic, int mc, int pc, int kc, float* ap, float* bp, int nc, float* c, int ldc, bool acc, float* tile,
+        bool prefetchNext)
     {
         var path = g.Path;
         int mr = TileRows(path), nr = TileCols(path);
@@ -482,7 +496,7 @@ internal static unsafe class GemmDriver
         }
         int full = mc / mr * mr;
         if (full < mc) GemmPack.PackA(g.A, g.Lda, false, ic + full, mc - full, pc, kc, mr, ap, path);
-        MacroRowMajorA(g.A + (long)ic * g.Lda + pc, g.Lda, full, ap, bp, mc, nc, kc, c, ldc, acc, tile);
+        MacroRowMajorA(g.A + (long)ic * g.Lda + pc, g.Lda, full, ap, bp, mc, nc, kc, c, ldc, acc, tile, prefetchNext);
     }
 
     /// <summary>
@@ -490,18 +504,27 @@ internal static unsafe class GemmDriver
     /// rest (fewer than MR) from the packed panel <paramref name="ap"/>. Vector512 path only.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MacroRowMajorA(float* a, int lda, int full, float* ap, float* bp, int mc, int nc, int kc, float* c, int ldc, bool acc, float* tile)
+    private static void MacroRowMajorA(float* a, int lda, int full, float* ap, float* bp, int mc, int nc, int kc, float* c, int ldc, bool acc, float* tile,
+        bool prefetchNext)
     {
         const int mr = GemmKernels.Mr512, nr = GemmKernels.Nr512;
+        int tiles = (mc + mr - 1) / mr;
+        int panelLines = kc * nr / 16, linesPerTile = (panelLines + tiles - 1) / tiles;
         for (int jr = 0; jr < nc; jr += nr)
         {
             int cols = Math.Min(nr, nc - jr);
             float* bPanel = bp + (long)jr * kc;
+            float* next = prefetchNext && jr + nr < nc ? bPanel + (long)nr * kc : null;
             for (int ir = 0; ir < mc; ir += mr)
             {
                 int rows = Math.Min(mr, mc - ir);
                 float* cTile = c + (long)ir * ldc + jr;
                 bool inPlace = ir < full;
+                if (next != null)
+                {
+                    int first = ir / mr * linesPerTile, last = Math.Min(panelLines, first + linesPerTile);
+                    for (int line = first; line < last; line++) Sse.Prefetch1(next + line * 16);
+                }
                 if (rows == mr && cols == nr)
                 {
                     GemmKernels.Kernel8x32RowMajorA(a + (long)ir * lda, lda, bPanel, kc, cTile, ldc, acc);
@@ -702,7 +725,7 @@ internal static unsafe class GemmDriver
             if (Panels is not { } all) RunWhole(in part, threads);
             else
             {
-                var panels = new PackedPanels(all.Data + (long)p0 * all.Npad, k, all.N, all.Npad, all.Kc, all.J0);
+                var panels = new PackedPanels(all.Data + (long)p0 * all.Npad, k, all.N, all.Npad, all.Kc, all.J0, all.Prepacked);
                 RunPackedWhole(in part, in panels, threads);
             }
         }

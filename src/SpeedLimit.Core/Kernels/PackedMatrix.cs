@@ -55,7 +55,7 @@ public sealed unsafe class PackedMatrix
     internal int Npad { get; }
     internal int Kc { get; }
     internal float* Data => (float*)Unsafe.AsPointer(ref _storage[_offset]);
-    internal PackedPanels Panels => new(Data, K, N, Npad, Kc, 0);
+    internal PackedPanels Panels => new(Data, K, N, Npad, Kc, 0, prepacked: true);
     /// <summary>The scalar path's storage: op(B) row-major (K,N).</summary>
     internal ReadOnlySpan<float> Plain => _storage.AsSpan(_offset, K * N);
 
