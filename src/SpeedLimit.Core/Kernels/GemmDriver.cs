@@ -421,7 +421,8 @@ internal static unsafe class GemmDriver
                 for (int ic = i0; ic < i1; ic += mcStep)
                 {
                     int mc = Math.Min(mcStep, i1 - ic);
-                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, c + (long)ic * ldc + (jc - j0), ldc, acc, tile, prefetchNext);
+                    // Only the first row block finds the weights out of cache; the later ones find them where it left them.
+                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, c + (long)ic * ldc + (jc - j0), ldc, acc, tile, prefetchNext && ic == i0);
                 }
             }
         }
