@@ -471,8 +471,9 @@ internal static unsafe class GemmDriver
     /// Pre-packed B only (<see cref="PackedPanels.Prepacked"/>, A read in place): while the tiles of one B micro-panel run,
     /// fetch the next micro-panel into L2, a share of its lines before each tile. Frozen weights in a forward pass are used
     /// once per call and come from L3 or memory, and the first tile of every panel waited for them: the (5, 528, 1016)
-    /// forward of one sequence on the Xeon VM took 4–5 % less time on one thread, 3 % on two. B packed by the call itself
-    /// is in cache already, and there the same prefetches cost 3–8 % (docs/benchmarks.md). A switch for the bench.
+    /// forward of one sequence on the Xeon VM took 4–5 % less time on one thread, 3–4 % on two. B packed by the call itself
+    /// is in cache already, and there the same prefetches cost 3–8 %; pre-packed B still in cache, 2–3 % on 128-row
+    /// products (docs/benchmarks.md). A switch for the bench.
     /// </summary>
     internal static bool PrefetchNextPanel = true;
 
