@@ -10,22 +10,32 @@ namespace SpeedLimit.Bench;
 /// </summary>
 public static class GemmKnobs
 {
-    private sealed record Knob(string Name, string Help, Func<string> Get, Action<string> Set);
+    /// <summary>A setting: its name, what it sets, how to read and write it, and which values it takes.</summary>
+    private sealed record Knob(string Name, string Help, Func<string> Get, Action<string> Set, Func<string, bool> Accepts);
+
+    /// <summary>A whole-number setting of at least <paramref name="min"/>.</summary>
+    private static Knob Count(string name, string help, Func<int> get, Action<int> set, int min = 1) =>
+        new(name, help, () => $"{get()}", v => set(int.Parse(v)), v => int.TryParse(v, out int n) && n >= min);
+
+    /// <summary>An on/off setting, written 1 or 0.</summary>
+    private static Knob Switch(string name, string help, Func<bool> get, Action<bool> set) =>
+        new(name, help, () => get() ? "1" : "0", v => set(v != "0"), v => v is "0" or "1");
 
     private static readonly Knob[] Knobs =
     [
-        new("KC", "depth block", () => $"{GemmDriver.KC}", v => GemmDriver.KC = int.Parse(v)),
-        new("MC", "row block", () => $"{GemmDriver.MC}", v => GemmDriver.MC = int.Parse(v)),
-        new("NC", "column block", () => $"{GemmDriver.NC}", v => GemmDriver.NC = int.Parse(v)),
-        new("MIN_CHUNK_COLUMNS", "narrowest column run of a few-row product", () => $"{GemmDriver.MinChunkColumns}", v => GemmDriver.MinChunkColumns = int.Parse(v)),
-        new("COLUMN_CHUNK_ROWS", "most rows split by columns alone", () => $"{GemmDriver.ColumnChunkMaxRows}", v => GemmDriver.ColumnChunkMaxRows = int.Parse(v)),
-        new("CHUNKS_PER_THREAD", "chunks of C per thread in a row/column split", () => $"{GemmDriver.ChunksPerThread}", v => GemmDriver.ChunksPerThread = int.Parse(v)),
-        new("ROW_MAJOR_A", "read row-major A in place (1) or pack it (0)", () => GemmDriver.ReadRowMajorA ? "1" : "0", v => GemmDriver.ReadRowMajorA = v != "0"),
-        new("SPLIT_DEPTH", "depth groups for long products (1/0)", () => GemmDriver.SplitLongDepth ? "1" : "0", v => GemmDriver.SplitLongDepth = v != "0"),
-        new("PACK_ROWS", "band of row-major B packed at once", () => $"{GemmPack.PackRows}", v => GemmPack.PackRows = int.Parse(v)),
-        new("PREFETCH_BANDS", "bands a (K, M) A pack prefetches ahead", () => $"{GemmPack.PrefetchBands}", v => GemmPack.PrefetchBands = int.Parse(v)),
-        new("PREFETCH_NEXT_PANEL", "fetch the next B micro-panel into L2 during a panel's tiles (1/0)", () => GemmDriver.PrefetchNextPanel ? "1" : "0", v => GemmDriver.PrefetchNextPanel = v != "0"),
-        new("PATH", "kernel path (Auto, Vector512, Vector256, Scalar)", () => $"{Gemm.Path}", v => Gemm.Path = Enum.Parse<GemmPath>(v, ignoreCase: true)),
+        Count("KC", "depth block", () => GemmDriver.KC, v => GemmDriver.KC = v),
+        Count("MC", "row block", () => GemmDriver.MC, v => GemmDriver.MC = v),
+        Count("NC", "column block", () => GemmDriver.NC, v => GemmDriver.NC = v),
+        Count("MIN_CHUNK_COLUMNS", "narrowest column run of a few-row product", () => GemmDriver.MinChunkColumns, v => GemmDriver.MinChunkColumns = v),
+        Count("COLUMN_CHUNK_ROWS", "most rows split by columns alone", () => GemmDriver.ColumnChunkMaxRows, v => GemmDriver.ColumnChunkMaxRows = v),
+        Count("CHUNKS_PER_THREAD", "chunks of C per thread in a row/column split", () => GemmDriver.ChunksPerThread, v => GemmDriver.ChunksPerThread = v),
+        Switch("ROW_MAJOR_A", "read row-major A in place (1) or pack it (0)", () => GemmDriver.ReadRowMajorA, v => GemmDriver.ReadRowMajorA = v),
+        Switch("SPLIT_DEPTH", "depth groups for long products (1/0)", () => GemmDriver.SplitLongDepth, v => GemmDriver.SplitLongDepth = v),
+        Count("PACK_ROWS", "band of row-major B packed at once", () => GemmPack.PackRows, v => GemmPack.PackRows = v),
+        Count("PREFETCH_BANDS", "bands a (K, M) A pack prefetches ahead", () => GemmPack.PrefetchBands, v => GemmPack.PrefetchBands = v, min: 0),
+        Switch("PREFETCH_NEXT_PANEL", "fetch the next B micro-panel into L2 during a panel's tiles (1/0)", () => GemmDriver.PrefetchNextPanel, v => GemmDriver.PrefetchNextPanel = v),
+        new("PATH", "kernel path (Auto, Vector512, Vector256, Scalar)", () => $"{Gemm.Path}", v => Gemm.Path = Enum.Parse<GemmPath>(v, ignoreCase: true),
+            v => Enum.TryParse<GemmPath>(v, ignoreCase: true, out _)),
     ];
 
     private static readonly Dictionary<string, string> Defaults = Knobs.ToDictionary(k => k.Name, k => k.Get());
@@ -66,19 +76,14 @@ public static class GemmKnobs
             var knob = eq <= 0 ? null : Knobs.FirstOrDefault(k => k.Name.Equals(part[..eq].Trim(), StringComparison.OrdinalIgnoreCase));
             if (knob is null) throw new ArgumentException($"'{part}' in variant '{variant}' is not NAME=value with NAME one of: {string.Join(", ", Knobs.Select(k => k.Name))}");
             string value = part[(eq + 1)..].Trim();
-            if (!Accepts(knob, value)) throw new ArgumentException($"'{value}' is not a value for {knob.Name} ({knob.Help}) in variant '{variant}'");
+            if (!knob.Accepts(value)) throw new ArgumentException($"'{value}' is not a value for {knob.Name} ({knob.Help}) in variant '{variant}'");
             yield return (knob, value);
         }
     }
 
-    private static bool Accepts(Knob knob, string value) => knob.Name == "PATH"
-        ? Enum.TryParse<GemmPath>(value, ignoreCase: true, out _)
-        : knob.Name is "ROW_MAJOR_A" or "SPLIT_DEPTH" or "PREFETCH_NEXT_PANEL" ? value is "0" or "1"
-        : int.TryParse(value, out int n) && n >= (knob.Name == "PREFETCH_BANDS" ? 0 : 1);
-
     private static void Set(Knob knob, string value)
     {
-        if (!Accepts(knob, value)) throw new ArgumentException($"GEMM_{knob.Name}='{value}' is not a value for {knob.Name} ({knob.Help})");
+        if (!knob.Accepts(value)) throw new ArgumentException($"GEMM_{knob.Name}='{value}' is not a value for {knob.Name} ({knob.Help})");
         knob.Set(value);
     }
 }
