@@ -53,17 +53,22 @@ public sealed class OnnxBench : IBenchSection
                 var te = new double[rounds]; var tf = new double[rounds]; var to = new double[rounds];
                 // Each runtime's threads spin for a while after its last run and would take the other's second core:
                 // on two threads every timing is of a pass that follows an untimed pass of the same runtime, after a pause.
+                // ORT's spin outlasted a 30 ms pause on the Xeon VM (our two-thread pass just after it took 7.2 ms instead of
+                // 2.8; 40 ms was enough), and with a fixed order our pass taken per call always came after ORT's: 100 ms,
+                // and the order turns each round so no runtime always follows the same one.
                 double Timed(Action run)
                 {
-                    if (threads > 1) { Thread.Sleep(30); run(); }
+                    if (threads > 1) { Thread.Sleep(100); run(); }
                     return LatencyProfilerClock.TimeMs(run, LatencyClock.Wall);
                 }
                 for (int i = 0; i < rounds; i++)
-                {
-                    te[i] = Timed(() => engine.Forward(input));
-                    tf[i] = Timed(() => frozen.Forward(input));
-                    to[i] = Timed(ort.Run);
-                }
+                    for (int step = 0; step < 3; step++)
+                        switch ((i + step) % 3)
+                        {
+                            case 0: te[i] = Timed(() => engine.Forward(input)); break;
+                            case 1: tf[i] = Timed(() => frozen.Forward(input)); break;
+                            default: to[i] = Timed(ort.Run); break;
+                        }
                 var tag = $"{arch.Layers}_{arch.Hidden}_{arch.Ffn}_t{threads}";
                 report.Figure($"engine.fp32_forward_ms.{tag}", Timing.Median(te), "ms");
                 report.Figure($"engine.fp32_forward_prepacked_ms.{tag}", Timing.Median(tf), "ms");
