@@ -129,6 +129,9 @@ internal static class Gemm
             var panels = b.Panels;
             GemmDriver.RunPacked(in args, in panels, threads);
         }
+        // The kernels read b's pinned storage through a pointer: without this, a matrix the caller no longer holds (a
+        // temporary argument) can be collected mid-call, and its memory reused or returned (an access violation in a test).
+        GC.KeepAlive(b);
     }
 
     /// <summary>

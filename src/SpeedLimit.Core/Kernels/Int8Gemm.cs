@@ -85,6 +85,7 @@ public static class Int8Gemm
         fixed (byte* px = x)
         fixed (int* pc = acc)
             Int8Driver.Run(new Int8Args(w, m, px, ldx, zeroPoint, pc, ldacc, null, null, 0, null, 0), threads);
+        GC.KeepAlive(w); // the kernels read w's pinned storage through pointers (see Gemm.Multiply with a PackedMatrix)
     }
 
     /// <summary>
@@ -124,6 +125,7 @@ public static class Int8Gemm
         fixed (float* pm = multipliers)
         fixed (float* pb = bias)
             Int8Driver.Run(new Int8Args(w, m, px, ldx, zeroPoint, null, 0, py, pm, multipliers.Length, bias.IsEmpty ? null : pb, ldy), threads);
+        GC.KeepAlive(w);
     }
 }
 

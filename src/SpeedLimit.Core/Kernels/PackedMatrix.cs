@@ -13,7 +13,8 @@ namespace SpeedLimit.Kernels;
 /// </summary>
 /// <remarks>
 /// The packing is a copy: after the source changes, call <see cref="Repack"/> (same shape, no allocation).
-/// The storage is a pinned managed array (no finalizer, no native handle to dispose).
+/// The storage is a pinned managed array (no finalizer, no native handle to dispose). Pinned is not rooted: code that
+/// reads it through <see cref="Data"/> keeps the matrix alive until it is done (<see cref="GC.KeepAlive"/>).
 /// </remarks>
 public sealed unsafe class PackedMatrix
 {
@@ -94,5 +95,6 @@ public sealed unsafe class PackedMatrix
             var panels = Panels;
             GemmDriver.PackShared(pb, ldb, Transposed, Path, in panels, parts);
         }
+        GC.KeepAlive(this); // the packing writes the storage through a pointer (see Gemm.Multiply)
     }
 }
