@@ -26,6 +26,8 @@ public static class GemmKnobs
         Count("KC", "depth block", () => GemmDriver.KC, v => GemmDriver.KC = v),
         Count("MC", "row block", () => GemmDriver.MC, v => GemmDriver.MC = v),
         Count("NC", "column block", () => GemmDriver.NC, v => GemmDriver.NC = v),
+        Count("FEW_ROWS_BLOCK_KIB", "KiB of B packed at once for a few rows read in place (0: NC columns)", () => (int)(GemmDriver.FewRowsBlockFloats / 256),
+            v => GemmDriver.FewRowsBlockFloats = v * 256L, min: 0),
         Count("MIN_CHUNK_COLUMNS", "narrowest column run of a few-row product", () => GemmDriver.MinChunkColumns, v => GemmDriver.MinChunkColumns = v),
         Count("COLUMN_CHUNK_ROWS", "most rows split by columns alone", () => GemmDriver.ColumnChunkMaxRows, v => GemmDriver.ColumnChunkMaxRows = v),
         Count("CHUNKS_PER_THREAD", "chunks of C per thread in a row/column split", () => GemmDriver.ChunksPerThread, v => GemmDriver.ChunksPerThread = v),

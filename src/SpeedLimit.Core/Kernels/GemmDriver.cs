@@ -440,9 +440,9 @@ internal static unsafe class GemmDriver
         }
         var path = g.Path;
         int mr = TileRows(path), nr = TileCols(path);
-        int kcLimit = RoundUp(KC, 16), mcMax = MC, ncMax = NC;
-        var buffers = PackBuffers.Get(RoundUp(2 * mcMax, mr) * kcLimit, RoundUp(ncMax, nr) * kcLimit);
-        int kcMax = g.Kc;
+        int kcLimit = RoundUp(KC, 16), mcMax = MC;
+        int kcMax = g.Kc, ncMax = ColumnBlock(in g, i1 - i0, kcMax);
+        var buffers = PackBuffers.Get(RoundUp(2 * mcMax, mr) * kcLimit, RoundUp(NC, nr) * kcLimit);
         float* ap = buffers.A, bp = buffers.B;
         float* tile = stackalloc float[GemmKernels.MaxTile];
         int ldc = g.Ldc;
@@ -463,6 +463,30 @@ internal static unsafe class GemmDriver
             }
         }
     }
+
+    /// <summary>
+    /// Columns of B packed at once by <see cref="RunRegion"/> for <paramref name="rows"/> rows at depth block <paramref name="kc"/>.
+    /// A few rows read in place (one sequence, a batch of short sentences) reuse each packed B block for only a few row
+    /// tiles, so the block is worth keeping in L2 from its packing to its use: <see cref="FewRowsBlockFloats"/> floats of it
+    /// rather than an NC-wide block (768 × 1024 floats is 3 MiB, more than the Xeon's 2 MiB L2: its own packing wrote it out
+    /// to L3 before the row tiles read it). More column blocks cost these rows nothing, as A is not packed. Many rows keep
+    /// NC: each column block reads all of A again. Column blocking does not change any sum, so the bits are the same
+    /// whatever the block.
+    /// </summary>
+    internal static int ColumnBlock(in GemmArgs g, int rows, int kc)
+    {
+        if (FewRowsBlockFloats <= 0 || rows > ColumnChunkMaxRows || !ReadsAInPlace(in g)) return NC;
+        int nr = TileCols(g.Path);
+        return (int)Math.Clamp(FewRowsBlockFloats / Math.Max(1, kc) / nr * nr, nr, Math.Max(nr, NC));
+    }
+
+    /// <summary>
+    /// Floats of B packed at once for a product of a few rows (<see cref="ColumnBlock"/>; 0: NC columns always). 96 Ki floats
+    /// (384 KiB, 128 columns at K = 768; a third of the 1 MiB L2 of a Zen 4 or 5): on the Xeon VM, twelve 128-row products
+    /// packing B per call ran 1.03–1.18× faster than with 1,024-column blocks, on one and on two threads, and better than
+    /// 256 or 768 KiB (docs/benchmarks.md).
+    /// </summary>
+    internal static long FewRowsBlockFloats = 96 * 1024;
 
     /// <summary>Reads row-major A in place instead of packing it (<see cref="RowBlock"/>); a switch for the bench and tests.</summary>
     internal static bool ReadRowMajorA = true;

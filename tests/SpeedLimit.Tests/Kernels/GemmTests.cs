@@ -187,6 +187,43 @@ public class GemmTests
                 }
     }
 
+    [Fact]
+    public unsafe void FewRowColumnBlocksAreBitIdenticalToNcWideBlocks()
+    {
+        // A few rows read in place pack B in narrow column blocks (GemmDriver.ColumnBlock); NC-wide blocks must give the
+        // same bits: ragged last blocks, several depth blocks, partial row tiles, one and two threads (the column runs).
+        if (!Gemm.IsSupported(GemmPath.Vector512)) return; // only where A is read in place
+        var rng = new Random(78);
+        (int M, int N, int K)[] shapes = [(128, 700, 531), (37, 1100, 1500), (446, 1333, 192), (9, 4000, 300)];
+        foreach (var (m, n, k) in shapes)
+            foreach (bool tb in new[] { false, true })
+                foreach (int threads in new[] { 1, 2 })
+                {
+                    bool acc = rng.Next(2) == 0;
+                    int lda = k + rng.Next(3), ldb = (tb ? k : n) + rng.Next(3), ldc = n + rng.Next(3);
+                    var a = Random(rng, m * lda);
+                    var b = Random(rng, (tb ? n : k) * ldb);
+                    var c0 = Random(rng, m * ldc);
+                    var args = new GemmArgs(GemmPath.Vector512, false, tb, m, n, k, null, lda, null, ldb, null, ldc, acc);
+                    Assert.True(GemmDriver.ColumnBlock(in args, m, args.Kc) < Math.Min(n, GemmDriver.NC), $"({m},{n},{k}) is blocked narrower than N");
+                    float[] Run(long fewRowsBlockFloats)
+                    {
+                        var c = (float[])c0.Clone();
+                        long saved = GemmDriver.FewRowsBlockFloats;
+                        try
+                        {
+                            GemmDriver.FewRowsBlockFloats = fewRowsBlockFloats;
+                            Gemm.Multiply(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
+                        }
+                        finally { GemmDriver.FewRowsBlockFloats = saved; }
+                        return c;
+                    }
+                    var wide = Run(0);
+                    AssertNearScalar(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c0, wide, ldc, acc);
+                    AssertBitEqual(wide, Run(GemmDriver.FewRowsBlockFloats), $"({m},{n},{k}) tb={tb} acc={acc} threads={threads}");
+                }
+    }
+
     [Theory]
     [MemberData(nameof(SimdPaths))]
     public void ThreadSplitsAndPrepackedWeightsAreBitIdenticalToOneThread(GemmPath path)
