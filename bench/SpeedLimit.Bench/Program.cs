@@ -11,6 +11,8 @@ if (args.Any(a => a is "--help" or "-h" or "-?"))
     Console.WriteLine("Runs the named sections (all of them when none is named) and prints their figures.");
     Console.WriteLine("  --json   one line per headline figure: {\"figure\": ..., \"value\": ..., \"unit\": ...}");
     Console.WriteLine("  --quick  fewer repetitions and shapes, for a smoke run");
+    Console.WriteLine("GEMM_<NAME>=value in the environment sets a GEMM driver setting for every section (an A/B of a whole");
+    Console.WriteLine($"workload): {GemmKnobs.Names}");
     Console.WriteLine("sections:");
     foreach (var s in sections) Console.WriteLine($"  {s.Name,-18} {s.Description}");
     return 0;
@@ -30,6 +32,15 @@ var unknown = names.Where(n => sections.All(s => !s.Name.Equals(n, StringCompari
 if (unknown.Count > 0)
 {
     Console.Error.WriteLine($"error: unknown bench section(s) {string.Join(", ", unknown)}; choose from {string.Join(", ", sections.Select(s => s.Name))}");
+    return 2;
+}
+try
+{
+    GemmKnobs.ApplyEnvironment();
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
     return 2;
 }
 foreach (var section in sections.Where(s => names.Count == 0 || names.Contains(s.Name)))

@@ -466,16 +466,16 @@ internal static unsafe class GemmDriver
 
     /// <summary>
     /// Columns of B packed at once by <see cref="RunRegion"/> for <paramref name="rows"/> rows at depth block <paramref name="kc"/>.
-    /// A few rows read in place (one sequence, a batch of short sentences) reuse each packed B block for only a few row
-    /// tiles, so the block is worth keeping in L2 from its packing to its use: <see cref="FewRowsBlockFloats"/> floats of it
-    /// rather than an NC-wide block (768 × 1024 floats is 3 MiB, more than the Xeon's 2 MiB L2: its own packing wrote it out
-    /// to L3 before the row tiles read it). More column blocks cost these rows nothing, as A is not packed. Many rows keep
-    /// NC: each column block reads all of A again. Column blocking does not change any sum, so the bits are the same
-    /// whatever the block.
+    /// A few rows read in place (up to 2·MC: one sequence) reuse each packed B block for only a few row tiles, so the block
+    /// is worth keeping in L2 from its packing to its use: <see cref="FewRowsBlockFloats"/> floats of it rather than an
+    /// NC-wide block (768 × 1024 floats is 3 MiB, more than the Xeon's 2 MiB L2: its own packing wrote it out to L3 before
+    /// the row tiles read it). More column blocks cost these rows nothing, as A is not packed. More rows keep NC: each
+    /// column block reads all of A again (446 rows, a search batch, gained nothing either way). Column blocking does not
+    /// change any sum, so the bits are the same whatever the block.
     /// </summary>
     internal static int ColumnBlock(in GemmArgs g, int rows, int kc)
     {
-        if (FewRowsBlockFloats <= 0 || rows > ColumnChunkMaxRows || !ReadsAInPlace(in g)) return NC;
+        if (FewRowsBlockFloats <= 0 || rows > 2 * MC || !ReadsAInPlace(in g)) return NC;
         int nr = TileCols(g.Path);
         return (int)Math.Clamp(FewRowsBlockFloats / Math.Max(1, kc) / nr * nr, nr, Math.Max(nr, NC));
     }
