@@ -410,9 +410,12 @@ internal static unsafe class GemmDriver
         float* ap = buffers.A;
         float* tile = stackalloc float[GemmKernels.MaxTile];
         bool prefetchNext = panels.Prepacked && PrefetchNextPanel;
-        for (int jc = j0; jc < j1; jc += NC)
+        // One sequence streams pre-packed or shared B once, in NC-wide blocks; more rows reuse each block, kept in L2.
+        int ncMax = rows <= 2 * MC ? NC : ColumnBlock(in g, rows, kcMax);
+        bool rowTilesOuter = RowTilesOuter(in g, rows);
+        for (int jc = j0; jc < j1; jc += ncMax)
         {
-            int nc = Math.Min(NC, j1 - jc);
+            int nc = Math.Min(ncMax, j1 - jc);
             for (int kb = kb0; kb < kb1; kb++)
             {
                 int pc = kb * kcMax, kc = Math.Min(kcMax, g.K - pc);
@@ -422,7 +425,7 @@ internal static unsafe class GemmDriver
                 {
                     int mc = Math.Min(mcStep, i1 - ic);
                     // Only the first row block finds the weights out of cache; the later ones find them where it left them.
-                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, c + (long)ic * ldc + (jc - j0), ldc, acc, tile, prefetchNext && ic == i0);
+                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, c + (long)ic * ldc + (jc - j0), ldc, acc, tile, prefetchNext && ic == i0, rowTilesOuter);
                 }
             }
         }
@@ -442,6 +445,7 @@ internal static unsafe class GemmDriver
         int mr = TileRows(path), nr = TileCols(path);
         int kcLimit = RoundUp(KC, 16), mcMax = MC;
         int kcMax = g.Kc, ncMax = ColumnBlock(in g, i1 - i0, kcMax);
+        bool rowTilesOuter = RowTilesOuter(in g, i1 - i0);
         var buffers = PackBuffers.Get(RoundUp(2 * mcMax, mr) * kcLimit, RoundUp(NC, nr) * kcLimit);
         float* ap = buffers.A, bp = buffers.B;
         float* tile = stackalloc float[GemmKernels.MaxTile];
@@ -458,35 +462,50 @@ internal static unsafe class GemmDriver
                 for (int ic = i0; ic < i1; ic += mcMax)
                 {
                     int mc = Math.Min(mcMax, i1 - ic);
-                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, g.C + (long)ic * ldc + jc, ldc, acc, tile, prefetchNext: false);
+                    RowBlock(in g, ic, mc, pc, kc, ap, bp, nc, g.C + (long)ic * ldc + jc, ldc, acc, tile, prefetchNext: false, rowTilesOuter);
                 }
             }
         }
     }
 
     /// <summary>
-    /// Columns of B packed at once by <see cref="RunRegion"/> for <paramref name="rows"/> rows at depth block <paramref name="kc"/>.
-    /// A few rows read in place (up to 2·MC: one sequence) reuse each packed B block for only a few row tiles, so the block
-    /// is worth keeping in L2 from its packing to its use: <see cref="FewRowsBlockFloats"/> floats of it rather than an
-    /// NC-wide block (768 × 1024 floats is 3 MiB, more than the Xeon's 2 MiB L2: its own packing wrote it out to L3 before
-    /// the row tiles read it). More column blocks cost these rows nothing, as A is not packed. More rows keep NC: each
-    /// column block reads all of A again (446 rows, a search batch, gained nothing either way). Column blocking does not
-    /// change any sum, so the bits are the same whatever the block.
+    /// Columns of B packed (or streamed) at once for <paramref name="rows"/> rows at depth block <paramref name="kc"/> when A is
+    /// read in place: a block that stays in L2 (<see cref="FewRowsBlockFloats"/> or <see cref="ManyRowsBlockFloats"/> floats)
+    /// rather than NC columns (768 × 1024 floats is 3 MiB, more than the Xeon's 2 MiB L2). A is not packed, so a column block
+    /// costs only a pass over A. Where A is packed, NC: each column block would pack all of A again. Column blocking changes
+    /// no sum, so the bits are the same whatever the block.
     /// </summary>
     internal static int ColumnBlock(in GemmArgs g, int rows, int kc)
     {
-        if (FewRowsBlockFloats <= 0 || rows > 2 * MC || !ReadsAInPlace(in g)) return NC;
+        long floats = rows <= 2 * MC ? FewRowsBlockFloats : ManyRowsBlockFloats;
+        if (floats <= 0 || !ReadsAInPlace(in g)) return NC;
         int nr = TileCols(g.Path);
-        return (int)Math.Clamp(FewRowsBlockFloats / Math.Max(1, kc) / nr * nr, nr, Math.Max(nr, NC));
+        return (int)Math.Clamp(floats / Math.Max(1, kc) / nr * nr, nr, Math.Max(nr, NC));
     }
 
     /// <summary>
-    /// Floats of B packed at once for a product of a few rows (<see cref="ColumnBlock"/>; 0: NC columns always). 96 Ki floats
-    /// (384 KiB, 128 columns at K = 768; a third of the 1 MiB L2 of a Zen 4 or 5): on the Xeon VM, twelve 128-row products
-    /// packing B per call ran 1.03–1.18× faster than with 1,024-column blocks, on one and on two threads, and better than
-    /// 256 or 768 KiB (docs/benchmarks.md).
+    /// B packed at once for one sequence (up to 2·MC rows; <see cref="ColumnBlock"/>; 0: NC columns), in floats: 96 Ki (384 KiB,
+    /// 128 columns at K = 768; a third of the 1 MiB L2 of a Zen 4 or 5). Its own packing wrote an NC-wide block out to L3 before
+    /// the row tiles read it back: on the Xeon VM, twelve 128-row products packing B per call ran 1.03–1.18× faster than with
+    /// 1,024 columns, on one and on two threads, and better than with 256 or 768 KiB (docs/benchmarks.md).
     /// </summary>
     internal static long FewRowsBlockFloats = 96 * 1024;
+
+    /// <summary>
+    /// The block of B for more rows (<see cref="ColumnBlock"/>; 0: NC columns), in floats: 192 Ki (768 KiB, 256 columns at
+    /// K = 768), which every row tile of a row block meets from L2 (<see cref="RowTilesOuter"/>).
+    /// </summary>
+    internal static long ManyRowsBlockFloats = 192 * 1024;
+
+    /// <summary>
+    /// Whether the full row blocks of more than 2·MC rows read in place run their row tiles outer: an 8-row A micro-panel (8 × KC
+    /// floats, 24 KiB at 768) then stays in L1 across the block's B micro-panels, which come from L2 (<see cref="ManyRowsBlockFloats"/>);
+    /// B micro-panels outer stream both the A block and B from L2. Each tile is the same multiply-adds, so the same bits.
+    /// </summary>
+    private static bool RowTilesOuter(in GemmArgs g, int rows) => RowTilesOuterOn && rows > 2 * MC && ReadsAInPlace(in g);
+
+    /// <summary>A switch for the bench (<see cref="RowTilesOuter"/>).</summary>
+    internal static bool RowTilesOuterOn = true;
 
     /// <summary>Reads row-major A in place instead of packing it (<see cref="RowBlock"/>); a switch for the bench and tests.</summary>
     internal static bool ReadRowMajorA = true;
@@ -510,7 +529,7 @@ internal static unsafe class GemmDriver
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void RowBlock(in GemmArgs g, int ic, int mc, int pc, int kc, float* ap, float* bp, int nc, float* c, int ldc, bool acc, float* tile,
-        bool prefetchNext)
+        bool prefetchNext, bool rowTilesOuter)
     {
         var path = g.Path;
         int mr = TileRows(path), nr = TileCols(path);
@@ -522,7 +541,9 @@ internal static unsafe class GemmDriver
         }
         int full = mc / mr * mr;
         if (full < mc) GemmPack.PackA(g.A, g.Lda, false, ic + full, mc - full, pc, kc, mr, ap, path);
-        MacroRowMajorA(g.A + (long)ic * g.Lda + pc, g.Lda, full, ap, bp, mc, nc, kc, c, ldc, acc, tile, prefetchNext);
+        float* a = g.A + (long)ic * g.Lda + pc;
+        if (rowTilesOuter && !prefetchNext && full == mc && nc % nr == 0) MacroRowTilesOuter(a, g.Lda, bp, mc, nc, kc, c, ldc, acc);
+        else MacroRowMajorA(a, g.Lda, full, ap, bp, mc, nc, kc, c, ldc, acc, tile, prefetchNext);
     }
 
     /// <summary>
@@ -562,6 +583,16 @@ internal static unsafe class GemmDriver
                 CopyEdgeTile(tile, nr, cTile, ldc, rows, cols, acc);
             }
         }
+    }
+
+    /// <summary>Full 8×32 tiles only, A read in place, row tiles outer (<see cref="RowTilesOuter"/>). Vector512 path only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MacroRowTilesOuter(float* a, int lda, float* bp, int mc, int nc, int kc, float* c, int ldc, bool acc)
+    {
+        const int mr = GemmKernels.Mr512, nr = GemmKernels.Nr512;
+        for (int ir = 0; ir < mc; ir += mr)
+            for (int jr = 0; jr < nc; jr += nr)
+                GemmKernels.Kernel8x32RowMajorA(a + (long)ir * lda, lda, bp + (long)jr * kc, kc, c + (long)ir * ldc + jr, ldc, acc);
     }
 
     /// <summary>

@@ -188,13 +188,14 @@ public class GemmTests
     }
 
     [Fact]
-    public unsafe void FewRowColumnBlocksAreBitIdenticalToNcWideBlocks()
+    public unsafe void L2ColumnBlocksAndRowTilesOuterAreBitIdenticalToNcWideBlocks()
     {
-        // A few rows read in place pack B in narrow column blocks (GemmDriver.ColumnBlock); NC-wide blocks must give the
-        // same bits: ragged last blocks, several depth blocks, partial row tiles, one and two threads (the column runs).
+        // A read in place packs or streams B in column blocks that stay in L2 (GemmDriver.ColumnBlock), and more than 2·MC rows
+        // run their row tiles outer; NC-wide blocks with B micro-panels outer must give the same bits: ragged last blocks,
+        // several depth and row blocks, partial row tiles, one and two threads, B packed in the call and beforehand.
         if (!Gemm.IsSupported(GemmPath.Vector512)) return; // only where A is read in place
         var rng = new Random(78);
-        (int M, int N, int K)[] shapes = [(128, 700, 531), (37, 1100, 1500), (192, 1333, 192), (9, 4000, 300)];
+        (int M, int N, int K)[] shapes = [(128, 700, 531), (37, 1100, 1500), (192, 1333, 192), (9, 4000, 300), (400, 1100, 900), (203, 500, 1100)];
         foreach (var (m, n, k) in shapes)
             foreach (bool tb in new[] { false, true })
                 foreach (int threads in new[] { 1, 2 })
@@ -206,21 +207,24 @@ public class GemmTests
                     var c0 = Random(rng, m * ldc);
                     var args = new GemmArgs(GemmPath.Vector512, false, tb, m, n, k, null, lda, null, ldb, null, ldc, acc);
                     Assert.True(GemmDriver.ColumnBlock(in args, m, args.Kc) < Math.Min(n, GemmDriver.NC), $"({m},{n},{k}) is blocked narrower than N");
-                    float[] Run(long fewRowsBlockFloats)
+                    float[] Run(bool l2Blocks, bool prepacked)
                     {
                         var c = (float[])c0.Clone();
-                        long saved = GemmDriver.FewRowsBlockFloats;
+                        var saved = (GemmDriver.FewRowsBlockFloats, GemmDriver.ManyRowsBlockFloats, GemmDriver.RowTilesOuterOn);
                         try
                         {
-                            GemmDriver.FewRowsBlockFloats = fewRowsBlockFloats;
-                            Gemm.Multiply(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
+                            if (!l2Blocks) (GemmDriver.FewRowsBlockFloats, GemmDriver.ManyRowsBlockFloats, GemmDriver.RowTilesOuterOn) = (0, 0, false);
+                            if (prepacked) Gemm.Multiply(false, m, a, lda, PackedMatrix.Pack(GemmPath.Vector512, tb, k, n, b, ldb, threads), c, ldc, acc, threads);
+                            else Gemm.Multiply(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
                         }
-                        finally { GemmDriver.FewRowsBlockFloats = saved; }
+                        finally { (GemmDriver.FewRowsBlockFloats, GemmDriver.ManyRowsBlockFloats, GemmDriver.RowTilesOuterOn) = saved; }
                         return c;
                     }
-                    var wide = Run(0);
+                    var wide = Run(l2Blocks: false, prepacked: false);
                     AssertNearScalar(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c0, wide, ldc, acc);
-                    AssertBitEqual(wide, Run(GemmDriver.FewRowsBlockFloats), $"({m},{n},{k}) tb={tb} acc={acc} threads={threads}");
+                    string what = $"({m},{n},{k}) tb={tb} acc={acc} threads={threads}";
+                    AssertBitEqual(wide, Run(l2Blocks: true, prepacked: false), what);
+                    AssertBitEqual(wide, Run(l2Blocks: true, prepacked: true), what + " pre-packed B");
                 }
     }
 
