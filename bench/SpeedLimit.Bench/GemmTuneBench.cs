@@ -90,7 +90,9 @@ public sealed class GemmTuneBench : IBenchSection
             // a fine-tuning batch of short sentences (446 tokens) through a (192, 1024) layer
             (false, true, 446, 1024, 192), (false, false, 446, 192, 1024), (false, true, 446, 192, 192), (false, false, 446, 1024, 192),
             // one sequence through the (5, 528, 1016) layers the engine-vs-ONNX-Runtime figure runs: QKV, output, FFN in and out
-            (false, false, 128, 1584, 528), (false, false, 128, 528, 528), (false, false, 128, 1016, 528), (false, false, 128, 528, 1016)];
+            (false, false, 128, 1584, 528), (false, false, 128, 528, 528), (false, false, 128, 1016, 528), (false, false, 128, 528, 1016),
+            // a fine-tuning batch of 32 × 64 tokens through the pretrained (6, 384, 1536): QKV, output, FFN in and out, and dX of FFN in
+            (false, true, 2048, 1152, 384), (false, true, 2048, 384, 384), (false, true, 2048, 1536, 384), (false, true, 2048, 384, 1536), (false, false, 2048, 384, 1536)];
 
     public void Run(BenchReport report, bool quick)
     {
