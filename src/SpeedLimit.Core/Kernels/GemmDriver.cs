@@ -441,6 +441,11 @@ internal static unsafe class GemmDriver
                 for (int i = i0; i < i1; i++) new Span<float>(g.C + (long)i * g.Ldc + j0, j1 - j0).Clear();
             return;
         }
+        if (PacksAWhole(in g, i1 - i0))
+        {
+            RegionAWhole(in g, i0, i1, j0, j1);
+            return;
+        }
         var path = g.Path;
         int mr = TileRows(path), nr = TileCols(path);
         int kcLimit = RoundUp(KC, 16), mcMax = MC;
@@ -504,8 +509,61 @@ internal static unsafe class GemmDriver
     /// </summary>
     private static bool RowTilesOuter(in GemmArgs g, int rows) => RowTilesOuterOn && rows > 2 * MC && ReadsAInPlace(in g);
 
-    /// <summary>A switch for the bench (<see cref="RowTilesOuter"/>).</summary>
+    /// <summary>A switch for the bench (<see cref="RowTilesOuter"/>, <see cref="PacksAWhole"/>).</summary>
     internal static bool RowTilesOuterOn = true;
+
+    /// <summary>
+    /// Whether <see cref="RunRegion"/> packs all its rows of A per depth block and runs row tiles outer (<see cref="RegionAWhole"/>):
+    /// A packed (stored (K, M), a weight gradient's activations), more than 2·MC rows, Vector512, and the packed A at most
+    /// <see cref="MaxWholeAFloats"/>.
+    /// </summary>
+    private static bool PacksAWhole(in GemmArgs g, int rows) =>
+        RowTilesOuterOn && g.Path == GemmPath.Vector512 && !ReadsAInPlace(in g) && rows > 2 * MC
+        && (long)RoundUp(rows, GemmKernels.Mr512) * g.Kc <= MaxWholeAFloats;
+
+    /// <summary>
+    /// Largest A packed whole per depth block by <see cref="RegionAWhole"/> (floats, 8 MiB: 2,048 rows at K = 1024). Its micro-panels
+    /// are read from L3 once per column block; at 3,072 rows that no longer paid on the Xeon VM (0.99–1.16 on one thread,
+    /// 0.96–0.995 on two, where 256–2,048 rows read 1.04–1.16 and 0.95–1.17; docs/benchmarks.md).
+    /// </summary>
+    internal static long MaxWholeAFloats = 2L << 20;
+
+    /// <summary>
+    /// C[i0:i1, j0:j1] on the calling thread with A packed: per depth block, all the rows of A packed once (where row blocks packed
+    /// them again for every NC columns), then B in column blocks that stay in L2 (<see cref="ManyRowsBlockFloats"/>), each met by
+    /// every 8-row tile in turn, the tile's A micro-panel (8 × KC floats) in L1 across the block. The same tiles and the same
+    /// depth order per element as <see cref="RunRegion"/>'s blocks, so the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RegionAWhole(in GemmArgs g, int i0, int i1, int j0, int j1)
+    {
+        const GemmPath path = GemmPath.Vector512;
+        const int mr = GemmKernels.Mr512, nr = GemmKernels.Nr512;
+        int rows = i1 - i0, kcMax = g.Kc, ldc = g.Ldc;
+        int ncMax = ManyRowsBlockFloats > 0 ? (int)Math.Clamp(ManyRowsBlockFloats / kcMax / nr * nr, nr, Math.Max(nr, NC)) : NC;
+        var buffers = PackBuffers.Get((int)((long)RoundUp(rows, mr) * kcMax), RoundUp(NC, nr) * RoundUp(KC, 16));
+        float* ap = buffers.A, bp = buffers.B;
+        float* tile = stackalloc float[GemmKernels.MaxTile];
+        int fullRows = rows / mr * mr;
+        for (int pc = 0; pc < g.K; pc += kcMax)
+        {
+            int kc = Math.Min(kcMax, g.K - pc);
+            bool acc = g.Accumulate || pc > 0;
+            GemmPack.PackA(g.A, g.Lda, g.TransA, i0, rows, pc, kc, mr, ap, path);
+            for (int jc = j0; jc < j1; jc += ncMax)
+            {
+                int nc = Math.Min(ncMax, j1 - jc), fullCols = nc / nr * nr;
+                GemmPack.PackB(g.B, g.Ldb, g.TransB, pc, kc, jc, nc, nr, bp, path);
+                float* c = g.C + (long)i0 * ldc + jc;
+                for (int ir = 0; ir < fullRows; ir += mr)
+                    for (int jr = 0; jr < fullCols; jr += nr)
+                        GemmKernels.Tile(path, ap + (long)ir * kc, bp + (long)jr * kc, kc, c + (long)ir * ldc + jr, ldc, acc);
+                // The edges as Macro computes them: the last partial column panel for every row, then the last partial row panel.
+                if (fullCols < nc) Macro(path, ap, bp + (long)fullCols * kc, rows, nc - fullCols, kc, mr, nr, c + fullCols, ldc, acc, tile);
+                if (fullRows < rows) Macro(path, ap + (long)fullRows * kc, bp, rows - fullRows, fullCols, kc, mr, nr, c + (long)fullRows * ldc, ldc, acc, tile);
+            }
+        }
+    }
 
     /// <summary>Reads row-major A in place instead of packing it (<see cref="RowBlock"/>); a switch for the bench and tests.</summary>
     internal static bool ReadRowMajorA = true;

@@ -191,22 +191,25 @@ public class GemmTests
     public unsafe void L2ColumnBlocksAndRowTilesOuterAreBitIdenticalToNcWideBlocks()
     {
         // A read in place packs or streams B in column blocks that stay in L2 (GemmDriver.ColumnBlock), and more than 2·MC rows
-        // run their row tiles outer; NC-wide blocks with B micro-panels outer must give the same bits: ragged last blocks,
-        // several depth and row blocks, partial row tiles, one and two threads, B packed in the call and beforehand.
-        if (!Gemm.IsSupported(GemmPath.Vector512)) return; // only where A is read in place
+        // run their row tiles outer (with A packed, all its rows packed at once); NC-wide blocks with B micro-panels outer must
+        // give the same bits: ragged last blocks, several depth and row blocks, partial row tiles and column panels, one and two
+        // threads, B packed in the call and beforehand.
+        if (!Gemm.IsSupported(GemmPath.Vector512)) return; // the Vector512 path only
         var rng = new Random(78);
         (int M, int N, int K)[] shapes = [(128, 700, 531), (37, 1100, 1500), (192, 1333, 192), (9, 4000, 300), (400, 1100, 900), (203, 500, 1100)];
-        foreach (var (m, n, k) in shapes)
+        // A stored (K, M) is packed: more than 2·MC rows of it are packed whole per depth block, row tiles outer (RegionAWhole).
+        (int M, int N, int K)[] packedAShapes = [(400, 1100, 900), (203, 500, 1100), (1001, 70, 300)];
+        foreach (var (m, n, k, ta) in shapes.Select(s => (s.M, s.N, s.K, false)).Concat(packedAShapes.Select(s => (s.M, s.N, s.K, true))))
             foreach (bool tb in new[] { false, true })
                 foreach (int threads in new[] { 1, 2 })
                 {
                     bool acc = rng.Next(2) == 0;
-                    int lda = k + rng.Next(3), ldb = (tb ? k : n) + rng.Next(3), ldc = n + rng.Next(3);
-                    var a = Random(rng, m * lda);
+                    int lda = (ta ? m : k) + rng.Next(3), ldb = (tb ? k : n) + rng.Next(3), ldc = n + rng.Next(3);
+                    var a = Random(rng, (ta ? k : m) * lda);
                     var b = Random(rng, (tb ? n : k) * ldb);
                     var c0 = Random(rng, m * ldc);
                     var args = new GemmArgs(GemmPath.Vector512, false, tb, m, n, k, null, lda, null, ldb, null, ldc, acc);
-                    Assert.True(GemmDriver.ColumnBlock(in args, m, args.Kc) < Math.Min(n, GemmDriver.NC), $"({m},{n},{k}) is blocked narrower than N");
+                    if (!ta) Assert.True(GemmDriver.ColumnBlock(in args, m, args.Kc) < Math.Min(n, GemmDriver.NC), $"({m},{n},{k}) is blocked narrower than N");
                     float[] Run(bool l2Blocks, bool prepacked)
                     {
                         var c = (float[])c0.Clone();
@@ -214,15 +217,15 @@ public class GemmTests
                         try
                         {
                             if (!l2Blocks) (GemmDriver.FewRowsBlockFloats, GemmDriver.ManyRowsBlockFloats, GemmDriver.RowTilesOuterOn) = (0, 0, false);
-                            if (prepacked) Gemm.Multiply(false, m, a, lda, PackedMatrix.Pack(GemmPath.Vector512, tb, k, n, b, ldb, threads), c, ldc, acc, threads);
-                            else Gemm.Multiply(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
+                            if (prepacked) Gemm.Multiply(ta, m, a, lda, PackedMatrix.Pack(GemmPath.Vector512, tb, k, n, b, ldb, threads), c, ldc, acc, threads);
+                            else Gemm.Multiply(GemmPath.Vector512, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
                         }
                         finally { (GemmDriver.FewRowsBlockFloats, GemmDriver.ManyRowsBlockFloats, GemmDriver.RowTilesOuterOn) = saved; }
                         return c;
                     }
                     var wide = Run(l2Blocks: false, prepacked: false);
-                    AssertNearScalar(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c0, wide, ldc, acc);
-                    string what = $"({m},{n},{k}) tb={tb} acc={acc} threads={threads}";
+                    AssertNearScalar(GemmPath.Vector512, ta, tb, m, n, k, a, lda, b, ldb, c0, wide, ldc, acc);
+                    string what = $"({m},{n},{k}) ta={ta} tb={tb} acc={acc} threads={threads}";
                     AssertBitEqual(wide, Run(l2Blocks: true, prepacked: false), what);
                     AssertBitEqual(wide, Run(l2Blocks: true, prepacked: true), what + " pre-packed B");
                 }
