@@ -198,7 +198,7 @@ public class GemmTests
         var rng = new Random(78);
         (int M, int N, int K)[] shapes = [(128, 700, 531), (37, 1100, 1500), (192, 1333, 192), (9, 4000, 300), (400, 1100, 900), (203, 500, 1100)];
         // A stored (K, M) is packed: more than 2·MC rows of it are packed whole per depth block, row tiles outer (RegionAWhole).
-        (int M, int N, int K)[] packedAShapes = [(400, 1100, 900), (203, 500, 1100), (1001, 70, 300)];
+        (int M, int N, int K)[] packedAShapes = [(400, 1100, 900), (600, 700, 1300), (1001, 70, 300)];
         foreach (var (m, n, k, ta) in shapes.Select(s => (s.M, s.N, s.K, false)).Concat(packedAShapes.Select(s => (s.M, s.N, s.K, true))))
             foreach (bool tb in new[] { false, true })
                 foreach (int threads in new[] { 1, 2 })
