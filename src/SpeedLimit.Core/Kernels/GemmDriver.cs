@@ -480,11 +480,14 @@ internal static unsafe class GemmDriver
     /// costs only a pass over A. Where A is packed, NC: each column block would pack all of A again. Column blocking changes
     /// no sum, so the bits are the same whatever the block.
     /// </summary>
-    internal static int ColumnBlock(in GemmArgs g, int rows, int kc)
+    internal static int ColumnBlock(in GemmArgs g, int rows, int kc) =>
+        ReadsAInPlace(in g) ? ColumnsIn(rows <= 2 * MC ? FewRowsBlockFloats : ManyRowsBlockFloats, kc, g.Path) : NC;
+
+    /// <summary>Whole NR-wide panels of B that <paramref name="floats"/> hold at depth <paramref name="kc"/>, from one panel up to NC columns (0 floats: NC).</summary>
+    private static int ColumnsIn(long floats, int kc, GemmPath path)
     {
-        long floats = rows <= 2 * MC ? FewRowsBlockFloats : ManyRowsBlockFloats;
-        if (floats <= 0 || !ReadsAInPlace(in g)) return NC;
-        int nr = TileCols(g.Path);
+        if (floats <= 0) return NC;
+        int nr = TileCols(path);
         return (int)Math.Clamp(floats / Math.Max(1, kc) / nr * nr, nr, Math.Max(nr, NC));
     }
 
@@ -524,7 +527,8 @@ internal static unsafe class GemmDriver
     /// <summary>
     /// Largest A packed whole per depth block by <see cref="RegionAWhole"/> (floats, 8 MiB: 2,048 rows at K = 1024). Its micro-panels
     /// are read from L3 once per column block; at 3,072 rows that no longer paid on the Xeon VM (0.99–1.16 on one thread,
-    /// 0.96–0.995 on two, where 256–2,048 rows read 1.04–1.16 and 0.95–1.17; docs/benchmarks.md).
+    /// 0.96–0.995 on two, where 256–2,048 rows read 1.04–1.16 and 0.95–1.17; docs/benchmarks.md). A thread's pack buffer for A
+    /// grows to this size once and is kept, as the other pack buffers are.
     /// </summary>
     internal static long MaxWholeAFloats = 2L << 20;
 
@@ -540,7 +544,7 @@ internal static unsafe class GemmDriver
         const GemmPath path = GemmPath.Vector512;
         const int mr = GemmKernels.Mr512, nr = GemmKernels.Nr512;
         int rows = i1 - i0, kcMax = g.Kc, ldc = g.Ldc;
-        int ncMax = ManyRowsBlockFloats > 0 ? (int)Math.Clamp(ManyRowsBlockFloats / kcMax / nr * nr, nr, Math.Max(nr, NC)) : NC;
+        int ncMax = ColumnsIn(ManyRowsBlockFloats, kcMax, path);
         var buffers = PackBuffers.Get((int)((long)RoundUp(rows, mr) * kcMax), RoundUp(NC, nr) * RoundUp(KC, 16));
         float* ap = buffers.A, bp = buffers.B;
         float* tile = stackalloc float[GemmKernels.MaxTile];
