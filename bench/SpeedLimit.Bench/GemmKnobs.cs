@@ -17,6 +17,10 @@ public static class GemmKnobs
     private static Knob Count(string name, string help, Func<int> get, Action<int> set, int min = 1) =>
         new(name, help, () => $"{get()}", v => set(int.Parse(v)), v => int.TryParse(v, out int n) && n >= min);
 
+    /// <summary>A size held in floats, written in KiB (0 and up).</summary>
+    private static Knob Kib(string name, string help, Func<long> getFloats, Action<long> setFloats) =>
+        Count(name, help, () => (int)(getFloats() / 256), v => setFloats(v * 256L), min: 0);
+
     /// <summary>An on/off setting, written 1 or 0.</summary>
     private static Knob Switch(string name, string help, Func<bool> get, Action<bool> set) =>
         new(name, help, () => get() ? "1" : "0", v => set(v != "0"), v => v is "0" or "1");
@@ -26,10 +30,8 @@ public static class GemmKnobs
         Count("KC", "depth block", () => GemmDriver.KC, v => GemmDriver.KC = v),
         Count("MC", "row block", () => GemmDriver.MC, v => GemmDriver.MC = v),
         Count("NC", "column block", () => GemmDriver.NC, v => GemmDriver.NC = v),
-        Count("FEW_ROWS_BLOCK_KIB", "KiB of B packed at once for a few rows read in place (0: NC columns)", () => (int)(GemmDriver.FewRowsBlockFloats / 256),
-            v => GemmDriver.FewRowsBlockFloats = v * 256L, min: 0),
-        Count("MANY_ROWS_BLOCK_KIB", "KiB of B per column block for more rows read in place (0: NC columns)", () => (int)(GemmDriver.ManyRowsBlockFloats / 256),
-            v => GemmDriver.ManyRowsBlockFloats = v * 256L, min: 0),
+        Kib("FEW_ROWS_BLOCK_KIB", "KiB of B packed at once for a few rows read in place (0: NC columns)", () => GemmDriver.FewRowsBlockFloats, v => GemmDriver.FewRowsBlockFloats = v),
+        Kib("MANY_ROWS_BLOCK_KIB", "KiB of B per column block for more rows read in place (0: NC columns)", () => GemmDriver.ManyRowsBlockFloats, v => GemmDriver.ManyRowsBlockFloats = v),
         Switch("ROW_TILES_OUTER", "row tiles outer in the full row blocks of many rows read in place (1/0)", () => GemmDriver.RowTilesOuterOn, v => GemmDriver.RowTilesOuterOn = v),
         Count("MIN_CHUNK_COLUMNS", "narrowest column run of a few-row product", () => GemmDriver.MinChunkColumns, v => GemmDriver.MinChunkColumns = v),
         Count("COLUMN_CHUNK_ROWS", "most rows split by columns alone", () => GemmDriver.ColumnChunkMaxRows, v => GemmDriver.ColumnChunkMaxRows = v),

@@ -20,7 +20,6 @@ public sealed unsafe class GemmPackBench : IBenchSection
 
     public void Run(BenchReport report, bool quick)
     {
-        GemmKnobs.ApplyEnvironment(); // GEMM_PACK_ROWS, GEMM_PREFETCH_BANDS, … (GemmKnobs)
         var path = Gemm.AutoPath;
         if (path == GemmPath.Scalar)
         {

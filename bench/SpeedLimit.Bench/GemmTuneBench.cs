@@ -96,7 +96,6 @@ public sealed class GemmTuneBench : IBenchSection
 
     public void Run(BenchReport report, bool quick)
     {
-        GemmKnobs.ApplyEnvironment();
         report.Note($"  path={Gemm.Path} KC={GemmDriver.KC} MC={GemmDriver.MC} NC={GemmDriver.NC}");
         int runs = quick ? 5 : 15;
         report.Figure("fma peak per-cpu-second t1", FmaPeak.Measure(1, 5).CpuGflops, "GFLOP/s");

@@ -36,7 +36,7 @@ if (unknown.Count > 0)
 }
 try
 {
-    GemmKnobs.ApplyEnvironment();
+    GemmKnobs.ApplyEnvironment(); // once, for every section (gemm-ab's variants start from the defaults instead)
 }
 catch (ArgumentException e)
 {

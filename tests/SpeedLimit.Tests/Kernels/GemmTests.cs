@@ -168,16 +168,13 @@ public class GemmTests
                     var c0 = Random(rng, m * ldc);
                     float[] Run(bool inPlace, bool prepacked)
                     {
-                        var c = (float[])c0.Clone();
                         bool saved = GemmDriver.ReadRowMajorA;
                         try
                         {
                             GemmDriver.ReadRowMajorA = inPlace;
-                            if (prepacked) Gemm.Multiply(false, m, a, lda, PackedMatrix.Pack(GemmPath.Vector512, tb, k, n, b, ldb, threads), c, ldc, acc, threads);
-                            else Gemm.Multiply(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
+                            return Vector512Product(false, tb, m, n, k, a, lda, b, ldb, c0, ldc, acc, threads, prepacked);
                         }
                         finally { GemmDriver.ReadRowMajorA = saved; }
-                        return c;
                     }
                     var packedA = Run(inPlace: false, prepacked: false);
                     AssertNearScalar(GemmPath.Vector512, false, tb, m, n, k, a, lda, b, ldb, c0, packedA, ldc, acc);
@@ -212,16 +209,13 @@ public class GemmTests
                     if (!ta) Assert.True(GemmDriver.ColumnBlock(in args, m, args.Kc) < Math.Min(n, GemmDriver.NC), $"({m},{n},{k}) is blocked narrower than N");
                     float[] Run(bool l2Blocks, bool prepacked)
                     {
-                        var c = (float[])c0.Clone();
                         var saved = (GemmDriver.FewRowsBlockFloats, GemmDriver.ManyRowsBlockFloats, GemmDriver.RowTilesOuterOn);
                         try
                         {
                             if (!l2Blocks) (GemmDriver.FewRowsBlockFloats, GemmDriver.ManyRowsBlockFloats, GemmDriver.RowTilesOuterOn) = (0, 0, false);
-                            if (prepacked) Gemm.Multiply(ta, m, a, lda, PackedMatrix.Pack(GemmPath.Vector512, tb, k, n, b, ldb, threads), c, ldc, acc, threads);
-                            else Gemm.Multiply(GemmPath.Vector512, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
+                            return Vector512Product(ta, tb, m, n, k, a, lda, b, ldb, c0, ldc, acc, threads, prepacked);
                         }
                         finally { (GemmDriver.FewRowsBlockFloats, GemmDriver.ManyRowsBlockFloats, GemmDriver.RowTilesOuterOn) = saved; }
-                        return c;
                     }
                     var wide = Run(l2Blocks: false, prepacked: false);
                     AssertNearScalar(GemmPath.Vector512, ta, tb, m, n, k, a, lda, b, ldb, c0, wide, ldc, acc);
@@ -229,6 +223,16 @@ public class GemmTests
                     AssertBitEqual(wide, Run(l2Blocks: true, prepacked: false), what);
                     AssertBitEqual(wide, Run(l2Blocks: true, prepacked: true), what + " pre-packed B");
                 }
+    }
+
+    /// <summary>C0 (+)= op(A)·op(B) on the Vector512 path into a copy of <paramref name="c0"/>, B packed in the call or beforehand.</summary>
+    private static float[] Vector512Product(bool ta, bool tb, int m, int n, int k, float[] a, int lda, float[] b, int ldb, float[] c0, int ldc,
+        bool acc, int threads, bool prepacked)
+    {
+        var c = (float[])c0.Clone();
+        if (prepacked) Gemm.Multiply(ta, m, a, lda, PackedMatrix.Pack(GemmPath.Vector512, tb, k, n, b, ldb, threads), c, ldc, acc, threads);
+        else Gemm.Multiply(GemmPath.Vector512, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc, threads);
+        return c;
     }
 
     [Theory]
